@@ -1,0 +1,63 @@
+# duia-spark — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Re-installs only when the dependency set or the checkout location changes.
+SETUP_KEY := $(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-$(shell echo $(CURDIR) | sha1sum | cut -c1-8)
+STAMP := $(VENV)/.duia-setup-$(SETUP_KEY)
+JARS_READY := .duia/ivy/jars/.ready
+DEMO_RAW ?= .duia/demo/raw
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-fast lint format demo bench bench-pipeline bench-model mlflow-ui clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP) $(JARS_READY) ## create the venv (VENV=...), install the pinned stack, cache Delta's jars
+	@echo "setup: ready (venv $(VENV), Delta jars in .duia/ivy/jars)"
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.duia-setup-*-$(shell echo $(CURDIR) | sha1sum | cut -c1-8)
+	@touch $@
+
+$(JARS_READY): $(STAMP)
+	$(PY) -m duia_spark.jars
+	@touch $@
+
+test: setup ## run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## run the tests that need no Spark job or training run
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup ## ruff lint + format check
+	$(VENV)/bin/ruff check duia_spark jobs tests bench
+	$(VENV)/bin/ruff format --check duia_spark jobs tests bench
+
+format: setup ## ruff format + autofix
+	$(VENV)/bin/ruff format duia_spark jobs tests bench
+	$(VENV)/bin/ruff check --fix duia_spark jobs tests bench
+
+demo: setup ## generate synthetic logs and run the pipeline on them (local lakehouse)
+	$(VENV)/bin/duia generate --out $(DEMO_RAW) --users 2000 --items 500 --days 28 --seed 1 --dirty-rate 0.001
+	$(VENV)/bin/duia ingest --source synthetic --path $(DEMO_RAW)
+
+bench: bench-model bench-pipeline ## run every benchmark (tables in bench/results/)
+
+bench-model: setup ## model step time / retrieval benchmark
+	$(PY) bench/model.py
+
+bench-pipeline: setup ## Spark feature-job throughput at 1x and 4x data
+	$(PY) bench/pipeline.py
+
+mlflow-ui: setup ## open the MLflow UI on the local store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.duia/mlflow.db --port 5000
+
+clean: ## remove local state (lakehouse, MLflow store, caches); keeps the venv and jars
+	rm -rf .duia/lakehouse .duia/mlflow.db .duia/mlartifacts .duia/checkpoints .duia/petastorm .duia/demo

@@ -1,0 +1,1 @@
+"""duia-spark: PLE + DUIA ranking pipeline on Spark."""

@@ -1,0 +1,322 @@
+"""Typed configuration: `conf/default.yaml` + optional override file + `--set key=value`.
+
+Every section is a dataclass; loading walks the YAML against the dataclass fields,
+so an unknown key or a value of the wrong type fails at start-up with the key's
+dotted name, not an hour later inside a Spark job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from duia_spark.model.config import ModelConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONF = PROJECT_ROOT / "conf" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass
+class SparkConfig:
+    master: str = "local[*]"
+    app_name: str = "duia-spark"
+    log_level: str = "WARN"
+    shuffle_partitions: int = 8
+    driver_memory: str = "4g"
+    # Folder holding Ivy's resolved Delta jars; filled once by `make setup`.
+    jars_cache: str = ".duia/ivy"
+    # Extra `spark.*` settings passed through verbatim.
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TablesConfig:
+    events: str = "bronze/events"
+    events_rejected: str = "bronze/events_rejected"
+    user_profiles: str = "bronze/user_profiles"
+    item_features: str = "bronze/item_features"
+    user_activity: str = "silver/user_activity"
+    user_sequences: str = "silver/user_sequences"
+    item_stats: str = "silver/item_stats"
+    vocabulary: str = "silver/vocabulary"
+    samples: str = "gold/samples"
+    scores: str = "gold/scores"
+    run_ledger: str = "ops/run_ledger"
+
+
+@dataclass
+class LakehouseConfig:
+    root: str = ".duia/lakehouse"
+    tables: TablesConfig = field(default_factory=TablesConfig)
+
+
+@dataclass
+class IngestConfig:
+    # Timezone of the calendar day a drop is named after (and of KuaiRand's `date`).
+    source_timezone: str = "UTC"
+    # A play time longer than this many times the video's duration is rejected as absurd.
+    max_play_to_duration_ratio: float = 20.0
+    # Any single time field above this (ms) is rejected as absurd (default 1 day).
+    max_duration_ms: int = 86_400_000
+    # Behaviour when the drop for the requested date has no files: "fail" or "skip".
+    on_missing_drop: str = "fail"
+
+
+@dataclass
+class GeneratorConfig:
+    users: int = 2000
+    items: int = 500
+    days: int = 28
+    seed: int = 1
+    start_date: str = "2026-01-01"
+    groups: int = 8
+    topics: int = 8
+    latent_dim: int = 8
+    categories: int = 16
+    authors: int = 200
+    # Output formats of the daily drops: any of csv, parquet.
+    formats: list[str] = field(default_factory=lambda: ["csv"])
+    # Mean exposures per active day of the most active user; activity is heavy-tailed.
+    max_events_per_active_day: int = 60
+    partitions: int = 8
+
+
+@dataclass
+class ActivityConfig:
+    window_days: int = 30
+    # An interaction counts as "valid" if any of these signals is 1 ...
+    valid_signals: list[str] = field(default_factory=lambda: ["long_view"])
+    # ... or its play time reaches this many milliseconds (0 disables the rule).
+    valid_min_play_time_ms: int = 0
+    low_max_active_days: int = 5  # low-active: fewer active days than this ...
+    low_min_valid_interactions: int = 20  # ... or fewer valid interactions than this
+    high_min_active_days: int = 20  # high-active: at least this many active days
+
+
+@dataclass
+class SequenceConfig:
+    exposures_len: int = 50
+    positives_len: int = 20
+    negatives_len: int = 10
+    positive_signals: list[str] = field(
+        default_factory=lambda: ["long_view", "like", "share", "follow"]
+    )
+    negative_signals: list[str] = field(default_factory=lambda: ["hate"])
+    # Behaviour when a date has no events: "empty" (write empty partition) or "skip".
+    on_missing_events: str = "empty"
+
+
+@dataclass
+class ItemStatsConfig:
+    windows_days: list[int] = field(default_factory=lambda: [1, 7, 30])
+
+
+@dataclass
+class TrainConfig:
+    train_days: int = 14
+    epochs: int = 3
+    batch_size: int = 1024
+    lr: float = 0.002
+    num_processes: int = 1
+    local_mode: bool = True
+    use_gpu: str = "auto"
+    early_stopping_patience: int = 2
+    checkpoint_dir: str = ".duia/checkpoints"
+    petastorm_cache_dir: str = ".duia/petastorm"
+    cold_start: bool = False
+    warm_start_weights: bool = False
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str = "sqlite:///.duia/mlflow.db"
+    artifact_root: str = ".duia/mlartifacts"
+    experiment: str = "duia-ranker"
+    registered_model: str = "duia-ranker"
+    champion_alias: str = "champion"
+
+
+@dataclass
+class Config:
+    # Local state (lakehouse, MLflow store, caches) lives under this folder by default.
+    state_dir: str = ".duia"
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    activity: ActivityConfig = field(default_factory=ActivityConfig)
+    sequences: SequenceConfig = field(default_factory=SequenceConfig)
+    item_stats: ItemStatsConfig = field(default_factory=ItemStatsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+    def resolve_path(self, path: str) -> str:
+        """Relative paths in config are relative to the project root, not the cwd."""
+        if "://" in path:
+            return path
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else PROJECT_ROOT / p)
+
+    @property
+    def lakehouse_root(self) -> str:
+        return self.resolve_path(self.lakehouse.root)
+
+    @property
+    def tracking_uri(self) -> str:
+        uri = self.mlflow.tracking_uri
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            return prefix + self.resolve_path(uri[len(prefix) :])
+        return uri
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` converted to `tp` where the conversion is lossless, else raise."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build_nested(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError("; ".join(errors))
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return [_check_type(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        k_tp, v_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {
+            _check_type(k, k_tp, f"{key}"): _check_type(v, v_tp, f"{key}.{k}")
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if tp is Any:
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")
+
+
+def _deep_update(base: dict, upd: dict) -> dict:
+    out = dict(base)
+    for k, v in upd.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _parse_override(item: str) -> dict:
+    """`a.b.c=value` → {"a": {"b": {"c": value}}}, value parsed as YAML scalar/list."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else ""
+    out: dict = {}
+    cur = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    return data
+
+
+def load_config(
+    conf_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base_file: str | Path = DEFAULT_CONF,
+) -> Config:
+    """Load defaults, then the optional override file, then `key=value` overrides."""
+    data = _read_yaml(Path(base_file))
+    if conf_file:
+        data = _deep_update(data, _read_yaml(Path(conf_file)))
+    for item in overrides or []:
+        data = _deep_update(data, _parse_override(item))
+    return _build_nested(Config, data, "")
+
+
+def _build_nested(cls: type, data: dict, prefix: str) -> Any:
+    """Build a dataclass whose nested dataclass fields start from their own defaults."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]} (known keys here: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+            kwargs[name] = _build_nested(tp, value, key)
+        else:
+            kwargs[name] = _check_type(value, tp, key)
+    return cls(**kwargs)
+
+
+def config_as_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"spark.master": "local[*]", ...}` — for logging every value as an MLflow param."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(v):
+            out.update(config_as_flat_dict(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,279 @@
+"""Synthetic interaction logs with planted ground truth — the embedded default data.
+
+Users belong to planted interest groups, items to latent topics; the probability of
+every signal follows the true user-item affinity; activity is heavy-tailed so that
+many users are low-active. The logs are shaped like a KuaiRand export (one folder per
+day); the truth is written beside them for simulation-based evaluation and is never
+read by the training stages.
+
+Users and items (small) are drawn with numpy; events (large) are drawn by Spark with
+counter-based hashing, so the output depends only on the seed, not on partitioning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from duia_spark.config import GeneratorConfig
+
+LOG_DIR = "log"
+USERS_FILE = "users/users.csv"
+ITEMS_FILE = "items/items.csv"
+TRUTH_DIR = "truth"
+MANIFEST = "_manifest.json"
+
+# Columns of a daily drop, in KuaiRand's order and naming.
+LOG_COLUMNS = [
+    "user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow",
+    "is_comment", "is_forward", "is_hate", "long_view", "play_time_ms", "duration_ms", "tab",
+]  # fmt: skip
+
+_MASK52 = (1 << 52) - 1
+
+
+@dataclass(frozen=True)
+class Population:
+    """The planted truth: who likes what, and how active everyone is."""
+
+    users: pd.DataFrame  # user_id, group, p_active, events_per_day, latent, profile columns
+    items: pd.DataFrame  # video_id, topic, latent, category, author_id, duration_ms
+    group_topic: np.ndarray  # [groups] favourite topic of each group
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def draw_population(cfg: GeneratorConfig) -> Population:
+    rng = np.random.default_rng(cfg.seed)
+    d = cfg.latent_dim
+    group_centres = _unit_rows(rng.normal(size=(cfg.groups, d)))
+    topic_centres = _unit_rows(rng.normal(size=(cfg.topics, d)))
+    group_topic = np.argmax(group_centres @ topic_centres.T, axis=1)
+
+    group = rng.integers(0, cfg.groups, cfg.users)
+    user_latent = _unit_rows(group_centres[group] + 0.35 * rng.normal(size=(cfg.users, d)))
+    # Heavy-tailed activity: most users show up on a few days with a few exposures.
+    p_active = np.clip(rng.beta(0.45, 1.3, cfg.users), 0.02, 0.97)
+    events_per_day = 1 + np.floor(cfg.max_events_per_active_day * rng.beta(0.6, 3.0, cfg.users))
+    users = pd.DataFrame(
+        {
+            "user_id": [f"u{i:07d}" for i in range(cfg.users)],
+            "group": group.astype("int32"),
+            "p_active": p_active,
+            "events_per_day": events_per_day.astype("int32"),
+            "latent": list(user_latent),
+            "gender": rng.choice(["F", "M", "U"], cfg.users, p=[0.45, 0.45, 0.10]),
+            "age_range": rng.choice(["18-23", "24-30", "31-40", "41-50", "50+"], cfg.users),
+            "register_days": rng.integers(1, 2000, cfg.users).astype("int32"),
+            "follow_user_num": rng.geometric(0.05, cfg.users).astype("int32"),
+        }
+    )
+
+    # Items of topic t are t, t+T, t+2T, ...: an item of a given topic is cheap to draw.
+    topic = np.arange(cfg.items) % cfg.topics
+    item_latent = _unit_rows(topic_centres[topic] + 0.35 * rng.normal(size=(cfg.items, d)))
+    categories_per_topic = max(1, cfg.categories // cfg.topics)
+    category = topic * categories_per_topic + rng.integers(0, categories_per_topic, cfg.items)
+    items = pd.DataFrame(
+        {
+            "video_id": [f"v{i:07d}" for i in range(cfg.items)],
+            "topic": topic.astype("int32"),
+            "latent": list(item_latent),
+            "category": [f"c{c:03d}" for c in category],
+            "author_id": [f"a{a:05d}" for a in rng.integers(0, cfg.authors, cfg.items)],
+            "duration_ms": (rng.lognormal(10.3, 0.6, cfg.items)).astype("int64") + 3000,
+        }
+    )
+    return Population(users=users, items=items, group_topic=group_topic)
+
+
+def _uniform(seed: int, salt: str, *cols: Column) -> Column:
+    """A deterministic U[0,1) per row from a counter-based hash of (seed, salt, cols)."""
+    h = F.xxhash64(F.lit(seed), F.lit(salt), *cols)
+    return h.bitwiseAND(F.lit(_MASK52)).cast("double") / float(1 << 52)
+
+
+def _dot(a: Column, b: Column) -> Column:
+    return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0), lambda acc, x: acc + x)
+
+
+def _flag(c: Column) -> Column:
+    return F.when(c, 1).otherwise(0)
+
+
+def generate_day_events(
+    spark: SparkSession,
+    pop_users: DataFrame,
+    pop_items: DataFrame,
+    cfg: GeneratorConfig,
+    day: dt.date,
+    n_items: int,
+    dirty_rate: float = 0.0,
+) -> DataFrame:
+    """One day's raw log rows (KuaiRand columns, all as strings, as in a CSV export)."""
+    seed, day_no = cfg.seed, F.lit(day.toordinal())
+    u = pop_users.where(_uniform(seed, "active", F.col("uid"), day_no) < F.col("p_active"))
+    n_events = (
+        F.floor(F.col("events_per_day") * (0.5 + _uniform(seed, "n", F.col("uid"), day_no))) + 1
+    ).cast("int")
+    ev = u.withColumn("k", F.explode(F.sequence(F.lit(0), n_events - 1)))
+    key = (F.col("uid"), day_no, F.col("k"))
+    # Half the exposures come from the user's group's favourite topic (what a recommender
+    # would show), half from a popularity-skewed draw over the whole catalogue.
+    per_topic = max(1, n_items // cfg.topics)
+    from_topic = F.col("fav_topic") + cfg.topics * F.floor(
+        _uniform(seed, "it", *key) * per_topic
+    ).cast("long")
+    popular = F.floor(F.pow(_uniform(seed, "ip", *key), 2.0) * n_items).cast("long")
+    ev = ev.withColumn(
+        "iid",
+        F.when(_uniform(seed, "src", *key) < 0.5, F.least(from_topic, F.lit(n_items - 1))).otherwise(
+            popular
+        ),
+    )
+    ev = ev.join(F.broadcast(pop_items), "iid")
+    aff = _dot(F.col("u_latent"), F.col("i_latent"))  # cosine of unit vectors, in [-1, 1]
+
+    def sig(x: Column) -> Column:
+        return 1.0 / (1.0 + F.exp(-x))
+
+    r: Callable[[str], Column] = lambda salt: _uniform(seed, salt, *key)  # noqa: E731
+    click = r("click") < sig(4.0 * aff - 0.5)
+    watch = F.when(click, 1.3 * sig(3.0 * aff + 4.0 * (r("watch") - 0.5))).otherwise(
+        0.08 * r("watch")
+    )
+    long_view = click & (watch > 0.6)
+    like = long_view & (r("like") < sig(4.0 * aff - 2.0))
+    ts_ms = F.lit(int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)) + F.floor(
+        r("ts") * 86_400_000
+    ).cast("long")
+    ev = ev.select(
+        F.col("user_id"),
+        F.col("video_id"),
+        F.lit(day.strftime("%Y%m%d")).alias("date"),
+        F.date_format(F.timestamp_millis(ts_ms), "HHmm").alias("hourmin"),
+        ts_ms.alias("time_ms"),
+        _flag(click).alias("is_click"),
+        _flag(like).alias("is_like"),
+        _flag(like & (r("follow") < 0.08)).alias("is_follow"),
+        _flag(click & (r("comment") < sig(4.0 * aff - 4.0))).alias("is_comment"),
+        _flag(like & (r("share") < 0.15)).alias("is_forward"),
+        _flag(~click & (r("hate") < sig(-4.0 * aff - 3.0))).alias("is_hate"),
+        _flag(long_view).alias("long_view"),
+        F.floor(watch * F.col("duration_ms")).cast("long").alias("play_time_ms"),
+        F.col("duration_ms"),
+        F.floor(r("tab") * 6).cast("int").alias("tab"),
+        F.col("k"),
+        F.col("uid"),
+    )
+    ev = ev.select(*[F.col(c).cast("string").alias(c) for c in LOG_COLUMNS], "k", "uid")
+    if dirty_rate > 0:
+        ev = _inject_dirty_rows(ev, seed, day_no, dirty_rate)
+    return ev.drop("k", "uid")
+
+
+def _inject_dirty_rows(ev: DataFrame, seed: int, day_no: Column, rate: float) -> DataFrame:
+    """Corrupt a small share of rows the way real exports go wrong, and add duplicates."""
+    key = (F.col("uid"), day_no, F.col("k"))
+    h = _uniform(seed, "dirty", *key)
+    kind = F.floor(_uniform(seed, "dirty-kind", *key) * 5)
+    dirty = h < rate
+    ev = ev.withColumns(
+        {
+            "user_id": F.when(dirty & (kind == 0), F.lit(None)).otherwise(F.col("user_id")),
+            "play_time_ms": F.when(dirty & (kind == 1), F.lit("-1500")).otherwise(
+                F.col("play_time_ms")
+            ),
+            "is_click": F.when(dirty & (kind == 2), F.lit("7")).otherwise(F.col("is_click")),
+            "time_ms": F.when(dirty & (kind == 3), F.lit("not-a-time")).otherwise(
+                F.col("time_ms")
+            ),
+        }
+    )
+    dupes = ev.where(dirty & (kind == 4))
+    return ev.unionByName(dupes)
+
+
+def generate(
+    spark: SparkSession,
+    cfg: GeneratorConfig,
+    out: str,
+    dirty_rate: float = 0.0,
+    log: Callable[[str], None] = print,
+) -> Population:
+    """Write `cfg.days` daily drops, the profile files and the truth under `out`."""
+    out_path = Path(out)
+    pop = draw_population(cfg)
+    users = pop.users.assign(uid=np.arange(len(pop.users)), fav_topic=pop.group_topic[pop.users["group"]])
+    items = pop.items.assign(iid=np.arange(len(pop.items)))
+    u_df = spark.createDataFrame(
+        users[["uid", "user_id", "p_active", "events_per_day", "fav_topic"]].assign(
+            u_latent=users["latent"].map(list)
+        )
+    ).repartition(cfg.partitions)
+    i_df = spark.createDataFrame(
+        items[["iid", "video_id", "duration_ms"]].assign(i_latent=items["latent"].map(list))
+    )
+    u_df = u_df.withColumn("fav_topic", F.col("fav_topic").cast("long")).cache()
+    i_df = i_df.cache()
+
+    start = dt.date.fromisoformat(cfg.start_date)
+    for i in range(cfg.days):
+        day = start + dt.timedelta(days=i)
+        events = generate_day_events(spark, u_df, i_df, cfg, day, len(items), dirty_rate)
+        day_dir = out_path / LOG_DIR / day.isoformat()
+        events = events.coalesce(max(1, cfg.partitions // 4)).cache()
+        n = events.count()
+        for fmt in cfg.formats:
+            writer = events.write.mode("overwrite")
+            if fmt == "csv":
+                writer.option("header", True).csv(str(day_dir / "csv"))
+            elif fmt == "parquet":
+                writer.parquet(str(day_dir / "parquet"))
+            else:
+                raise ValueError(f"generator.formats: unknown format {fmt!r} (csv, parquet)")
+        events.unpersist()
+        log(f"[generate] {day.isoformat()}  {n:>9,d} events  ({i + 1}/{cfg.days})")
+
+    _write_profiles_and_truth(pop, out_path, cfg, dirty_rate)
+    u_df.unpersist()
+    i_df.unpersist()
+    return pop
+
+
+def _write_profiles_and_truth(
+    pop: Population, out: Path, cfg: GeneratorConfig, dirty_rate: float
+) -> None:
+    (out / "users").mkdir(parents=True, exist_ok=True)
+    (out / "items").mkdir(parents=True, exist_ok=True)
+    (out / TRUTH_DIR).mkdir(parents=True, exist_ok=True)
+    pop.users[["user_id", "gender", "age_range", "register_days", "follow_user_num"]].to_csv(
+        out / USERS_FILE, index=False
+    )
+    pop.items[["video_id", "category", "author_id", "duration_ms"]].to_csv(
+        out / ITEMS_FILE, index=False
+    )
+    truth_users = pop.users[["user_id", "group", "p_active", "events_per_day"]].copy()
+    truth_users["latent"] = pop.users["latent"].map(lambda v: v.astype("float32").tolist())
+    truth_users.to_parquet(out / TRUTH_DIR / "users.parquet", index=False)
+    truth_items = pop.items[["video_id", "topic"]].copy()
+    truth_items["latent"] = pop.items["latent"].map(lambda v: v.astype("float32").tolist())
+    truth_items.to_parquet(out / TRUTH_DIR / "items.parquet", index=False)
+    np.save(out / TRUTH_DIR / "group_topic.npy", pop.group_topic)
+    (out / MANIFEST).write_text(
+        json.dumps({"generator": asdict(cfg), "dirty_rate": dirty_rate}, indent=2) + "\n"
+    )
+
+
+LOG_SCHEMA_STRINGS = T.StructType([T.StructField(c, T.StringType(), True) for c in LOG_COLUMNS])

@@ -1,0 +1,144 @@
+"""Raw rows → typed `bronze.events` rows, with every bad row kept and explained.
+
+`validate_raw_events` parses the canonical raw frame (see readers.py) and attaches
+the list of reasons a row is bad; `split_landed_and_rejected` separates the two
+streams; `deduplicate_events` keeps one row per (user_id, item_id, event_ts).
+All pure DataFrame → DataFrame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from duia_spark.config import IngestConfig
+from duia_spark.data.schema import DURATIONS, EVENT_KEY, EVENTS_SCHEMA, SIGNALS
+
+# Event times before this (or after 2100) are not real interaction logs.
+_MIN_TS_MS = int(dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+_MAX_TS_MS = int(dt.datetime(2100, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+_ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,128}$"
+_INT_PATTERN = r"^-?[0-9]+(\.0+)?$"
+
+
+def _as_long(c: Column) -> Column:
+    return F.when(c.rlike(_INT_PATTERN), F.regexp_replace(c, r"\.0+$", "").cast("long"))
+
+
+def _check(cond: Column, reason: str) -> Column:
+    return F.when(cond, F.lit(reason))
+
+
+def validate_raw_events(raw: DataFrame, cfg: IngestConfig, source: str, ingest_ts: dt.datetime) -> DataFrame:
+    """Typed event columns plus `reasons` (array, empty when the row is good).
+
+    The calendar day of an event (`event_date`) is its day in `cfg.source_timezone`,
+    the same day the drop is named after; the timestamp itself is stored in UTC.
+    """
+    uid, iid = F.trim("user_id"), F.trim("item_id")
+    ts_ms = _as_long(F.trim("time_ms"))
+    event_ts = F.timestamp_millis(ts_ms)
+    local_date = F.to_date(F.from_utc_timestamp(event_ts, cfg.source_timezone))
+    row_date = F.to_date(F.trim("date"), "yyyyMMdd")
+    declared_date = F.coalesce(F.col("drop_date"), row_date)
+
+    signal_checks = []
+    parsed_signals = {}
+    for s in SIGNALS:
+        v = F.trim(F.col(s))
+        parsed = F.when(v.isin("0", "1", "0.0", "1.0"), v.cast("double").cast("int"))
+        parsed_signals[s] = parsed
+        signal_checks.append(_check(v.isNotNull() & parsed.isNull(), f"invalid_signal:{s}"))
+
+    parsed_durations = {d: _as_long(F.trim(F.col(d))) for d in DURATIONS}
+    duration_checks = []
+    for d in DURATIONS:
+        v, p = F.trim(F.col(d)), parsed_durations[d]
+        duration_checks += [
+            _check(v.isNotNull() & p.isNull(), f"invalid_number:{d}"),
+            _check(p < 0, f"negative_time:{d}"),
+            _check(p > cfg.max_duration_ms, f"absurd_time:{d}"),
+        ]
+    play, dur = parsed_durations["play_time_ms"], parsed_durations["duration_ms"]
+    duration_checks.append(
+        _check((dur > 0) & (play > dur * cfg.max_play_to_duration_ratio), "absurd_time:play_time_ms>duration")
+    )
+
+    reasons = F.array_compact(
+        F.array(
+            _check(F.col("malformed"), "malformed_line"),
+            _check(uid.isNull() | (uid == ""), "missing_user_id"),
+            _check(uid.isNotNull() & (uid != "") & ~uid.rlike(_ID_PATTERN), "invalid_user_id"),
+            _check(iid.isNull() | (iid == ""), "missing_item_id"),
+            _check(iid.isNotNull() & (iid != "") & ~iid.rlike(_ID_PATTERN), "invalid_item_id"),
+            _check(ts_ms.isNull(), "invalid_timestamp"),
+            _check((ts_ms < _MIN_TS_MS) | (ts_ms >= _MAX_TS_MS), "absurd_timestamp"),
+            _check(
+                F.col("date").isNotNull() & row_date.isNull(), "invalid_date"
+            ),
+            _check(
+                declared_date.isNotNull() & ts_ms.isNotNull() & (local_date != declared_date),
+                "timestamp_outside_drop_date",
+            ),
+            *signal_checks,
+            *duration_checks,
+        )
+    )
+    return raw.select(
+        uid.alias("user_id"),
+        iid.alias("item_id"),
+        event_ts.alias("event_ts"),
+        *[parsed_signals[s].alias(s) for s in SIGNALS],
+        *[parsed_durations[d].alias(d) for d in DURATIONS],
+        F.lit(source).alias("source"),
+        F.col("source_file"),
+        F.lit(ingest_ts).cast("timestamp").alias("ingest_ts"),
+        F.coalesce(declared_date, local_date).alias("event_date"),
+        F.col("raw_row"),
+        F.coalesce(declared_date, F.lit(ingest_ts.date())).alias("drop_date"),
+        reasons.alias("reasons"),
+    )
+
+
+def split_landed_and_rejected(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(good rows in the bronze.events schema, bad rows in the quarantine schema)."""
+    good = validated.where(F.size("reasons") == 0).select(*[f.name for f in EVENTS_SCHEMA.fields])
+    bad = validated.where(F.size("reasons") > 0).select(
+        "raw_row",
+        F.concat_ws("; ", "reasons").alias("reason"),
+        "source",
+        "source_file",
+        "ingest_ts",
+        "drop_date",
+    )
+    return good, bad
+
+
+def deduplicate_events(events: DataFrame) -> DataFrame:
+    """One row per (user_id, item_id, event_ts); the choice among copies is deterministic."""
+    order = [F.col("source_file"), *[F.col(s).desc_nulls_last() for s in SIGNALS], F.col("play_time_ms").desc_nulls_last()]
+    w = Window.partitionBy(*EVENT_KEY).orderBy(*order)
+    return events.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def normalise_user_profiles(users: DataFrame) -> DataFrame:
+    """Profile snapshot rows with typed columns; rows without an id are dropped here
+    because a profile is a dimension, not an event (nothing to quarantine)."""
+    return users.select(
+        F.trim("user_id").alias("user_id"),
+        F.col("gender").cast("string"),
+        F.col("age_range").cast("string"),
+        F.col("register_days").cast("int"),
+        F.col("follow_user_num").cast("int"),
+    ).where(F.col("user_id").isNotNull() & (F.col("user_id") != "")).dropDuplicates(["user_id"])
+
+
+def normalise_item_features(items: DataFrame) -> DataFrame:
+    return items.select(
+        F.trim("item_id").alias("item_id"),
+        F.col("category").cast("string"),
+        F.col("author_id").cast("string"),
+        F.col("duration_ms").cast("long"),
+    ).where(F.col("item_id").isNotNull() & (F.col("item_id") != "")).dropDuplicates(["item_id"])

@@ -1,0 +1,290 @@
+"""Readers that turn raw interaction logs into one canonical, all-string raw frame.
+
+Each reader keeps the raw row text and its source file beside the parsed columns so
+that ingest can quarantine a bad row exactly as it arrived. Missing signals become
+null. A file whose header lacks a required column fails here, naming the file.
+
+Canonical raw columns (all strings unless noted):
+  user_id, item_id, time_ms, date (yyyymmdd or null), click, long_view, like, follow,
+  comment, share, hate, play_time_ms, duration_ms, raw_row, source_file,
+  malformed (bool: the line did not split into the header's fields),
+  drop_date (date: the day the drop is named after, or null).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from duia_spark.data.generator import ITEMS_FILE, LOG_DIR, USERS_FILE
+from duia_spark.data.schema import DURATIONS, SIGNALS
+
+CANONICAL_RAW = ["user_id", "item_id", "time_ms", "date", *SIGNALS, *DURATIONS]
+
+# KuaiRand's log columns → canonical names.
+KUAIRAND_LOG_COLUMNS = {
+    "user_id": "user_id",
+    "video_id": "item_id",
+    "time_ms": "time_ms",
+    "date": "date",
+    "is_click": "click",
+    "long_view": "long_view",
+    "is_like": "like",
+    "is_follow": "follow",
+    "is_comment": "comment",
+    "is_forward": "share",
+    "is_hate": "hate",
+    "play_time_ms": "play_time_ms",
+    "duration_ms": "duration_ms",
+}
+KUAIRAND_REQUIRED = ("user_id", "video_id", "time_ms")
+
+
+class RawInputError(ValueError):
+    """A raw input path or file cannot be read as the named source."""
+
+
+@dataclass(frozen=True)
+class RawDrop:
+    """What one ingest run reads: events plus optional profile snapshots."""
+
+    events: DataFrame
+    users: DataFrame | None = None
+    items: DataFrame | None = None
+
+
+def _split_outside_quotes(sep: str) -> str:
+    """Regex that splits on `sep` only where it is not inside double quotes."""
+    return f'{sep}(?=(?:[^"]*"[^"]*")*[^"]*$)'
+
+
+def _unquote(c: Column) -> Column:
+    c = F.trim(c)
+    c = F.regexp_replace(c, r'^"(.*)"$', "$1")
+    return F.when(c == "", None).otherwise(c)
+
+
+def read_header(spark: SparkSession, file: str) -> str:
+    """First line of a text file (local or any Hadoop filesystem)."""
+    if "://" not in file or file.startswith("file:"):
+        local = file.removeprefix("file:")
+        with open(local, encoding="utf-8", errors="replace") as fh:
+            return fh.readline().rstrip("\r\n")
+    row = spark.read.text(file).limit(1).first()
+    return row[0] if row else ""
+
+
+def read_delimited_file(
+    spark: SparkSession,
+    file: str,
+    sep: str,
+    rename: dict[str, str],
+    required: Sequence[str],
+    drop_date: dt.date | None,
+    header_type_suffix: bool = False,
+) -> DataFrame:
+    """Read one delimited text file into the canonical raw frame.
+
+    Lines are read as text and split here (not by Spark's CSV reader) because the CSV
+    reader silently pads or truncates rows with the wrong number of fields; we want
+    those rows quarantined as malformed, with their raw text.
+    """
+    header_line = read_header(spark, file)
+    names = [h.strip().strip('"') for h in header_line.split(sep)]
+    if header_type_suffix:  # RecBole's typed headers: `user_id:token`
+        names = [n.split(":", 1)[0] for n in names]
+    missing = [c for c in required if c not in names]
+    if not header_line or missing:
+        raise RawInputError(
+            f"{file}: header {header_line!r} lacks required column(s) {', '.join(missing) or '(empty file)'}"
+        )
+    lines = spark.read.text(file).withColumnRenamed("value", "raw_row")
+    lines = lines.where(F.col("raw_row") != F.lit(header_line)).where(F.trim("raw_row") != "")
+    parts = F.split(F.col("raw_row"), _split_outside_quotes(sep if sep != "\t" else "\\t"))
+    df = lines.withColumn("_parts", parts)
+    selected = {}
+    for i, name in enumerate(names):
+        if name in rename:
+            selected[rename[name]] = _unquote(F.col("_parts").getItem(i))
+    out = df.select(
+        *[selected.get(c, F.lit(None).cast("string")).alias(c) for c in CANONICAL_RAW],
+        F.col("raw_row"),
+        F.lit(file).alias("source_file"),
+        (F.size("_parts") != len(names)).alias("malformed"),
+        F.lit(drop_date).cast("date").alias("drop_date"),
+    )
+    return out
+
+
+def _union(frames: Iterable[DataFrame]) -> DataFrame:
+    frames = list(frames)
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return out
+
+
+def _list_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
+    return sorted(
+        str(p) for p in folder.rglob("*") if p.is_file() and p.name.endswith(suffixes) and not p.name.startswith(("_", "."))
+    )
+
+
+def list_drop_dates(root: str) -> list[dt.date]:
+    """The days for which a synthetic/production-style drop folder exists."""
+    log = Path(root) / LOG_DIR
+    if not log.is_dir():
+        raise RawInputError(f"{root}: no '{LOG_DIR}/' folder of daily drops found")
+    dates = []
+    for p in sorted(log.iterdir()):
+        try:
+            dates.append(dt.date.fromisoformat(p.name))
+        except ValueError:
+            continue
+    return dates
+
+
+def read_daily_drops(spark: SparkSession, root: str, dates: Sequence[dt.date]) -> RawDrop:
+    """Read `root/log/<YYYY-MM-DD>/{csv,parquet}/` drops (KuaiRand-shaped columns).
+
+    A day with both CSV and Parquet copies is read from CSV (the copies are the same
+    export; reading both would only create duplicates).
+    """
+    frames = []
+    for day in dates:
+        day_dir = Path(root) / LOG_DIR / day.isoformat()
+        if not day_dir.is_dir():
+            raise RawInputError(f"{day_dir}: no drop for {day.isoformat()}")
+        csvs = _list_files(day_dir, (".csv", ".csv.gz", ".tsv"))
+        parquets = _list_files(day_dir, (".parquet",))
+        if csvs:
+            for f in csvs:
+                sep = "\t" if f.endswith(".tsv") else ","
+                frames.append(
+                    read_delimited_file(spark, f, sep, KUAIRAND_LOG_COLUMNS, KUAIRAND_REQUIRED, day)
+                )
+        elif parquets:
+            frames.append(_read_parquet_drop(spark, str(day_dir), parquets, day))
+        else:
+            raise RawInputError(f"{day_dir}: drop folder holds no .csv/.tsv/.parquet files")
+    return RawDrop(
+        events=_union(frames),
+        users=_read_profile_csv(spark, Path(root) / USERS_FILE, {"user_id": "user_id"}),
+        items=_read_profile_csv(spark, Path(root) / ITEMS_FILE, {"video_id": "item_id"}),
+    )
+
+
+def _read_parquet_drop(
+    spark: SparkSession, folder: str, files: list[str], day: dt.date
+) -> DataFrame:
+    df = spark.read.parquet(*files)
+    missing = [c for c in KUAIRAND_REQUIRED if c not in df.columns]
+    if missing:
+        raise RawInputError(f"{folder}: parquet files lack required column(s) {', '.join(missing)}")
+    cols = {canon: F.col(src).cast("string") for src, canon in KUAIRAND_LOG_COLUMNS.items() if src in df.columns}
+    return df.select(
+        *[cols.get(c, F.lit(None).cast("string")).alias(c) for c in CANONICAL_RAW],
+        F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("raw_row"),
+        F.input_file_name().alias("source_file"),
+        F.lit(False).alias("malformed"),
+        F.lit(day).cast("date").alias("drop_date"),
+    )
+
+
+def _read_profile_csv(
+    spark: SparkSession, file: Path, rename: dict[str, str], sep: str = ","
+) -> DataFrame | None:
+    if not file.exists():
+        return None
+    return spark.read.option("header", True).option("sep", sep).csv(str(file)).withColumnsRenamed(rename)
+
+
+def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
+    """KuaiRand logs (`log_*.csv`, comma or tab separated, any subset of the columns
+    beyond user_id/video_id/time_ms) plus `user_features*.csv` / `video_features_basic*.csv`.
+
+    `path` is a folder or a single log file. Rows carry their own `date` (yyyymmdd).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RawInputError(f"{path}: KuaiRand path does not exist")
+    logs = [str(p)] if p.is_file() else [f for f in _list_files(p, (".csv", ".tsv", ".txt")) if Path(f).name.startswith("log")]
+    if not logs:
+        raise RawInputError(f"{path}: no KuaiRand log files (log*.csv) found")
+    frames = []
+    for f in logs:
+        sep = "\t" if "\t" in read_header(spark, f) else ","
+        frames.append(read_delimited_file(spark, f, sep, KUAIRAND_LOG_COLUMNS, KUAIRAND_REQUIRED, None))
+    folder = p if p.is_dir() else p.parent
+    users = items = None
+    ufiles = sorted(folder.glob("user_features*.csv"))
+    if ufiles:
+        u = spark.read.option("header", True).csv([str(f) for f in ufiles])
+        users = u.select(
+            F.col("user_id"),
+            F.lit(None).cast("string").alias("gender"),
+            F.lit(None).cast("string").alias("age_range"),
+            *[(F.col(c) if c in u.columns else F.lit(None)).cast("string").alias(c) for c in ("register_days", "follow_user_num")],
+        )
+    vfiles = sorted(folder.glob("video_features_basic*.csv"))
+    if vfiles:
+        v = spark.read.option("header", True).csv([str(f) for f in vfiles])
+        items = v.select(
+            F.col("video_id").alias("item_id"),
+            (F.split(F.col("tag"), ",").getItem(0) if "tag" in v.columns else F.lit(None)).cast("string").alias("category"),
+            (F.col("author_id") if "author_id" in v.columns else F.lit(None)).cast("string").alias("author_id"),
+            (F.col("video_duration") if "video_duration" in v.columns else F.lit(None)).cast("string").alias("duration_ms"),
+        )
+    return RawDrop(events=_union(frames), users=users, items=items)
+
+
+def read_movielens(spark: SparkSession, path: str) -> RawDrop:
+    """MovieLens-100K in RecBole's layout (`ml-100k.inter|.user|.item`, typed headers).
+
+    A rating is an exposure (click = 1); a rating >= 4 is a like and a long view.
+    Other signals are not in the data and stay null.
+    """
+    folder = Path(path)
+    inter = folder / "ml-100k.inter"
+    if not inter.exists():
+        raise RawInputError(f"{path}: MovieLens file ml-100k.inter not found")
+    rename = {"user_id": "user_id", "item_id": "item_id", "timestamp": "time_ms", "rating": "like"}
+    ev = read_delimited_file(spark, str(inter), "\t", rename, ("user_id", "item_id", "rating", "timestamp"), None, header_type_suffix=True)
+    rating = F.col("like").cast("double")
+    seconds = F.col("time_ms").cast("double")
+    ev = ev.withColumns(
+        {
+            "time_ms": F.when(seconds.isNull(), F.col("time_ms")).otherwise((seconds * 1000).cast("long").cast("string")),
+            "click": F.when(rating.isNotNull(), F.lit("1")).otherwise(F.col("like")),
+            "like": F.when(rating.isNull(), F.col("like")).otherwise(F.when(rating >= 4, "1").otherwise("0")),
+        }
+    ).withColumn("long_view", F.when(rating.isNull(), F.lit(None)).otherwise(F.col("like")))
+    users = items = None
+    if (folder / "ml-100k.user").exists():
+        u = _read_recbole_table(spark, folder / "ml-100k.user")
+        users = u.select(
+            "user_id",
+            F.col("gender").alias("gender"),
+            F.col("age").alias("age_range"),
+            F.lit(None).cast("string").alias("register_days"),
+            F.lit(None).cast("string").alias("follow_user_num"),
+        )
+    if (folder / "ml-100k.item").exists():
+        i = _read_recbole_table(spark, folder / "ml-100k.item")
+        items = i.select(
+            "item_id",
+            F.split(F.col("class"), " ").getItem(0).alias("category"),
+            F.lit(None).cast("string").alias("author_id"),
+            F.lit(None).cast("string").alias("duration_ms"),
+        )
+    return RawDrop(events=ev, users=users, items=items)
+
+
+def _read_recbole_table(spark: SparkSession, file: Path) -> DataFrame:
+    df = spark.read.option("header", True).option("sep", "\t").csv(str(file))
+    return df.toDF(*[c.split(":", 1)[0] for c in df.columns])

@@ -1,0 +1,47 @@
+"""Column names and schemas of the tables every stage agrees on."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# Binary behaviour signals, in the order the model's tasks default to.
+SIGNALS: tuple[str, ...] = ("click", "long_view", "like", "follow", "comment", "share", "hate")
+# Millisecond measurements that travel with an exposure.
+DURATIONS: tuple[str, ...] = ("play_time_ms", "duration_ms")
+
+EVENT_KEY: tuple[str, ...] = ("user_id", "item_id", "event_ts")
+
+EVENTS_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("item_id", T.StringType(), False),
+        T.StructField("event_ts", T.TimestampType(), False),
+        *[T.StructField(s, T.IntegerType(), True) for s in SIGNALS],
+        *[T.StructField(d, T.LongType(), True) for d in DURATIONS],
+        T.StructField("source", T.StringType(), False),
+        T.StructField("source_file", T.StringType(), False),
+        T.StructField("ingest_ts", T.TimestampType(), False),
+        T.StructField("event_date", T.DateType(), False),
+    ]
+)
+
+REJECTED_SCHEMA = T.StructType(
+    [
+        T.StructField("raw_row", T.StringType(), True),
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("source", T.StringType(), False),
+        T.StructField("source_file", T.StringType(), True),
+        T.StructField("ingest_ts", T.TimestampType(), False),
+        T.StructField("drop_date", T.DateType(), False),
+    ]
+)
+
+# bronze.user_profiles / bronze.item_features: latest snapshot per id (MERGE on the id).
+USER_PROFILE_COLUMNS: tuple[str, ...] = (
+    "user_id", "gender", "age_range", "register_days", "follow_user_num",
+)  # fmt: skip
+ITEM_FEATURE_COLUMNS: tuple[str, ...] = ("item_id", "category", "author_id", "duration_ms")
+
+# Activity segments, as labels and as the integer ids the model sees.
+SEGMENTS: tuple[str, ...] = ("low", "mid", "high")
+SEGMENT_INDEX: dict[str, int] = {s: i for i, s in enumerate(SEGMENTS)}

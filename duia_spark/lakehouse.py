@@ -1,0 +1,125 @@
+"""The one place that knows table names, paths, partitioning and Delta write modes.
+
+Every write here is a single Delta transaction: a crash mid-write leaves the
+table as it was, and re-writing a partition replaces it instead of appending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from duia_spark.config import Config
+
+
+class TableNotFoundError(RuntimeError):
+    """A stage needs a table that no earlier stage has written yet."""
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+class Lakehouse:
+    """Delta tables under one root folder (local path, hdfs://, s3a://, ...)."""
+
+    def __init__(self, spark: SparkSession, cfg: Config):
+        self.spark = spark
+        self.root = cfg.lakehouse_root.rstrip("/")
+        self.tables = cfg.lakehouse.tables
+
+    def path(self, table: str) -> str:
+        """Path of a table by its config key, e.g. `path("events")`."""
+        return f"{self.root}/{getattr(self.tables, table)}"
+
+    def exists(self, table: str) -> bool:
+        return DeltaTable.isDeltaTable(self.spark, self.path(table))
+
+    def read(self, table: str) -> DataFrame:
+        if not self.exists(table):
+            raise TableNotFoundError(
+                f"Delta table '{table}' not found at {self.path(table)}; run the stage that writes it first"
+            )
+        return self.spark.read.format("delta").load(self.path(table))
+
+    def read_or_empty(self, table: str, schema: StructType) -> DataFrame:
+        if self.exists(table):
+            return self.read(table)
+        return self.spark.createDataFrame([], schema)
+
+    def version(self, table: str) -> int | None:
+        """Latest Delta version of a table (for lineage), None if it does not exist."""
+        if not self.exists(table):
+            return None
+        hist = DeltaTable.forPath(self.spark, self.path(table)).history(1)
+        return int(hist.select("version").first()[0])
+
+    def replace_partitions(
+        self,
+        df: DataFrame,
+        table: str,
+        partition_col: str,
+        values: Iterable[object],
+        extra_predicate: str | None = None,
+    ) -> None:
+        """Atomically replace the given partitions with `df` (idempotent re-runs).
+
+        Rows of `df` outside `values` make Delta refuse the whole write, so a bug can
+        never spill into a neighbouring date.
+        """
+        values = sorted(set(values))
+        if not values:
+            raise ValueError(f"replace_partitions({table}): no partition values given")
+        predicate = f"{partition_col} IN ({', '.join(_sql_literal(v) for v in values)})"
+        if extra_predicate:
+            predicate = f"({predicate}) AND ({extra_predicate})"
+        (
+            df.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", predicate)
+            .partitionBy(partition_col)
+            .save(self.path(table))
+        )
+
+    def overwrite(self, df: DataFrame, table: str) -> None:
+        """Replace a whole (small, unpartitioned) table in one transaction."""
+        df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+            self.path(table)
+        )
+
+    def upsert(self, df: DataFrame, table: str, keys: list[str]) -> None:
+        """MERGE `df` into `table` on `keys`: update matches, insert the rest."""
+        if not self.exists(table):
+            df.write.format("delta").mode("overwrite").save(self.path(table))
+            return
+        cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        (
+            DeltaTable.forPath(self.spark, self.path(table))
+            .alias("t")
+            .merge(df.alias("s"), cond)
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+    def append_new(self, df: DataFrame, table: str, keys: list[str]) -> None:
+        """Insert only rows whose keys are not in the table yet (never updates)."""
+        if not self.exists(table):
+            df.write.format("delta").mode("overwrite").save(self.path(table))
+            return
+        cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        (
+            DeltaTable.forPath(self.spark, self.path(table))
+            .alias("t")
+            .merge(df.alias("s"), cond)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )

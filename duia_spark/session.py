@@ -1,0 +1,73 @@
+"""The one place that builds a SparkSession: Delta configured, quiet, any master."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from duia_spark.config import Config
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def delta_maven_coordinates() -> list[str]:
+    """Maven coordinates of the Delta jars matching the installed delta-spark wheel."""
+    from importlib.metadata import version
+
+    from pyspark import __version__ as spark_version
+
+    scala = "2.13" if spark_version.startswith("4") else "2.12"
+    return [f"io.delta:delta-spark_{scala}:{version('delta-spark')}"]
+
+
+def local_jars_dir(cfg: Config) -> Path:
+    """Where `make setup` copies the resolved Delta jars so later runs need no network."""
+    return Path(cfg.resolve_path(cfg.spark.jars_cache)) / "jars"
+
+
+def local_delta_jars(cfg: Config) -> list[str]:
+    return sorted(glob.glob(str(local_jars_dir(cfg) / "*.jar")))
+
+
+def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSession:
+    """Return the active session, or build one for `cfg.spark` with Delta Lake enabled.
+
+    Delta's jars come from the project's cache (filled once by `make setup`); when the
+    cache is empty they are resolved from Maven Central through `spark.jars.packages`.
+    """
+    # Python workers must run this interpreter, or pandas UDFs miss the venv's packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    s = cfg.spark
+    builder = (
+        SparkSession.builder.master(s.master)
+        .appName(app_name or s.app_name)
+        .config("spark.sql.extensions", DELTA_EXTENSION)
+        .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
+        .config("spark.driver.memory", s.driver_memory)
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.sources.partitionOverwriteMode", "static")
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    jars = local_delta_jars(cfg)
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    else:
+        ivy = Path(cfg.resolve_path(s.jars_cache))
+        builder = builder.config("spark.jars.ivy", str(ivy)).config(
+            "spark.jars.packages", ",".join(delta_maven_coordinates())
+        )
+    for key, value in s.extra.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(s.log_level)
+    return spark
