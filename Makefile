@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 # Re-installs only when the dependency set or the checkout location changes.
 SETUP_KEY := $(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-$(shell echo $(CURDIR) | sha1sum | cut -c1-8)
 STAMP := $(VENV)/.duia-setup-$(SETUP_KEY)
-JARS_READY := .duia/ivy/jars/.ready
+JARS_READY := .duia/spark-submit.conf
 DEMO_RAW ?= .duia/demo/raw
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format demo bench bench-pipeline bench-model mlflow-ui clean
+.PHONY: help setup test test-fast lint format demo bench bench-pipeline bench-model submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,7 +28,6 @@ $(STAMP): setup.cfg pyproject.toml
 
 $(JARS_READY): $(STAMP)
 	$(PY) -m duia_spark.jars
-	@touch $@
 
 test: setup ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -55,6 +54,9 @@ bench-model: setup ## model step time / retrieval benchmark
 
 bench-pipeline: setup ## Spark feature-job throughput at 1x and 4x data
 	$(PY) bench/pipeline.py
+
+submit: setup ## spark-submit a stage: make submit STAGE=ingest ARGS="--path DIR"
+	PYSPARK_PYTHON=$(PY) $(VENV)/bin/spark-submit --properties-file .duia/spark-submit.conf jobs/$(subst -,_,$(STAGE)).py $(ARGS)
 
 mlflow-ui: setup ## open the MLflow UI on the local store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.duia/mlflow.db --port 5000

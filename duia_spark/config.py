@@ -68,6 +68,9 @@ class IngestConfig:
     max_play_to_duration_ratio: float = 20.0
     # Any single time field above this (ms) is rejected as absurd (default 1 day).
     max_duration_ms: int = 86_400_000
+    # Event times outside [min_event_date, max_event_date) are rejected as absurd.
+    min_event_date: str = "1990-01-01"
+    max_event_date: str = "2100-01-01"
     # Behaviour when the drop for the requested date has no files: "fail" or "skip".
     on_missing_drop: str = "fail"
 
@@ -119,6 +122,8 @@ class SequenceConfig:
 @dataclass
 class ItemStatsConfig:
     windows_days: list[int] = field(default_factory=lambda: [1, 7, 30])
+    # Signals whose count and rate (count / exposures) are kept per window.
+    rate_signals: list[str] = field(default_factory=lambda: ["click", "long_view", "like"])
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 
 from duia_spark.config import Config
 
+LOG4J_CONF = Path(__file__).resolve().parent.parent / "conf" / "log4j2.properties"
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
@@ -54,9 +55,11 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         .config("spark.driver.memory", s.driver_memory)
         .config("spark.pyspark.python", sys.executable)
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.debug.maxToStringFields", "200")
         .config("spark.sql.sources.partitionOverwriteMode", "static")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{LOG4J_CONF}")
     )
     jars = local_delta_jars(cfg)
     if jars:

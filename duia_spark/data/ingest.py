@@ -16,9 +16,6 @@ from pyspark.sql import functions as F
 from duia_spark.config import IngestConfig
 from duia_spark.data.schema import DURATIONS, EVENT_KEY, EVENTS_SCHEMA, SIGNALS
 
-# Event times before this (or after 2100) are not real interaction logs.
-_MIN_TS_MS = int(dt.datetime(2000, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
-_MAX_TS_MS = int(dt.datetime(2100, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
 _ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,128}$"
 _INT_PATTERN = r"^-?[0-9]+(\.0+)?$"
 
@@ -37,11 +34,13 @@ def validate_raw_events(raw: DataFrame, cfg: IngestConfig, source: str, ingest_t
     The calendar day of an event (`event_date`) is its day in `cfg.source_timezone`,
     the same day the drop is named after; the timestamp itself is stored in UTC.
     """
+    min_ts = int(dt.datetime.fromisoformat(cfg.min_event_date).replace(tzinfo=dt.UTC).timestamp() * 1000)
+    max_ts = int(dt.datetime.fromisoformat(cfg.max_event_date).replace(tzinfo=dt.UTC).timestamp() * 1000)
     uid, iid = F.trim("user_id"), F.trim("item_id")
     ts_ms = _as_long(F.trim("time_ms"))
     event_ts = F.timestamp_millis(ts_ms)
     local_date = F.to_date(F.from_utc_timestamp(event_ts, cfg.source_timezone))
-    row_date = F.to_date(F.trim("date"), "yyyyMMdd")
+    row_date = F.to_date(F.try_to_timestamp(F.trim("date"), F.lit("yyyyMMdd")))
     declared_date = F.coalesce(F.col("drop_date"), row_date)
 
     signal_checks = []
@@ -74,7 +73,7 @@ def validate_raw_events(raw: DataFrame, cfg: IngestConfig, source: str, ingest_t
             _check(iid.isNull() | (iid == ""), "missing_item_id"),
             _check(iid.isNotNull() & (iid != "") & ~iid.rlike(_ID_PATTERN), "invalid_item_id"),
             _check(ts_ms.isNull(), "invalid_timestamp"),
-            _check((ts_ms < _MIN_TS_MS) | (ts_ms >= _MAX_TS_MS), "absurd_timestamp"),
+            _check((ts_ms < min_ts) | (ts_ms >= max_ts), "absurd_timestamp"),
             _check(
                 F.col("date").isNotNull() & row_date.isNull(), "invalid_date"
             ),
@@ -97,7 +96,7 @@ def validate_raw_events(raw: DataFrame, cfg: IngestConfig, source: str, ingest_t
         F.lit(ingest_ts).cast("timestamp").alias("ingest_ts"),
         F.coalesce(declared_date, local_date).alias("event_date"),
         F.col("raw_row"),
-        F.coalesce(declared_date, F.lit(ingest_ts.date())).alias("drop_date"),
+        F.coalesce(declared_date, local_date, F.lit(ingest_ts.date())).alias("drop_date"),
         reasons.alias("reasons"),
     )
 
@@ -130,8 +129,8 @@ def normalise_user_profiles(users: DataFrame) -> DataFrame:
         F.trim("user_id").alias("user_id"),
         F.col("gender").cast("string"),
         F.col("age_range").cast("string"),
-        F.col("register_days").cast("int"),
-        F.col("follow_user_num").cast("int"),
+        _as_long(F.trim("register_days")).cast("int").alias("register_days"),
+        _as_long(F.trim("follow_user_num")).cast("int").alias("follow_user_num"),
     ).where(F.col("user_id").isNotNull() & (F.col("user_id") != "")).dropDuplicates(["user_id"])
 
 
@@ -140,5 +139,5 @@ def normalise_item_features(items: DataFrame) -> DataFrame:
         F.trim("item_id").alias("item_id"),
         F.col("category").cast("string"),
         F.col("author_id").cast("string"),
-        F.col("duration_ms").cast("long"),
+        _as_long(F.trim("duration_ms")).alias("duration_ms"),
     ).where(F.col("item_id").isNotNull() & (F.col("item_id") != "")).dropDuplicates(["item_id"])

@@ -110,7 +110,7 @@ def read_delimited_file(
     selected = {}
     for i, name in enumerate(names):
         if name in rename:
-            selected[rename[name]] = _unquote(F.col("_parts").getItem(i))
+            selected[rename[name]] = _unquote(F.get(F.col("_parts"), i))
     out = df.select(
         *[selected.get(c, F.lit(None).cast("string")).alias(c) for c in CANONICAL_RAW],
         F.col("raw_row"),
@@ -255,8 +255,8 @@ def read_movielens(spark: SparkSession, path: str) -> RawDrop:
         raise RawInputError(f"{path}: MovieLens file ml-100k.inter not found")
     rename = {"user_id": "user_id", "item_id": "item_id", "timestamp": "time_ms", "rating": "like"}
     ev = read_delimited_file(spark, str(inter), "\t", rename, ("user_id", "item_id", "rating", "timestamp"), None, header_type_suffix=True)
-    rating = F.col("like").cast("double")
-    seconds = F.col("time_ms").cast("double")
+    rating = _as_number(F.col("like"))
+    seconds = _as_number(F.col("time_ms"))
     ev = ev.withColumns(
         {
             "time_ms": F.when(seconds.isNull(), F.col("time_ms")).otherwise((seconds * 1000).cast("long").cast("string")),
@@ -283,6 +283,11 @@ def read_movielens(spark: SparkSession, path: str) -> RawDrop:
             F.lit(None).cast("string").alias("duration_ms"),
         )
     return RawDrop(events=ev, users=users, items=items)
+
+
+def _as_number(c: Column) -> Column:
+    """A numeric string as double, anything else null (never an ANSI cast error)."""
+    return F.when(F.trim(c).rlike(r"^-?[0-9]+(\.[0-9]*)?$"), F.trim(c).cast("double"))
 
 
 def _read_recbole_table(spark: SparkSession, file: Path) -> DataFrame:

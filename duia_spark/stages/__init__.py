@@ -13,6 +13,11 @@ from types import ModuleType
 STAGE_MODULES: dict[str, str] = {
     "generate": "generate",
     "ingest": "ingest",
+    "segment": "segment",
+    "sequences": "sequences",
+    "item-stats": "item_stats",
+    "samples": "samples",
+    "backfill": "backfill",
 }
 
 

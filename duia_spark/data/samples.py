@@ -1,0 +1,256 @@
+"""Training samples: one row per exposure on day D, with features as of the start of D.
+
+Every feature comes from a table stamped "as of D" (user activity, behaviour sequences,
+item stats — all built from events with event_date < D) or from the user / item
+dimension tables; the exposure's own signals and play time are only ever labels.
+Ids become indices through silver.vocabulary (0 = padding / unknown).
+
+Labels: a null signal is filled with 0 and its `<signal>_known` column is 0, so the
+trainer can mask the task's loss for rows whose source lacks that signal
+(`<signal>_known` = 1 when the log had a value). Same for `play_time_ms` /
+`play_time_known`. Pure DataFrame → DataFrame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from duia_spark.config import ItemStatsConfig, SequenceConfig
+from duia_spark.data.schema import SEGMENT_INDEX, SIGNALS
+from duia_spark.data.sequences import LISTS
+from duia_spark.data.vocabulary import index_lookup, vocabulary_candidates
+
+# user_dense, in this order (all float32):
+USER_DENSE_FEATURES: tuple[str, ...] = (
+    "log1p_register_days",
+    "log1p_follow_user_num",
+    "log1p_active_days",
+    "log1p_valid_interactions",
+    "log1p_exposures",
+    "active_day_share",  # active_days / window_days
+    "valid_share",  # valid_interactions / exposures (0 without exposures)
+    "profile_known",  # 1 when bronze.user_profiles has the user
+)
+
+# Sequence list → (samples column, its length's config field).
+SEQUENCE_COLUMNS: dict[str, tuple[str, str]] = {
+    "exposures": ("hist_items", "exposures_len"),
+    "positives": ("pos_items", "positives_len"),
+    "negatives": ("neg_items", "negatives_len"),
+}
+
+
+def item_dense_features(cfg: ItemStatsConfig) -> list[str]:
+    """Names of item_dense's entries, in order: duration, then per window exposures and rates."""
+    names = ["log1p_duration_ms"]
+    for w in cfg.windows_days:
+        names.append(f"log1p_exposures_{w}d")
+        names += [f"{s}_rate_{w}d" for s in cfg.rate_signals]
+    return names
+
+
+def samples_schema() -> T.StructType:
+    i, f, s = T.IntegerType(), T.FloatType(), T.StringType()
+    fields = [
+        ("user_id", s),
+        ("item_id", s),
+        ("event_ts", T.TimestampType()),
+        ("user_idx", i),
+        ("item_idx", i),
+        ("category_idx", i),
+        ("author_idx", i),
+        ("user_dense", T.ArrayType(f)),
+        ("item_dense", T.ArrayType(f)),
+        ("segment", s),
+        ("segment_idx", i),
+        *[(col, T.ArrayType(i)) for col, _ in SEQUENCE_COLUMNS.values()],
+        ("hist_len", i),
+        ("pos_len", i),
+        ("neg_len", i),
+        *[(sig, i) for sig in SIGNALS],
+        *[(f"{sig}_known", i) for sig in SIGNALS],
+        ("play_time_ms", T.LongType()),
+        ("play_time_known", i),
+        ("duration_ms", T.LongType()),
+        ("sample_date", T.DateType()),
+    ]
+    return T.StructType([T.StructField(n, tp, True) for n, tp in fields])
+
+
+def sample_vocabulary_candidates(
+    day_events: DataFrame, sequences: DataFrame, item_features: DataFrame | None
+) -> DataFrame:
+    """Every (kind, id) a day's samples refer to: users, items (exposed or in a
+    sequence of an exposed user), and those items' categories and authors."""
+    users = day_events.select("user_id").distinct()
+    seq = sequences.join(users, "user_id", "left_semi")
+    seq_items = [seq.select(F.explode(f"{name}.item_id").alias("item_id")) for name in LISTS]
+    items = reduce(DataFrame.unionByName, seq_items, day_events.select("item_id")).distinct()
+    parts = [vocabulary_candidates("user", users), vocabulary_candidates("item", items)]
+    if item_features is not None:
+        feats = item_features.join(items, "item_id", "left_semi")
+        parts.append(vocabulary_candidates("category", feats.select("category")))
+        parts.append(vocabulary_candidates("author", feats.select("author_id")))
+    return reduce(DataFrame.unionByName, parts).distinct()
+
+
+def _pad(arr: Column, n: int) -> Column:
+    """Exactly n ints: the first n of `arr`, then zeros."""
+    padded = F.concat(arr, F.array_repeat(F.lit(0), F.greatest(F.lit(0), F.lit(n) - F.size(arr))))
+    return F.slice(padded, 1, n)
+
+
+def sequence_indices(
+    sequences: DataFrame, users: DataFrame, vocabulary: DataFrame, cfg: SequenceConfig
+) -> DataFrame:
+    """Per user of the day: hist/pos/neg item indices (most recent first, padded) and lengths."""
+    seq = sequences.join(users, "user_id", "left_semi")
+    rows = reduce(
+        DataFrame.unionByName,
+        [
+            seq.select(
+                "user_id", F.lit(name).alias("list"), F.posexplode(f"{name}.item_id").alias("pos", "item_id")
+            )
+            for name in LISTS
+        ],
+    )
+    rows = rows.join(index_lookup(vocabulary, "item", "item_id", "idx"), "item_id", "left")
+    aggs = [
+        F.transform(
+            F.array_sort(
+                F.collect_list(
+                    F.when(F.col("list") == name, F.struct("pos", F.coalesce("idx", F.lit(0)).alias("idx")))
+                )
+            ),
+            lambda x: x["idx"],
+        ).alias(col)
+        for name, (col, _) in SEQUENCE_COLUMNS.items()
+    ]
+    return rows.groupBy("user_id").agg(*aggs)
+
+
+def _float_array(parts: list[Column]) -> Column:
+    return F.array(*[p.cast("float") for p in parts])
+
+
+def _log1p(c: Column) -> Column:
+    return F.log1p(F.greatest(F.coalesce(c.cast("double"), F.lit(0.0)), F.lit(0.0)))
+
+
+def assemble_samples(
+    day_events: DataFrame,
+    sample_date: dt.date,
+    activity: DataFrame,
+    sequences: DataFrame,
+    item_stats: DataFrame,
+    vocabulary: DataFrame,
+    user_profiles: DataFrame | None,
+    item_features: DataFrame | None,
+    seq_cfg: SequenceConfig,
+    stats_cfg: ItemStatsConfig,
+) -> DataFrame:
+    """gold.samples rows for the exposures of `sample_date`.
+
+    `activity`, `sequences` and `item_stats` must be the partitions *as of* `sample_date`;
+    `vocabulary` must already hold every id of `sample_vocabulary_candidates`.
+    """
+    ev = day_events.where(F.col("event_date") == F.lit(sample_date))
+    users = ev.select("user_id").distinct()
+
+    if user_profiles is None:
+        profiles = users.select("user_id", *[F.lit(None).cast("int").alias(c) for c in ("register_days", "follow_user_num")])
+        profiles = profiles.withColumn("_profile", F.lit(0))
+    else:
+        profiles = user_profiles.select(
+            "user_id", "register_days", "follow_user_num", F.lit(1).alias("_profile")
+        )
+    if item_features is None:
+        items = ev.select("item_id").distinct().select(
+            "item_id",
+            F.lit(None).cast("string").alias("category"),
+            F.lit(None).cast("string").alias("author_id"),
+            F.lit(None).cast("long").alias("_item_duration"),
+        )
+    else:
+        items = item_features.select(
+            "item_id", "category", "author_id", F.col("duration_ms").alias("_item_duration")
+        )
+    act = activity.where(F.col("activity_date") == F.lit(sample_date)).select(
+        "user_id", "active_days", "valid_interactions", "exposures", "window_days", "segment"
+    )
+    stats_cols = [f"exposures_{w}d" for w in stats_cfg.windows_days] + [
+        f"{s}_rate_{w}d" for w in stats_cfg.windows_days for s in stats_cfg.rate_signals
+    ]
+    stats = item_stats.where(F.col("stats_date") == F.lit(sample_date)).select("item_id", *stats_cols)
+    seqs = sequence_indices(
+        sequences.where(F.col("as_of_date") == F.lit(sample_date)), users, vocabulary, seq_cfg
+    )
+
+    df = (
+        ev.join(profiles, "user_id", "left")
+        .join(items, "item_id", "left")
+        .join(act, "user_id", "left")
+        .join(stats, "item_id", "left")
+        .join(seqs, "user_id", "left")
+        .join(index_lookup(vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
+        .join(index_lookup(vocabulary, "item", "item_id", "item_idx"), "item_id", "left")
+        .join(index_lookup(vocabulary, "category", "category", "category_idx"), "category", "left")
+        .join(index_lookup(vocabulary, "author", "author_id", "author_idx"), "author_id", "left")
+    )
+
+    exposures = F.coalesce(F.col("exposures"), F.lit(0))
+    user_dense_parts = [
+        _log1p(F.col("register_days")),
+        _log1p(F.col("follow_user_num")),
+        _log1p(F.col("active_days")),
+        _log1p(F.col("valid_interactions")),
+        _log1p(F.col("exposures")),
+        F.coalesce(F.col("active_days") / F.col("window_days"), F.lit(0.0)),
+        F.when(exposures > 0, F.col("valid_interactions") / exposures).otherwise(0.0),
+        F.coalesce(F.col("_profile"), F.lit(0)).cast("double"),
+    ]
+    duration = F.coalesce(F.col("_item_duration"), F.col("duration_ms"))
+    item_parts = [_log1p(duration)]
+    for w in stats_cfg.windows_days:
+        item_parts.append(_log1p(F.col(f"exposures_{w}d")))
+        item_parts += [
+            F.coalesce(F.col(f"{s}_rate_{w}d"), F.lit(0.0)) for s in stats_cfg.rate_signals
+        ]
+    segment = F.coalesce(F.col("segment"), F.lit("low"))
+    segment_idx = F.create_map(*[F.lit(x) for kv in SEGMENT_INDEX.items() for x in kv])[segment]
+    seq_cols = []
+    for col, key in SEQUENCE_COLUMNS.values():
+        seq_cols.append(_pad(F.coalesce(F.col(col), F.array().cast("array<int>")), getattr(seq_cfg, key)).alias(col))
+    n_len = {
+        col: F.least(F.size(F.coalesce(F.col(col), F.array().cast("array<int>"))), F.lit(getattr(seq_cfg, key)))
+        for col, key in SEQUENCE_COLUMNS.values()
+    }
+    out = df.select(
+        "user_id",
+        "item_id",
+        "event_ts",
+        F.coalesce("user_idx", F.lit(0)).alias("user_idx"),
+        F.coalesce("item_idx", F.lit(0)).alias("item_idx"),
+        F.coalesce("category_idx", F.lit(0)).alias("category_idx"),
+        F.coalesce("author_idx", F.lit(0)).alias("author_idx"),
+        _float_array(user_dense_parts).alias("user_dense"),
+        _float_array(item_parts).alias("item_dense"),
+        segment.alias("segment"),
+        segment_idx.alias("segment_idx"),
+        *seq_cols,
+        n_len["hist_items"].alias("hist_len"),
+        n_len["pos_items"].alias("pos_len"),
+        n_len["neg_items"].alias("neg_len"),
+        *[F.coalesce(F.col(s), F.lit(0)).alias(s) for s in SIGNALS],
+        *[F.col(s).isNotNull().cast("int").alias(f"{s}_known") for s in SIGNALS],
+        F.coalesce(F.col("play_time_ms"), F.lit(0)).alias("play_time_ms"),
+        F.col("play_time_ms").isNotNull().cast("int").alias("play_time_known"),
+        F.coalesce(F.col("duration_ms"), F.col("_item_duration"), F.lit(0)).alias("duration_ms"),
+        F.lit(sample_date).alias("sample_date"),
+    )
+    return out.select(*[F.col(f.name).cast(f.dataType) for f in samples_schema().fields])

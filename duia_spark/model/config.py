@@ -1,0 +1,133 @@
+"""ModelConfig: every hyper-parameter and DUIA switch of the ranker, with its default.
+
+Fields are plain int / float / bool / str / list[str] / dict[str, float] so that the
+YAML loader (`duia_spark.config`) can check them by type. `docs/model.md` explains
+each switch and the reconstruction choices behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
+DEFAULT_TASKS = ["click", "long_view", "like", "follow", "comment", "share"]
+PLAY_TIME_LOSSES = ("mse_log1p", "weighted_logistic")
+
+
+@dataclass
+class ModelConfig:
+    # --- which model: "ple", "ple+uie", "ple+uie+upbe", "ple+duia" (= UIE + UPBE + UHSE)
+    variant: str = "ple+duia"
+
+    # --- tasks and losses
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    # Missing tasks weigh 1.0.
+    task_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(DEFAULT_TASKS, 1.0))
+    # Tasks listed here (and present in `tasks`) are regressions, not BCE.
+    regression_tasks: list[str] = field(default_factory=lambda: ["play_time"])
+    # "mse_log1p": MSE on log1p(play time); "weighted_logistic": YouTube-style weighted
+    # logistic regression, positives weighted by play time, exp(logit) ~ expected play time.
+    play_time_loss: str = "mse_log1p"
+
+    # --- vocabularies (index 0 = padding / unknown) and input widths
+    embedding_dim: int = 32
+    n_users: int = 100_000
+    n_items: int = 100_000
+    n_categories: int = 1_000
+    n_authors: int = 10_000
+    n_user_dense: int = 8
+    n_item_dense: int = 8
+    seq_len: int = 50
+    pos_seq_len: int = 20
+    embedding_init_std: float = 0.05
+
+    # --- PLE (Tang et al., RecSys 2020)
+    ple_levels: int = 2
+    experts_per_task: int = 1
+    shared_experts: int = 2
+    expert_hidden: int = 128
+    tower_hidden: int = 64
+
+    # --- GHCA user memory (arXiv 2405.13238)
+    k1: int = 512
+    k2: int = 10
+    memory_dim: int = 64
+    hierarchical: bool = True
+    balanced_sampling: bool = True
+    # Learning rate rho of the centres (plain SGD on the clustering loss).
+    cluster_lr: float = 0.05
+    # Every this many training steps, centres whose usage share fell below
+    # `dead_centre_min_usage` x (uniform share) are re-seeded from recent queries.
+    dead_centre_window: int = 200
+    dead_centre_min_usage: float = 0.05
+    recent_queries: int = 4096
+    # Hidden width of the auxiliary user-interest tower that makes the query q.
+    query_tower_hidden: int = 128
+    aux_task: str = "click"
+    aux_loss_weight: float = 1.0
+
+    # --- UIE / UPBE retrieval
+    top_k: int = 4
+    similarity_threshold: float = 0.0
+    similarity_threshold_enabled: bool = True
+    # Softmax temperature over cosine similarities when pooling retrieved centres.
+    attention_temperature: float = 0.1
+    positive_behaviours: list[str] = field(
+        default_factory=lambda: ["long_view", "like", "share", "follow"]
+    )
+
+    # --- UHSE item memory
+    item_k1: int = 128
+    item_k2: int = 10
+
+    # --- reproducibility and deferred (meta-device) init
+    seed: int = 0
+    # Embedding tables with at least this many rows are built on the meta device and
+    # materialised once, in place, on the target device.
+    meta_init_min_rows: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"model.variant: expected one of {VARIANTS}, got {self.variant!r}")
+        if not self.tasks:
+            raise ValueError("model.tasks: at least one task is required")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"model.tasks: duplicate task names in {self.tasks}")
+        if self.play_time_loss not in PLAY_TIME_LOSSES:
+            raise ValueError(
+                f"model.play_time_loss: expected one of {PLAY_TIME_LOSSES}, "
+                f"got {self.play_time_loss!r}"
+            )
+        for name in ("k1", "k2", "memory_dim", "top_k", "item_k1", "item_k2", "ple_levels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name}: must be >= 1")
+        for name in ("n_users", "n_items", "n_categories", "n_authors"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"model.{name}: vocabulary needs index 0 plus at least one id")
+
+    # Derived switches: the variant names which DUIA parts exist.
+    @property
+    def use_uie(self) -> bool:
+        return self.variant != "ple"
+
+    @property
+    def use_upbe(self) -> bool:
+        return self.variant in ("ple+uie+upbe", "ple+duia")
+
+    @property
+    def use_uhse(self) -> bool:
+        return self.variant == "ple+duia"
+
+    def task_weight(self, task: str) -> float:
+        return float(self.task_weights.get(task, 1.0))
+
+    def is_regression(self, task: str) -> bool:
+        return task in self.regression_tasks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})

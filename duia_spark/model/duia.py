@@ -1,0 +1,217 @@
+"""DUIA — Dynamic User Interest Augmentation: UIE, UPBE and UHSE.
+
+From "Dynamic User Interest Augmentation via Stream Clustering and Memory Networks
+in Large-Scale Recommender Systems" (arXiv 2405.13238). The full text is not
+available offline; the choices below are our reconstruction (docs/model.md), each
+behind a config switch.
+
+The ranking model only *reads* the memories: every centre it sees is detached, so
+the main loss never moves a centre and the clustering loss never moves the model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from duia_spark.model.ghca import ClusterMemory, Retrieval, _per_centre_mean_distance
+from duia_spark.model.layers import TargetAttention, mlp, normalise
+
+
+def pool_by_similarity(
+    centres: Tensor, sim: Tensor, keep: Tensor, temperature: float
+) -> tuple[Tensor, Tensor]:
+    """Softmax(sim / T) over the kept centres. centres [B, k, d], sim/keep [B, k] ->
+    ([B, d], mask [B]). A row that keeps nothing gets an exact zero vector."""
+    logits = (sim / temperature).masked_fill(~keep, torch.finfo(sim.dtype).min)
+    w = torch.softmax(logits, dim=1) * keep.to(sim.dtype)  # [B, k]
+    return torch.einsum("bk,bkd->bd", w, centres), keep.any(dim=1)
+
+
+class UserInterestTower(nn.Module):
+    """Auxiliary tower that makes the user-interest query q.
+
+    Its inputs (user embedding, pooled histories) are detached from the main model,
+    so it learns only from its own loss: an auxiliary click model
+    sigmoid(q . W sg(item)). A tower trained by the clustering loss would be free to
+    collapse every q onto one centre; the click loss makes q a user-interest vector.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, memory_dim: int, item_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(in_dim, hidden, memory_dim)
+        self.item_proj = nn.Linear(item_dim, memory_dim)
+
+    def forward(self, profile: Tensor) -> Tensor:
+        return self.net(profile)  # [B, m]
+
+    def aux_logit(self, q: Tensor, item: Tensor) -> Tensor:
+        return (q * self.item_proj(item.detach())).sum(-1)  # [B]
+
+
+class UserInterestEnhancement(nn.Module):
+    """UIE: the user's top-k level-1 centres -> enhancement vector; the winner's level-2
+    children attended with the target item as query -> personalised enhancement."""
+
+    def __init__(
+        self,
+        memory: ClusterMemory,
+        item_dim: int,
+        similarity_threshold: float,
+        threshold_enabled: bool,
+        temperature: float,
+    ) -> None:
+        super().__init__()
+        self.memory = [memory]  # a list, so the memory is not registered twice
+        self.threshold = similarity_threshold
+        self.threshold_enabled = threshold_enabled
+        self.temperature = temperature
+        self.children_attention = TargetAttention(item_dim, memory.dim)
+        self.register_buffer("rows_seen", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.register_buffer("rows_enhanced", torch.zeros((), dtype=torch.float64), persistent=False)
+
+    def forward(self, r: Retrieval, target_item: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> enhancement [B, m], personalised enhancement [B, m], mask [B] (1 = kept a centre)."""
+        memory = self.memory[0]
+        top = normalise(memory.slot_centres().detach())[r.top_idx]  # [B, k, m]
+        if self.threshold_enabled:
+            keep = r.top_sim >= self.threshold
+        else:
+            keep = torch.ones_like(r.top_sim, dtype=torch.bool)
+        enhancement, mask = pool_by_similarity(top, r.top_sim, keep, self.temperature)
+        children = normalise(memory.centres2.detach()[r.parent])  # [B, K2, m]
+        all_children = torch.ones(children.shape[:2], dtype=torch.bool, device=children.device)
+        personal = self.children_attention(target_item, children, all_children)  # [B, m]
+        # No kept centre means no trustworthy cluster: zero, never a guess.
+        personal = personal * mask.unsqueeze(1).to(personal.dtype)
+        if self.training:
+            self.rows_seen += mask.numel()
+            self.rows_enhanced += mask.sum()
+        return enhancement, personal, mask
+
+    def enhanced_share(self) -> float:
+        seen = float(self.rows_seen)
+        return float(self.rows_enhanced) / seen if seen else float("nan")
+
+
+class PositiveBehaviourEnhancement(nn.Module):
+    """UPBE: item -> user-cluster memory P [S, d_item], one slot per top-level user unit.
+
+    Writes: a positive behaviour of a user in cluster c pulls P_c toward the (detached,
+    normalised) item vector, by gradient descent on a per-slot normalised squared
+    distance in the centre optimizer group — the same mechanism and rate rho as the
+    GHCA centres, so P is online k-means per cluster over positively consumed items.
+    P starts at zero; since reads use cosine similarity, one write already points P_c
+    the right way. When the user memory re-seeds unit c, P_c is cleared.
+
+    Reads: the target item's cosine similarity to every written slot, top-k, below-
+    threshold slots dropped; the kept slots' *user* centres are pooled into an
+    item-conditioned enhancement vector ("who consumes this item positively").
+    """
+
+    def __init__(
+        self,
+        memory: ClusterMemory,
+        item_dim: int,
+        top_k: int,
+        similarity_threshold: float,
+        threshold_enabled: bool,
+        temperature: float,
+    ) -> None:
+        super().__init__()
+        self.memory = [memory]
+        self.top_k = top_k
+        self.threshold = similarity_threshold
+        self.threshold_enabled = threshold_enabled
+        self.temperature = temperature
+        self.slots = nn.Parameter(torch.zeros(memory.n_slots, item_dim))
+        self.register_buffer("writes", torch.zeros(memory.n_slots))
+        self.register_buffer("written_generation", torch.zeros(memory.n_slots, dtype=torch.long))
+
+    def valid_slots(self) -> Tensor:
+        return (self.writes > 0) & (self.written_generation == self.memory[0].generation)
+
+    def forward(self, item: Tensor) -> tuple[Tensor, Tensor]:
+        """item: [B, d_item] normalised, detached -> enhancement [B, m], mask [B]."""
+        memory = self.memory[0]
+        sim = item @ normalise(self.slots.detach()).T  # [B, S]
+        sim = sim.masked_fill(~self.valid_slots(), float("-inf"))
+        top_sim, top_idx = sim.topk(min(self.top_k, sim.shape[1]), dim=1)  # [B, k]
+        keep = torch.isfinite(top_sim)
+        if self.threshold_enabled:
+            keep &= top_sim >= self.threshold
+        users = normalise(memory.slot_centres().detach())[top_idx]  # [B, k, m]
+        top_sim = torch.where(keep, top_sim, torch.zeros_like(top_sim))
+        return pool_by_similarity(users, top_sim, keep, self.temperature)
+
+    def slot_anchor(self, slot: Tensor) -> tuple[Tensor, Tensor]:
+        """The positive-item direction of each row's user unit: [B, d_item], valid [B]."""
+        return normalise(self.slots.detach()[slot]), self.valid_slots()[slot]
+
+    @torch.no_grad()
+    def observe(self, slot: Tensor, positive: Tensor, weights: Tensor) -> None:
+        stale = self.written_generation != self.memory[0].generation
+        if bool(stale.any()):
+            self.slots.data[stale] = 0.0
+            self.writes[stale] = 0.0
+            self.written_generation[stale] = self.memory[0].generation[stale]
+        self.writes.index_add_(0, slot[positive], weights[positive])
+
+    def write_loss(self, item: Tensor, slot: Tensor, positive: Tensor, weights: Tensor) -> Tensor:
+        if not bool(positive.any()):
+            return self.slots.sum() * 0.0  # keeps P in the graph for DDP
+        return _per_centre_mean_distance(
+            item.detach()[positive],
+            self.slots[slot[positive]],
+            slot[positive],
+            weights[positive],
+            self.slots.shape[0],
+        )
+
+
+class HistorySequenceEnhancement(nn.Module):
+    """UHSE: each history item -> its nearest item centre; padded positions of short
+    histories are filled with the item centres nearest to an interest anchor (the mean
+    of the user's history items, or, with no history, the positive-item direction P_c
+    of the user's cluster). Returns the enhanced sequence as keys for target attention."""
+
+    def __init__(self, item_memory: ClusterMemory, item_dim: int) -> None:
+        super().__init__()
+        self.memory = [item_memory]
+        # Centres are unit vectors in the detached item space; this maps them into the
+        # key space the history attention uses for the raw item embeddings.
+        self.key_proj = nn.Linear(item_dim, item_dim)
+
+    def forward(
+        self,
+        hist_vectors: Tensor,
+        hist_items: Tensor,
+        hist_mask: Tensor,
+        item_lookup: nn.Embedding,
+        fallback_anchor: Tensor | None,
+        fallback_valid: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """hist_vectors: [B, L, d] main-model item embeddings of the history.
+        -> enhanced keys [B, L, d], mask [B, L]."""
+        memory = self.memory[0]
+        leaves = normalise(memory.leaf_centres().detach())  # [K1*K2, d]
+        with torch.no_grad():
+            # Map each distinct history item once; histories repeat items a lot.
+            uniq, inverse = torch.unique(hist_items, return_inverse=True)
+            r = memory.retrieve(normalise(item_lookup(uniq)), top_k=1)
+            mapped = leaves[r.leaf][inverse]  # [B, L, d]
+
+            has_hist = hist_mask.any(dim=1)
+            anchor = normalise((normalise(hist_vectors) * hist_mask.unsqueeze(-1)).sum(1))
+            anchor_ok = has_hist
+            if fallback_anchor is not None:
+                anchor = torch.where(has_hist.unsqueeze(1), anchor, fallback_anchor)
+                anchor_ok = has_hist | fallback_valid
+            seq_len = hist_items.shape[1]
+            nearest = memory.nearest_leaves(anchor, seq_len)  # [B, n]
+            # The j-th padded position takes the j-th nearest centre.
+            rank = ((~hist_mask).cumsum(dim=1) - 1).clamp(0, nearest.shape[1] - 1)
+            fill = leaves[nearest.gather(1, rank)]  # [B, L, d]
+            seq = torch.where(hist_mask.unsqueeze(-1), mapped, fill)
+            mask = hist_mask | anchor_ok.unsqueeze(1)
+        return self.key_proj(seq), mask

@@ -1,0 +1,415 @@
+"""DuiaRanker: embeddings + history attention + (optional) DUIA enhancements -> PLE.
+
+Batch contract (dict[str, Tensor], B rows):
+    user_idx, item_idx, category_idx, author_idx  [B] long (0 = unknown)
+    user_dense [B, n_user_dense], item_dense [B, n_item_dense]  float32
+    segment [B] long (0 low, 1 mid, 2 high activity)
+    hist_items [B, seq_len] long (0 = padding, most recent first), hist_mask [B, seq_len] bool
+    pos_items [B, pos_seq_len] long, pos_mask [B, pos_seq_len] bool
+    labels [B, n_tasks] float32 in ModelConfig.tasks order (absent at inference;
+        NaN = signal unknown for that row, left out of that task's loss)
+
+Variant "ple" feeds PLE with the target item, user, category and author embeddings,
+the dense features and target-attention pools of the exposure and positive
+histories. DUIA variants add UIE's enhancement, personalised enhancement and mask,
+UPBE's item-conditioned enhancement and mask, and (UHSE) pool the history together
+with its enhanced sequence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from duia_spark.model.config import ModelConfig
+from duia_spark.model.deferred_init import make_embedding, materialise_embeddings_
+from duia_spark.model.duia import (
+    HistorySequenceEnhancement,
+    PositiveBehaviourEnhancement,
+    UserInterestEnhancement,
+    UserInterestTower,
+)
+from duia_spark.model.ghca import ClusterMemory, load_memories, save_memories
+from duia_spark.model.layers import TargetAttention, masked_mean, normalise
+from duia_spark.model.optim import RankerOptimizer
+from duia_spark.model.ple import PLE
+
+
+class DuiaRanker(nn.Module):
+    """PLE multi-task ranker with optional DUIA (UIE, UPBE, UHSE), per `cfg.variant`."""
+
+    def __init__(
+        self, cfg: ModelConfig, device: torch.device | str = "cpu", materialise: bool = True
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, m = cfg.embedding_dim, cfg.memory_dim
+        n_tasks = len(cfg.tasks)
+        # Small modules are built on CPU from a private RNG stream, so the same seed
+        # gives the same model on any device and the caller's RNG is left alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            big = cfg.meta_init_min_rows
+            self.user_emb = make_embedding(cfg.n_users, d, big)
+            self.item_emb = make_embedding(cfg.n_items, d, big)
+            self.category_emb = make_embedding(cfg.n_categories, d, big)
+            self.author_emb = make_embedding(cfg.n_authors, d, big)
+            # The target item as a query: id, category and author embeddings together.
+            target_dim = 3 * d
+            self.hist_attention = TargetAttention(target_dim, d)
+            self.pos_attention = TargetAttention(target_dim, d)
+            # user + target (3d) + dense + pooled positive history + pooled history
+            width = d + target_dim + cfg.n_user_dense + cfg.n_item_dense + 2 * d
+
+            self.user_memory: ClusterMemory | None = None
+            self.item_memory: ClusterMemory | None = None
+            self.query_tower: UserInterestTower | None = None
+            self.uie: UserInterestEnhancement | None = None
+            self.upbe: PositiveBehaviourEnhancement | None = None
+            self.uhse: HistorySequenceEnhancement | None = None
+            if cfg.use_uie:
+                self.user_memory = self._memory(cfg.k1, cfg.k2, m, cfg.balanced_sampling, 0)
+                tower_in = 3 * d + cfg.n_user_dense
+                self.query_tower = UserInterestTower(tower_in, cfg.query_tower_hidden, m, target_dim)
+                self.uie = UserInterestEnhancement(
+                    self.user_memory,
+                    target_dim,
+                    cfg.similarity_threshold,
+                    cfg.similarity_threshold_enabled,
+                    cfg.attention_temperature,
+                )
+                width += 2 * m + 1
+            if cfg.use_upbe:
+                self.upbe = PositiveBehaviourEnhancement(
+                    self.user_memory,
+                    target_dim,
+                    cfg.top_k,
+                    cfg.similarity_threshold,
+                    cfg.similarity_threshold_enabled,
+                    cfg.attention_temperature,
+                )
+                width += m + 1
+            if cfg.use_uhse:
+                # Items carry no activity segment: the item memory is not balanced.
+                self.item_memory = self._memory(cfg.item_k1, cfg.item_k2, d, False, 1)
+                self.uhse = HistorySequenceEnhancement(self.item_memory, d)
+            self.ple = PLE(
+                width,
+                n_tasks,
+                cfg.ple_levels,
+                cfg.experts_per_task,
+                cfg.shared_experts,
+                cfg.expert_hidden,
+                cfg.tower_hidden,
+            )
+        self.ple_input_dim = width
+        task_index = {t: i for i, t in enumerate(cfg.tasks)}
+        self.regression = [cfg.is_regression(t) for t in cfg.tasks]
+        binary = [t for t, r in zip(cfg.tasks, self.regression, strict=True) if not r]
+        aux = cfg.aux_task if cfg.aux_task in binary else (binary[0] if binary else None)
+        self.aux_task_index = None if aux is None else task_index[aux]
+        self.positive_index = [task_index[t] for t in cfg.positive_behaviours if t in task_index]
+        self.register_buffer(
+            "task_weights", torch.tensor([cfg.task_weight(t) for t in cfg.tasks]), persistent=False
+        )
+
+        # Module.to() cannot copy a meta tensor, so deferred tables are skipped here
+        # and allocated by materialise() directly on the device.
+        for child in self.children():
+            if not any(p.is_meta for p in child.parameters()):
+                child.to(device)
+        self.task_weights = self.task_weights.to(device)
+        if materialise:
+            self.materialise(device)
+
+    def _memory(self, k1: int, k2: int, dim: int, balanced: bool, offset: int) -> ClusterMemory:
+        cfg = self.cfg
+        return ClusterMemory(
+            k1,
+            k2,
+            dim,
+            hierarchical=cfg.hierarchical,
+            balanced_sampling=balanced,
+            dead_centre_window=cfg.dead_centre_window,
+            dead_centre_min_usage=cfg.dead_centre_min_usage,
+            recent_queries=cfg.recent_queries,
+            seed=cfg.seed + offset,
+        )
+
+    # ------------------------------------------------------------------ init
+    def embedding_tables(self) -> list[nn.Embedding]:
+        return [self.user_emb, self.item_emb, self.category_emb, self.author_emb]
+
+    def materialise(self, device: torch.device | str = "cpu") -> None:
+        """Allocate meta-device tables on `device` and give every table its explicit init."""
+        materialise_embeddings_(
+            self.embedding_tables(), device, self.cfg.seed, self.cfg.embedding_init_std
+        )
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: dict[str, Tensor]) -> dict:
+        cfg = self.cfg
+        user = self.user_emb(batch["user_idx"])  # [B, d]
+        item = self.item_emb(batch["item_idx"])  # [B, d]
+        hist_items, hist_mask = batch["hist_items"], batch["hist_mask"].bool()
+        pos_mask = batch["pos_mask"].bool()
+        hist = self.item_emb(hist_items)  # [B, L, d]
+        pos = self.item_emb(batch["pos_items"])  # [B, P, d]
+        segment = batch.get("segment")
+        labels = batch.get("labels")
+        target = torch.cat(
+            [item, self.category_emb(batch["category_idx"]), self.author_emb(batch["author_idx"])],
+            dim=1,
+        )  # [B, 3d]
+        parts = [
+            user,
+            target,
+            batch["user_dense"].float(),
+            batch["item_dense"].float(),
+            self.pos_attention(target, pos, pos_mask),
+        ]
+        aux: dict = {}
+        # UPBE's item vector: the whole target (id, category, author), detached. The item
+        # memory (UHSE) must also map history items, of which only ids are known, so it
+        # clusters id embeddings.
+        target_unit = normalise(target.detach())  # [B, 3d]
+        item_unit = normalise(item.detach())  # [B, d]
+
+        user_r = None
+        if self.uie is not None:
+            profile = torch.cat(
+                [
+                    user.detach(),
+                    masked_mean(hist.detach(), hist_mask),
+                    masked_mean(pos.detach(), pos_mask),
+                    batch["user_dense"].float(),
+                ],
+                dim=1,
+            )
+            q = self.query_tower(profile)  # [B, m]
+            q_unit = normalise(q.detach())
+            weights = self.user_memory.segment_weights(segment, q.shape[0])
+            if self.training:
+                self.user_memory.prepare(q_unit, segment)
+            user_r = self.user_memory.retrieve(q_unit, cfg.top_k)
+            enhancement, personal, uie_mask = self.uie(user_r, target)
+            parts += [enhancement, personal, uie_mask.unsqueeze(1).float()]
+            aux.update(
+                user_query=q_unit,
+                user_retrieval=user_r,
+                cluster_weights=weights,
+                aux_logit=self.query_tower.aux_logit(q, target),
+                uie_mask=uie_mask,
+            )
+
+        if self.upbe is not None:
+            # Read before this batch writes, so no row sees its own label.
+            upbe_vec, upbe_mask = self.upbe(target_unit)
+            parts += [upbe_vec, upbe_mask.unsqueeze(1).float()]
+            aux["upbe_mask"] = upbe_mask
+
+        keys, key_mask = hist, hist_mask
+        if self.uhse is not None:
+            if self.training:
+                self.item_memory.prepare(item_unit, None)
+            aux["item_retrieval"] = self.item_memory.retrieve(item_unit, 1)
+            anchor, anchor_ok = (None, None)
+            if self.upbe is not None:
+                # P_c lives in the target space [id | category | author]; its id part is
+                # the positive-item direction of the user's cluster in the item memory's space.
+                anchor, anchor_ok = self.upbe.slot_anchor(user_r.slot)
+                anchor = normalise(anchor[:, : cfg.embedding_dim])
+            enhanced, enhanced_mask = self.uhse(
+                hist, hist_items, hist_mask, self.item_emb, anchor, anchor_ok
+            )
+            keys = torch.cat([hist, enhanced], dim=1)  # [B, 2L, d]
+            key_mask = torch.cat([hist_mask, enhanced_mask], dim=1)
+        parts.append(self.hist_attention(target, keys, key_mask))
+        aux["target_unit"] = target_unit
+
+        logits = self.ple(torch.cat(parts, dim=1))  # [B, T]
+
+        if self.training:
+            self._observe(aux, item_unit, segment, labels)
+        return {"logits": logits, "aux": aux}
+
+    @torch.no_grad()
+    def _observe(self, aux: dict, item_unit: Tensor, segment: Tensor | None, labels) -> None:
+        if self.user_memory is not None:
+            r, w = aux["user_retrieval"], aux["cluster_weights"]
+            self.user_memory.observe(aux["user_query"], r, segment, w)
+            if self.upbe is not None and labels is not None:
+                self.upbe.observe(r.slot, self._positive_rows(labels), w)
+        if self.item_memory is not None:
+            r = aux["item_retrieval"]
+            self.item_memory.observe(item_unit, r, None, torch.ones_like(item_unit[:, 0]))
+
+    def _positive_rows(self, labels: Tensor) -> Tensor:
+        if not self.positive_index:
+            return torch.zeros(labels.shape[0], dtype=torch.bool, device=labels.device)
+        return (torch.nan_to_num(labels[:, self.positive_index]) > 0).any(dim=1)
+
+    # ------------------------------------------------------------------ losses
+    def loss(self, batch: dict[str, Tensor], out: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """-> (total, {task: loss, "aux": ..., "clustering": ...}); logged values are detached."""
+        total, parts = self.ranking_loss(batch, out)
+        if self.user_memory is not None:
+            clustering = self.clustering_loss(batch, out)
+            parts["clustering"] = clustering
+            total = total + clustering
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    def ranking_loss(self, batch: dict[str, Tensor], out: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """Weighted task losses + the query tower's auxiliary loss (all that trains the
+        model; the clustering loss trains only the memories)."""
+        if "labels" not in batch:
+            raise ValueError("loss() needs batch['labels']")
+        labels = batch["labels"].float()
+        logits = out["logits"]
+        parts: dict[str, Tensor] = {}
+        total = logits.new_zeros(())
+        for t, task in enumerate(self.cfg.tasks):
+            task_loss = self._task_loss(logits[:, t], labels[:, t], self.regression[t])
+            parts[task] = task_loss
+            total = total + self.task_weights[t] * task_loss
+        if self.query_tower is not None and self.aux_task_index is not None:
+            aux_logit = out["aux"]["aux_logit"]
+            aux_loss = self._task_loss(aux_logit, labels[:, self.aux_task_index], False)
+            parts["aux"] = aux_loss
+            total = total + self.cfg.aux_loss_weight * aux_loss
+        return total, parts
+
+    def clustering_loss(self, batch: dict[str, Tensor], out: dict) -> Tensor:
+        """GHCA loss of the user memory, UPBE writes and the item memory, on detached
+        queries: gradients reach centres and slots only."""
+        aux = out["aux"]
+        weights = aux["cluster_weights"]
+        loss = self.user_memory.clustering_loss(aux["user_query"], aux["user_retrieval"], weights)
+        if self.upbe is not None and "labels" in batch:
+            positive = self._positive_rows(batch["labels"].float())
+            slot = aux["user_retrieval"].slot
+            loss = loss + self.upbe.write_loss(aux["target_unit"], slot, positive, weights)
+        if self.item_memory is not None:
+            item_unit = normalise(self.item_emb(batch["item_idx"]).detach())
+            ones = torch.ones_like(item_unit[:, 0])
+            loss = loss + self.item_memory.clustering_loss(
+                item_unit, aux["item_retrieval"], ones
+            )
+        return loss
+
+    def _task_loss(self, out: Tensor, y: Tensor, regression: bool) -> Tensor:
+        known = ~torch.isnan(y)
+        if not bool(known.any()):
+            return out.sum() * 0.0  # keeps the graph whole (DDP) when a signal is missing
+        out, y = out[known], y[known]
+        if not regression:
+            return F.binary_cross_entropy_with_logits(out, y)
+        if self.cfg.play_time_loss == "mse_log1p":
+            return F.mse_loss(out, torch.log1p(y.clamp_min(0.0)))
+        # Weighted logistic regression (Covington et al., RecSys 2016): a positive weighs
+        # its play time, a negative 1, so exp(logit) estimates the expected play time.
+        positive = y > 0
+        weight = torch.where(positive, y, torch.ones_like(y))
+        return F.binary_cross_entropy_with_logits(out, positive.float(), weight=weight)
+
+    # ------------------------------------------------------------------ serving
+    @torch.no_grad()
+    def predict(self, batch: dict[str, Tensor]) -> Tensor:
+        """[B, n_tasks]: probabilities for binary tasks, play time in label units for
+        regressions. Runs in eval mode, so it never writes the memories."""
+        was_training = self.training
+        self.eval()
+        try:
+            logits = self.forward(batch)["logits"]
+        finally:
+            self.train(was_training)
+        cols = []
+        for t, regression in enumerate(self.regression):
+            z = logits[:, t]
+            if not regression:
+                cols.append(torch.sigmoid(z))
+            elif self.cfg.play_time_loss == "mse_log1p":
+                cols.append(torch.expm1(z.clamp_min(0.0)))
+            else:
+                cols.append(torch.exp(z))
+        return torch.stack(cols, dim=1)
+
+    # ------------------------------------------------------------------ memories
+    def memories(self) -> dict[str, nn.Module]:
+        named = {"user": self.user_memory, "upbe": self.upbe, "item": self.item_memory}
+        return {k: v for k, v in named.items() if v is not None}
+
+    def cluster_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.user_memory is not None:
+            out.update(self.user_memory.metrics("user"))
+            out["uie_enhanced_share"] = self.uie.enhanced_share()
+        if self.upbe is not None:
+            out["upbe_written_slots"] = float(self.upbe.valid_slots().sum())
+        if self.item_memory is not None:
+            out.update(self.item_memory.metrics("item"))
+        return out
+
+    def save_memory(self, path: str | Path) -> None:
+        """All cluster memories as safetensors; the ModelConfig as JSON in its metadata."""
+        save_memories(path, self.memories(), self.cfg.to_dict())
+
+    def load_memory(self, path: str | Path) -> list[str]:
+        """Warm-start this model's memories from a file; -> names of the memories loaded.
+        A memory the file lacks keeps its current state; a shape mismatch is an error."""
+        states, saved_cfg = load_memories(path)
+        loaded = []
+        for name, module in self.memories().items():
+            if name not in states:
+                continue
+            own = module.state_dict()
+            for key, value in states[name].items():
+                if key in own and own[key].shape != value.shape:
+                    raise ValueError(
+                        f"{path}: memory {name}.{key} has shape {tuple(value.shape)}, this model "
+                        f"needs {tuple(own[key].shape)} (saved with k1={saved_cfg.get('k1')}, "
+                        f"k2={saved_cfg.get('k2')}, hierarchical={saved_cfg.get('hierarchical')})"
+                    )
+            module.load_state_dict(states[name])
+            loaded.append(name)
+        return loaded
+
+    # ------------------------------------------------------------------ optimisation
+    def centre_parameters(self) -> list[nn.Parameter]:
+        params: list[nn.Parameter] = []
+        for memory in (self.user_memory, self.item_memory):
+            if memory is not None:
+                params += memory.centre_parameters()
+        if self.upbe is not None:
+            params.append(self.upbe.slots)
+        return params
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Main model (Adam, `lr`) and cluster centres (SGD, `cfg.cluster_lr`)."""
+        centre_ids = {id(p) for p in self.centre_parameters()}
+        main = [p for p in self.parameters() if id(p) not in centre_ids]
+        groups = [{"params": main, "lr": lr, "algorithm": "adam", "name": "model"}]
+        if centre_ids:
+            groups.append(
+                {
+                    "params": self.centre_parameters(),
+                    "lr": self.cfg.cluster_lr,
+                    "algorithm": "sgd",
+                    "name": "centres",
+                }
+            )
+        return groups
+
+    def build_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        return RankerOptimizer(self.parameter_groups(lr), lr=lr)
+
+
+def build_ranker(cfg: ModelConfig, device: torch.device | str = "cpu") -> DuiaRanker:
+    """Build the ranker with tables of >= `cfg.meta_init_min_rows` rows created on the
+    meta device and materialised once, in place, on `device`."""
+    model = DuiaRanker(cfg, device=device, materialise=False)
+    model.materialise(device)
+    return model

@@ -1,0 +1,72 @@
+import dataclasses
+import typing
+
+import pytest
+import yaml
+
+from duia_spark.config import DEFAULT_CONF, Config, ConfigError, config_as_flat_dict, load_config
+
+
+def test_defaults_load_into_typed_sections():
+    cfg = load_config()
+    assert cfg.activity.window_days == 30
+    assert cfg.spark.master == "local[*]"
+    assert cfg.tracking_uri.startswith("sqlite:////")  # made absolute under the project
+
+
+def test_an_unknown_key_fails_naming_the_key():
+    with pytest.raises(ConfigError, match=r"activity\.windw_days"):
+        load_config(overrides=["activity.windw_days=3"])
+
+
+def test_a_wrong_type_fails_naming_the_key():
+    with pytest.raises(ConfigError, match=r"activity\.window_days: expected an integer"):
+        load_config(overrides=["activity.window_days=thirty"])
+    with pytest.raises(ConfigError, match=r"train\.local_mode: expected true/false"):
+        load_config(overrides=["train.local_mode=maybe"])
+
+
+def test_override_file_is_merged_over_defaults_and_set_wins(tmp_path):
+    f = tmp_path / "prod.yaml"
+    f.write_text("spark:\n  master: spark://h:7077\nactivity:\n  window_days: 14\n")
+    cfg = load_config(f, overrides=["activity.window_days=7"])
+    assert cfg.spark.master == "spark://h:7077"
+    assert cfg.spark.shuffle_partitions == 8  # untouched sibling keeps its default
+    assert cfg.activity.window_days == 7
+
+
+def test_missing_override_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def _documented_keys(data: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in data.items():
+        if isinstance(v, dict) and v and not k == "extra":
+            out |= _documented_keys(v, f"{prefix}{k}.")
+        else:
+            out.add(f"{prefix}{k}")
+    return out
+
+
+def test_every_config_field_is_documented_in_default_yaml():
+    documented = _documented_keys(yaml.safe_load(DEFAULT_CONF.read_text()))
+    fields = set(config_as_flat_dict(Config()))
+    assert sorted(fields - documented) == []
+
+
+def test_config_sections_only_use_types_the_loader_understands():
+    allowed = {int, float, bool, str}
+
+    def walk(cls):
+        for f in dataclasses.fields(cls):
+            tp = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(tp):
+                walk(tp)
+            elif typing.get_origin(tp) in (list, dict):
+                assert set(typing.get_args(tp)) <= allowed, (cls.__name__, f.name, tp)
+            else:
+                assert tp in allowed, (cls.__name__, f.name, tp)
+
+    walk(Config)

@@ -1,0 +1,151 @@
+"""Ingest: every good row lands once, every bad row is quarantined with its reason."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from duia_spark.cli import main
+
+HEADER = (
+    "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,"
+    "is_forward,is_hate,long_view,play_time_ms,duration_ms,tab"
+)
+DAY = dt.date(2026, 1, 5)
+T0 = 1767571200000  # 2026-01-05T00:00:00Z in ms
+
+
+def row(user="u1", item="v1", ts=T0 + 3_600_000, click="1", play="5000", dur="10000", **kw):
+    sig = {"like": "0", "follow": "0", "comment": "0", "forward": "0", "hate": "0", "long_view": "1"}
+    sig.update(kw)
+    return (
+        f"{user},{item},20260105,0100,{ts},{click},{sig['like']},{sig['follow']},{sig['comment']},"
+        f"{sig['forward']},{sig['hate']},{sig['long_view']},{play},{dur},1"
+    )
+
+
+GOOD = [row(), row(user="u2", item="v2"), row(user="u3", item="v1", click="0", play="200", long_view="0")]
+BAD = {
+    row(user=""): "missing_user_id",
+    row(item="bad id!"): "invalid_item_id",
+    "u9,v9,20260105,0100": "malformed_line",
+    row(user="u4", ts="yesterday"): "invalid_timestamp",
+    row(user="u5", ts=T0 - 3_600_000): "timestamp_outside_drop_date",
+    row(user="u6", click="7"): "invalid_signal:click",
+    row(user="u7", play="-40"): "negative_time:play_time_ms",
+    row(user="u8", play="999999999", dur="1000"): "absurd_time",
+}
+
+
+def write_drop(root: Path, lines: list[str], header: str = HEADER) -> Path:
+    d = root / "log" / DAY.isoformat() / "csv"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "part-0.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    return root
+
+
+def ingest(cfg, path, *extra):
+    return main(["ingest", "--path", str(path), "--lakehouse", cfg.lakehouse_root, *extra])
+
+
+def test_good_rows_land_once_and_each_bad_row_is_quarantined_with_its_reason(cfg, lake, tmp_path, capsys):
+    drop = write_drop(tmp_path / "raw", GOOD + [GOOD[0]] + list(BAD))  # one exact duplicate
+    assert ingest(cfg, drop) == 0
+    events = lake.read("events").collect()
+    assert sorted((r.user_id, r.item_id) for r in events) == [("u1", "v1"), ("u2", "v2"), ("u3", "v1")]
+    assert {r.event_date for r in events} == {DAY}
+    assert all(r.event_ts == dt.datetime.fromtimestamp((T0 + 3_600_000) / 1000) for r in events)
+    rejected = {r.raw_row: r for r in lake.read("events_rejected").collect()}
+    assert set(rejected) == set(BAD)
+    for raw, reason in BAD.items():
+        assert reason in rejected[raw].reason, (raw, rejected[raw].reason)
+        assert rejected[raw].source_file.endswith("part-0.csv")
+    out = capsys.readouterr().out
+    assert "landed                 3" in out and "duplicates             1" in out
+    assert "rejected               8" in out
+
+
+def test_reingesting_a_date_gives_identical_tables(cfg, lake, tmp_path):
+    drop = write_drop(tmp_path / "raw", GOOD + list(BAD))
+    assert ingest(cfg, drop) == 0
+    first = (lake.read("events").count(), lake.read("events_rejected").count())
+    assert ingest(cfg, drop) == 0
+    assert (lake.read("events").count(), lake.read("events_rejected").count()) == first == (3, 8)
+
+
+def test_a_missing_source_path_fails_with_a_message_naming_it(cfg, tmp_path, capsys):
+    assert ingest(cfg, tmp_path / "nowhere") == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_file_with_a_wrong_header_fails_naming_the_file(cfg, tmp_path, capsys):
+    drop = write_drop(tmp_path / "raw", GOOD, header="uid,item,when")
+    assert ingest(cfg, drop) == 1
+    err = capsys.readouterr().err
+    assert "part-0.csv" in err and "user_id" in err
+
+
+def test_a_date_without_a_drop_is_refused_or_skipped_by_config(cfg, tmp_path, capsys):
+    drop = write_drop(tmp_path / "raw", GOOD)
+    assert ingest(cfg, drop, "--date", "2026-02-01") == 1
+    assert "no drop" in capsys.readouterr().err
+    assert ingest(cfg, drop, "--date", "2026-02-01", "--set", "ingest.on_missing_drop=skip") == 0
+    assert "skipping" in capsys.readouterr().out
+
+
+def test_profiles_are_upserted_beside_the_events(cfg, lake, tmp_path):
+    drop = write_drop(tmp_path / "raw", GOOD)
+    (drop / "users").mkdir()
+    (drop / "users" / "users.csv").write_text(
+        "user_id,gender,age_range,register_days,follow_user_num\nu1,F,18-23,10,3\n"
+    )
+    assert ingest(cfg, drop) == 0
+    (drop / "users" / "users.csv").write_text(
+        "user_id,gender,age_range,register_days,follow_user_num\nu1,F,18-23,11,4\nu2,M,24-30,5,0\n"
+    )
+    assert ingest(cfg, drop) == 0
+    rows = sorted((r.user_id, r.register_days) for r in lake.read("user_profiles").collect())
+    assert rows == [("u1", 11), ("u2", 5)]
+
+
+@pytest.mark.parametrize("sep", ["\t", ","])
+def test_kuairand_subsets_with_missing_columns_land_with_null_signals(cfg, lake, tmp_path, sep):
+    cols = ["user_id", "video_id", "date", "time_ms", "is_click", "long_view"]
+    lines = [
+        sep.join(cols),
+        sep.join(["7", "100", "20260105", str(T0 + 1000), "1", "0"]),
+        sep.join(["8", "101", "20260105", str(T0 + 2000), "0", "0"]),
+        sep.join(["9", "102", "20260106", str(T0 + 3000), "1", "1"]),  # date disagrees with time
+    ]
+    f = tmp_path / "kuairand" / "log_standard_subset.csv"
+    f.parent.mkdir()
+    f.write_text("\n".join(lines) + "\n")
+    assert ingest(cfg, f.parent, "--source", "kuairand") == 0
+    rows = sorted(lake.read("events").collect(), key=lambda r: r.user_id)
+    assert [(r.user_id, r.item_id, r.click) for r in rows] == [("7", "100", 1), ("8", "101", 0)]
+    assert all(r.like is None and r.play_time_ms is None for r in rows)
+    (rej,) = lake.read("events_rejected").collect()
+    assert rej.reason == "timestamp_outside_drop_date"
+
+
+def test_movielens_ratings_become_exposures_and_high_ratings_likes(cfg, lake, tmp_path):
+    d = tmp_path / "ml-100k"
+    d.mkdir()
+    (d / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "196\t242\t3\t881250949\n186\t302\t5\t891717742\n22\t377\tx\t878887116\n"
+    )
+    (d / "ml-100k.user").write_text(
+        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n196\t49\tM\twriter\t55105\n"
+    )
+    (d / "ml-100k.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n242\tKolya\t1996\tComedy Drama\n"
+    )
+    assert ingest(cfg, d, "--source", "movielens") == 0
+    rows = {r.user_id: r for r in lake.read("events").collect()}
+    assert set(rows) == {"196", "186"}
+    assert (rows["196"].click, rows["196"].like, rows["196"].long_view) == (1, 0, 0)
+    assert (rows["186"].click, rows["186"].like, rows["186"].long_view) == (1, 1, 1)
+    assert rows["186"].event_ts == dt.datetime.fromtimestamp(891717742)  # collect() gives local time
+    assert "invalid_signal:like" in lake.read("events_rejected").first().reason
+    assert lake.read("item_features").first().category == "Comedy"

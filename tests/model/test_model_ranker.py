@@ -1,0 +1,188 @@
+"""DuiaRanker: variants, losses, the stop-gradient contract, determinism, files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from duia_spark.model.config import VARIANTS, ModelConfig
+from duia_spark.model.ranker import DuiaRanker, build_ranker
+
+
+def _train(model: DuiaRanker, make_batch, steps: int = 4, batch: int = 48) -> None:
+    opt = model.build_optimizer(1e-2)
+    model.train()
+    for step in range(steps):
+        b = make_batch(model.cfg, batch, seed=step)
+        total, _ = model.loss(b, model(b))
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("hierarchical", [True, False])
+def test_every_variant_trains_and_predicts(variant, hierarchical, make_config, make_batch):
+    cfg = make_config(variant=variant, hierarchical=hierarchical)
+    model = build_ranker(cfg)
+    _train(model, make_batch, steps=7)  # crosses a dead-centre window (5 steps)
+    b = make_batch(cfg, 32, seed=100, labels=False)
+    out = model(b)
+    assert out["logits"].shape == (32, len(cfg.tasks))
+    p = model.predict(b)
+    assert p.shape == (32, len(cfg.tasks)) and torch.all((p > 0) & (p < 1))
+    metrics = model.cluster_metrics()
+    if variant == "ple":
+        assert metrics == {} and model.memories() == {}
+    else:
+        assert 0.0 <= metrics["user_usage_entropy"] <= 1.0
+        assert metrics["user_dead_centres"] >= 0
+        assert 0.0 <= metrics["uie_enhanced_share"] <= 1.0
+    assert ("item_usage_entropy" in metrics) == (variant == "ple+duia")
+
+
+def test_variant_switches_add_exactly_their_modules(make_config):
+    widths = {}
+    for variant in VARIANTS:
+        model = DuiaRanker(make_config(variant=variant))
+        names = set(model.memories())
+        widths[variant] = model.ple_input_dim
+        expected = {"ple": set(), "ple+uie": {"user"}, "ple+uie+upbe": {"user", "upbe"},
+                    "ple+duia": {"user", "upbe", "item"}}[variant]
+        assert names == expected
+    m = make_config().memory_dim
+    assert widths["ple+uie"] == widths["ple"] + 2 * m + 1
+    assert widths["ple+uie+upbe"] == widths["ple+uie"] + m + 1
+    assert widths["ple+duia"] == widths["ple+uie+upbe"]  # UHSE widens the attended sequence
+
+
+def test_clustering_loss_leaves_main_model_gradients_untouched(make_config, make_batch):
+    cfg = make_config(variant="ple+duia")
+    model = build_ranker(cfg)
+    _train(model, make_batch, steps=3)  # memories initialised, UPBE slots written
+    model.eval()  # no bookkeeping between the passes: both see the same memories
+    b = make_batch(cfg, 64, seed=7)
+    centre_ids = {id(p) for p in model.centre_parameters()}
+    main = {n: p for n, p in model.named_parameters() if id(p) not in centre_ids}
+
+    def grads_of(loss_fn) -> dict:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(b)).backward()
+        return {n: p.grad for n, p in main.items()}
+
+    ranking_only = grads_of(lambda out: model.ranking_loss(b, out)[0])
+    with_clustering = grads_of(lambda out: model.loss(b, out)[0])
+    for name in main:
+        assert ranking_only[name] is not None, name
+        assert torch.equal(ranking_only[name], with_clustering[name]), name
+
+    # The clustering loss alone sends nothing into the main model, only into centres.
+    clustering_only = grads_of(lambda out: model.clustering_loss(b, out))
+    assert all(grad is None for grad in clustering_only.values())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.centre_parameters())
+
+
+def test_same_seed_same_model_same_training(make_config, make_batch):
+    cfg = make_config(variant="ple+duia")
+    a, b = build_ranker(cfg), build_ranker(cfg)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    _train(a, make_batch, steps=6)
+    _train(b, make_batch, steps=6)
+    batch = make_batch(cfg, 40, seed=50)
+    assert torch.equal(a.predict(batch), b.predict(batch))
+    other = build_ranker(ModelConfig(**{**cfg.to_dict(), "seed": 1}))
+    assert not torch.equal(other.item_emb.weight, a.item_emb.weight)
+
+
+def test_saved_memory_loads_into_a_new_model_with_identical_outputs(tmp_path, make_config,
+                                                                    make_batch):
+    cfg = make_config(variant="ple+duia")
+    trained = build_ranker(cfg)
+    _train(trained, make_batch, steps=6)
+    path = tmp_path / "memory.safetensors"
+    trained.save_memory(path)
+
+    # Same weights + the memory from the file -> the very same predictions.
+    restored = build_ranker(cfg)
+    restored.load_state_dict(
+        {k: v for k, v in trained.state_dict().items()
+         if not k.startswith(("user_memory.", "item_memory.", "upbe."))},
+        strict=False,
+    )
+    assert restored.load_memory(path) == ["user", "upbe", "item"]
+    batch = make_batch(cfg, 40, seed=60)
+    assert torch.equal(restored.predict(batch), trained.predict(batch))
+
+    # Warm start: a fresh model of another variant takes the user memory only.
+    warm = build_ranker(ModelConfig(**{**cfg.to_dict(), "variant": "ple+uie"}))
+    assert warm.load_memory(path) == ["user"]
+    assert torch.equal(warm.user_memory.centres1, trained.user_memory.centres1)
+    assert bool(warm.user_memory.initialised)
+
+    wrong = build_ranker(ModelConfig(**{**cfg.to_dict(), "k1": cfg.k1 + 1}))
+    with pytest.raises(ValueError, match="shape"):
+        wrong.load_memory(path)
+
+
+def test_optimizer_gives_centres_their_own_sgd_group(make_config):
+    cfg = make_config(variant="ple+duia", cluster_lr=0.3)
+    model = DuiaRanker(cfg)
+    opt = model.build_optimizer(1e-3)
+    assert isinstance(opt, torch.optim.Optimizer)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["model"]["lr"] == 1e-3 and groups["model"]["algorithm"] == "adam"
+    assert groups["centres"]["lr"] == 0.3 and groups["centres"]["algorithm"] == "sgd"
+    centre_ids = {id(p) for p in groups["centres"]["params"]}
+    assert id(model.user_memory.centres1) in centre_ids and id(model.upbe.slots) in centre_ids
+    n_all = sum(1 for _ in model.parameters())
+    assert len(groups["model"]["params"]) + len(centre_ids) == n_all
+
+
+def test_sgd_group_moves_a_centre_two_rho_of_the_way_to_its_queries(make_config):
+    model = DuiaRanker(make_config(variant="ple+uie", cluster_lr=0.25))
+    opt = model.build_optimizer(1e-3)
+    memory = model.user_memory
+    q = torch.nn.functional.normalize(torch.randn(16, memory.dim), dim=1)
+    r = memory.retrieve(q)
+    before = memory.centres1.detach().clone()
+    opt.zero_grad()
+    memory.clustering_loss(q, r, torch.ones(16)).backward()
+    opt.step()
+    i = int(r.parent[0])
+    target = q[r.parent == i].mean(0)
+    torch.testing.assert_close(memory.centres1[i].detach(), before[i] + 0.5 * (target - before[i]))
+
+
+def test_play_time_regression_and_missing_labels(make_config, make_batch):
+    cfg = make_config(variant="ple", tasks=["click", "play_time"])
+    model = DuiaRanker(cfg)
+    b = make_batch(cfg, 32, seed=3)
+    b["labels"][:, 1] = torch.rand(32) * 60.0
+    b["labels"][:5, 0] = float("nan")  # click unknown for five rows
+    total, parts = model.loss(b, model(b))
+    assert torch.isfinite(total) and set(parts) == {"click", "play_time"}
+    total.backward()
+    play = model.predict(b)[:, 1]
+    assert torch.all(play >= 0)
+
+    weighted = DuiaRanker(make_config(variant="ple", tasks=["click", "play_time"],
+                                      play_time_loss="weighted_logistic"))
+    total, _ = weighted.loss(b, weighted(b))
+    assert torch.isfinite(total)
+
+
+def test_task_weights_scale_the_total(make_config, make_batch):
+    b = make_batch(make_config(), 32, seed=4)
+    plain = DuiaRanker(make_config(variant="ple"))
+    heavy = DuiaRanker(make_config(variant="ple", task_weights={"click": 3.0}))
+    total_plain, parts = plain.loss(b, plain(b))
+    total_heavy, _ = heavy.loss(b, heavy(b))
+    torch.testing.assert_close(total_heavy, total_plain + 2.0 * parts["click"])
+
+
+def test_config_rejects_unknown_variant_and_bad_sizes():
+    with pytest.raises(ValueError, match="variant"):
+        ModelConfig(variant="ple+magic")
+    with pytest.raises(ValueError, match="k1"):
+        ModelConfig(k1=0)
