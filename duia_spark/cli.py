@@ -34,7 +34,9 @@ def _common_arguments() -> argparse.ArgumentParser:
         help="override one config value, e.g. --set activity.window_days=14 (repeatable)",
     )
     g.add_argument("--lakehouse", help="lakehouse root folder/URI (lakehouse.root)")
-    g.add_argument("--master", help="Spark master: local[*], spark://host:7077, yarn, k8s://... (spark.master)")
+    g.add_argument(
+        "--master", help="Spark master: local[*], spark://host:7077, yarn, k8s://... (spark.master)"
+    )
     g.add_argument("--date", type=_date, help="the run date D, YYYY-MM-DD")
     g.add_argument("--debug", action="store_true", help="print full tracebacks on failure")
     return common

@@ -134,10 +134,16 @@ class TrainConfig:
     lr: float = 0.002
     num_processes: int = 1
     local_mode: bool = True
-    use_gpu: str = "auto"
+    # "auto" (CUDA + nccl when a GPU is visible, else CPU + gloo), true or false.
+    use_gpu: bool | str = "auto"
     early_stopping_patience: int = 2
     checkpoint_dir: str = ".duia/checkpoints"
     petastorm_cache_dir: str = ".duia/petastorm"
+    # Stop after this many epochs of one invocation (time-boxing); the run stays resumable
+    # with --resume and registers nothing until it finishes. 0 = off.
+    stop_after_epochs: int = 0
+    # Validation metric for early stopping and for picking the epoch that is kept.
+    selection_metric: str = "auc/click/all"
     cold_start: bool = False
     warm_start_weights: bool = False
 

@@ -138,9 +138,9 @@ def generate_day_events(
     popular = F.floor(F.pow(_uniform(seed, "ip", *key), 2.0) * n_items).cast("long")
     ev = ev.withColumn(
         "iid",
-        F.when(_uniform(seed, "src", *key) < 0.5, F.least(from_topic, F.lit(n_items - 1))).otherwise(
-            popular
-        ),
+        F.when(
+            _uniform(seed, "src", *key) < 0.5, F.least(from_topic, F.lit(n_items - 1))
+        ).otherwise(popular),
     )
     ev = ev.join(F.broadcast(pop_items), "iid")
     aff = _dot(F.col("u_latent"), F.col("i_latent"))  # cosine of unit vectors, in [-1, 1]
@@ -155,9 +155,9 @@ def generate_day_events(
     )
     long_view = click & (watch > 0.6)
     like = long_view & (r("like") < sig(4.0 * aff - 2.0))
-    ts_ms = F.lit(int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)) + F.floor(
-        r("ts") * 86_400_000
-    ).cast("long")
+    ts_ms = F.lit(
+        int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+    ) + F.floor(r("ts") * 86_400_000).cast("long")
     ev = ev.select(
         F.col("user_id"),
         F.col("video_id"),
@@ -196,9 +196,7 @@ def _inject_dirty_rows(ev: DataFrame, seed: int, day_no: Column, rate: float) ->
                 F.col("play_time_ms")
             ),
             "is_click": F.when(dirty & (kind == 2), F.lit("7")).otherwise(F.col("is_click")),
-            "time_ms": F.when(dirty & (kind == 3), F.lit("not-a-time")).otherwise(
-                F.col("time_ms")
-            ),
+            "time_ms": F.when(dirty & (kind == 3), F.lit("not-a-time")).otherwise(F.col("time_ms")),
         }
     )
     dupes = ev.where(dirty & (kind == 4))
@@ -215,7 +213,9 @@ def generate(
     """Write `cfg.days` daily drops, the profile files and the truth under `out`."""
     out_path = Path(out)
     pop = draw_population(cfg)
-    users = pop.users.assign(uid=np.arange(len(pop.users)), fav_topic=pop.group_topic[pop.users["group"]])
+    users = pop.users.assign(
+        uid=np.arange(len(pop.users)), fav_topic=pop.group_topic[pop.users["group"]]
+    )
     items = pop.items.assign(iid=np.arange(len(pop.items)))
     u_df = spark.createDataFrame(
         users[["uid", "user_id", "p_active", "events_per_day", "fav_topic"]].assign(

@@ -28,14 +28,20 @@ def _check(cond: Column, reason: str) -> Column:
     return F.when(cond, F.lit(reason))
 
 
-def validate_raw_events(raw: DataFrame, cfg: IngestConfig, source: str, ingest_ts: dt.datetime) -> DataFrame:
+def validate_raw_events(
+    raw: DataFrame, cfg: IngestConfig, source: str, ingest_ts: dt.datetime
+) -> DataFrame:
     """Typed event columns plus `reasons` (array, empty when the row is good).
 
     The calendar day of an event (`event_date`) is its day in `cfg.source_timezone`,
     the same day the drop is named after; the timestamp itself is stored in UTC.
     """
-    min_ts = int(dt.datetime.fromisoformat(cfg.min_event_date).replace(tzinfo=dt.UTC).timestamp() * 1000)
-    max_ts = int(dt.datetime.fromisoformat(cfg.max_event_date).replace(tzinfo=dt.UTC).timestamp() * 1000)
+    min_ts = int(
+        dt.datetime.fromisoformat(cfg.min_event_date).replace(tzinfo=dt.UTC).timestamp() * 1000
+    )
+    max_ts = int(
+        dt.datetime.fromisoformat(cfg.max_event_date).replace(tzinfo=dt.UTC).timestamp() * 1000
+    )
     uid, iid = F.trim("user_id"), F.trim("item_id")
     ts_ms = _as_long(F.trim("time_ms"))
     event_ts = F.timestamp_millis(ts_ms)
@@ -62,7 +68,10 @@ def validate_raw_events(raw: DataFrame, cfg: IngestConfig, source: str, ingest_t
         ]
     play, dur = parsed_durations["play_time_ms"], parsed_durations["duration_ms"]
     duration_checks.append(
-        _check((dur > 0) & (play > dur * cfg.max_play_to_duration_ratio), "absurd_time:play_time_ms>duration")
+        _check(
+            (dur > 0) & (play > dur * cfg.max_play_to_duration_ratio),
+            "absurd_time:play_time_ms>duration",
+        )
     )
 
     reasons = F.array_compact(
@@ -74,9 +83,7 @@ def validate_raw_events(raw: DataFrame, cfg: IngestConfig, source: str, ingest_t
             _check(iid.isNotNull() & (iid != "") & ~iid.rlike(_ID_PATTERN), "invalid_item_id"),
             _check(ts_ms.isNull(), "invalid_timestamp"),
             _check((ts_ms < min_ts) | (ts_ms >= max_ts), "absurd_timestamp"),
-            _check(
-                F.col("date").isNotNull() & row_date.isNull(), "invalid_date"
-            ),
+            _check(F.col("date").isNotNull() & row_date.isNull(), "invalid_date"),
             _check(
                 declared_date.isNotNull() & ts_ms.isNotNull() & (local_date != declared_date),
                 "timestamp_outside_drop_date",
@@ -117,7 +124,11 @@ def split_landed_and_rejected(validated: DataFrame) -> tuple[DataFrame, DataFram
 
 def deduplicate_events(events: DataFrame) -> DataFrame:
     """One row per (user_id, item_id, event_ts); the choice among copies is deterministic."""
-    order = [F.col("source_file"), *[F.col(s).desc_nulls_last() for s in SIGNALS], F.col("play_time_ms").desc_nulls_last()]
+    order = [
+        F.col("source_file"),
+        *[F.col(s).desc_nulls_last() for s in SIGNALS],
+        F.col("play_time_ms").desc_nulls_last(),
+    ]
     w = Window.partitionBy(*EVENT_KEY).orderBy(*order)
     return events.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
@@ -125,19 +136,27 @@ def deduplicate_events(events: DataFrame) -> DataFrame:
 def normalise_user_profiles(users: DataFrame) -> DataFrame:
     """Profile snapshot rows with typed columns; rows without an id are dropped here
     because a profile is a dimension, not an event (nothing to quarantine)."""
-    return users.select(
-        F.trim("user_id").alias("user_id"),
-        F.col("gender").cast("string"),
-        F.col("age_range").cast("string"),
-        _as_long(F.trim("register_days")).cast("int").alias("register_days"),
-        _as_long(F.trim("follow_user_num")).cast("int").alias("follow_user_num"),
-    ).where(F.col("user_id").isNotNull() & (F.col("user_id") != "")).dropDuplicates(["user_id"])
+    return (
+        users.select(
+            F.trim("user_id").alias("user_id"),
+            F.col("gender").cast("string"),
+            F.col("age_range").cast("string"),
+            _as_long(F.trim("register_days")).cast("int").alias("register_days"),
+            _as_long(F.trim("follow_user_num")).cast("int").alias("follow_user_num"),
+        )
+        .where(F.col("user_id").isNotNull() & (F.col("user_id") != ""))
+        .dropDuplicates(["user_id"])
+    )
 
 
 def normalise_item_features(items: DataFrame) -> DataFrame:
-    return items.select(
-        F.trim("item_id").alias("item_id"),
-        F.col("category").cast("string"),
-        F.col("author_id").cast("string"),
-        _as_long(F.trim("duration_ms")).alias("duration_ms"),
-    ).where(F.col("item_id").isNotNull() & (F.col("item_id") != "")).dropDuplicates(["item_id"])
+    return (
+        items.select(
+            F.trim("item_id").alias("item_id"),
+            F.col("category").cast("string"),
+            F.col("author_id").cast("string"),
+            _as_long(F.trim("duration_ms")).alias("duration_ms"),
+        )
+        .where(F.col("item_id").isNotNull() & (F.col("item_id") != ""))
+        .dropDuplicates(["item_id"])
+    )

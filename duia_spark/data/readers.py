@@ -131,7 +131,9 @@ def _union(frames: Iterable[DataFrame]) -> DataFrame:
 
 def _list_files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
     return sorted(
-        str(p) for p in folder.rglob("*") if p.is_file() and p.name.endswith(suffixes) and not p.name.startswith(("_", "."))
+        str(p)
+        for p in folder.rglob("*")
+        if p.is_file() and p.name.endswith(suffixes) and not p.name.startswith(("_", "."))
     )
 
 
@@ -186,7 +188,11 @@ def _read_parquet_drop(
     missing = [c for c in KUAIRAND_REQUIRED if c not in df.columns]
     if missing:
         raise RawInputError(f"{folder}: parquet files lack required column(s) {', '.join(missing)}")
-    cols = {canon: F.col(src).cast("string") for src, canon in KUAIRAND_LOG_COLUMNS.items() if src in df.columns}
+    cols = {
+        canon: F.col(src).cast("string")
+        for src, canon in KUAIRAND_LOG_COLUMNS.items()
+        if src in df.columns
+    }
     return df.select(
         *[cols.get(c, F.lit(None).cast("string")).alias(c) for c in CANONICAL_RAW],
         F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("raw_row"),
@@ -201,7 +207,12 @@ def _read_profile_csv(
 ) -> DataFrame | None:
     if not file.exists():
         return None
-    return spark.read.option("header", True).option("sep", sep).csv(str(file)).withColumnsRenamed(rename)
+    return (
+        spark.read.option("header", True)
+        .option("sep", sep)
+        .csv(str(file))
+        .withColumnsRenamed(rename)
+    )
 
 
 def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
@@ -213,13 +224,19 @@ def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
     p = Path(path)
     if not p.exists():
         raise RawInputError(f"{path}: KuaiRand path does not exist")
-    logs = [str(p)] if p.is_file() else [f for f in _list_files(p, (".csv", ".tsv", ".txt")) if Path(f).name.startswith("log")]
+    logs = (
+        [str(p)]
+        if p.is_file()
+        else [f for f in _list_files(p, (".csv", ".tsv", ".txt")) if Path(f).name.startswith("log")]
+    )
     if not logs:
         raise RawInputError(f"{path}: no KuaiRand log files (log*.csv) found")
     frames = []
     for f in logs:
         sep = "\t" if "\t" in read_header(spark, f) else ","
-        frames.append(read_delimited_file(spark, f, sep, KUAIRAND_LOG_COLUMNS, KUAIRAND_REQUIRED, None))
+        frames.append(
+            read_delimited_file(spark, f, sep, KUAIRAND_LOG_COLUMNS, KUAIRAND_REQUIRED, None)
+        )
     folder = p if p.is_dir() else p.parent
     users = items = None
     ufiles = sorted(folder.glob("user_features*.csv"))
@@ -229,16 +246,25 @@ def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
             F.col("user_id"),
             F.lit(None).cast("string").alias("gender"),
             F.lit(None).cast("string").alias("age_range"),
-            *[(F.col(c) if c in u.columns else F.lit(None)).cast("string").alias(c) for c in ("register_days", "follow_user_num")],
+            *[
+                (F.col(c) if c in u.columns else F.lit(None)).cast("string").alias(c)
+                for c in ("register_days", "follow_user_num")
+            ],
         )
     vfiles = sorted(folder.glob("video_features_basic*.csv"))
     if vfiles:
         v = spark.read.option("header", True).csv([str(f) for f in vfiles])
         items = v.select(
             F.col("video_id").alias("item_id"),
-            (F.split(F.col("tag"), ",").getItem(0) if "tag" in v.columns else F.lit(None)).cast("string").alias("category"),
-            (F.col("author_id") if "author_id" in v.columns else F.lit(None)).cast("string").alias("author_id"),
-            (F.col("video_duration") if "video_duration" in v.columns else F.lit(None)).cast("string").alias("duration_ms"),
+            (F.split(F.col("tag"), ",").getItem(0) if "tag" in v.columns else F.lit(None))
+            .cast("string")
+            .alias("category"),
+            (F.col("author_id") if "author_id" in v.columns else F.lit(None))
+            .cast("string")
+            .alias("author_id"),
+            (F.col("video_duration") if "video_duration" in v.columns else F.lit(None))
+            .cast("string")
+            .alias("duration_ms"),
         )
     return RawDrop(events=_union(frames), users=users, items=items)
 
@@ -254,14 +280,26 @@ def read_movielens(spark: SparkSession, path: str) -> RawDrop:
     if not inter.exists():
         raise RawInputError(f"{path}: MovieLens file ml-100k.inter not found")
     rename = {"user_id": "user_id", "item_id": "item_id", "timestamp": "time_ms", "rating": "like"}
-    ev = read_delimited_file(spark, str(inter), "\t", rename, ("user_id", "item_id", "rating", "timestamp"), None, header_type_suffix=True)
+    ev = read_delimited_file(
+        spark,
+        str(inter),
+        "\t",
+        rename,
+        ("user_id", "item_id", "rating", "timestamp"),
+        None,
+        header_type_suffix=True,
+    )
     rating = _as_number(F.col("like"))
     seconds = _as_number(F.col("time_ms"))
     ev = ev.withColumns(
         {
-            "time_ms": F.when(seconds.isNull(), F.col("time_ms")).otherwise((seconds * 1000).cast("long").cast("string")),
+            "time_ms": F.when(seconds.isNull(), F.col("time_ms")).otherwise(
+                (seconds * 1000).cast("long").cast("string")
+            ),
             "click": F.when(rating.isNotNull(), F.lit("1")).otherwise(F.col("like")),
-            "like": F.when(rating.isNull(), F.col("like")).otherwise(F.when(rating >= 4, "1").otherwise("0")),
+            "like": F.when(rating.isNull(), F.col("like")).otherwise(
+                F.when(rating >= 4, "1").otherwise("0")
+            ),
         }
     ).withColumn("long_view", F.when(rating.isNull(), F.lit(None)).otherwise(F.col("like")))
     users = items = None

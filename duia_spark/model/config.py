@@ -22,7 +22,9 @@ class ModelConfig:
     # --- tasks and losses
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     # Missing tasks weigh 1.0.
-    task_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(DEFAULT_TASKS, 1.0))
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(DEFAULT_TASKS, 1.0)
+    )
     # Tasks listed here (and present in `tasks`) are regressions, not BCE.
     regression_tasks: list[str] = field(default_factory=lambda: ["play_time"])
     # "mse_log1p": MSE on log1p(play time); "weighted_logistic": YouTube-style weighted
@@ -63,6 +65,9 @@ class ModelConfig:
     recent_queries: int = 4096
     # Hidden width of the auxiliary user-interest tower that makes the query q.
     query_tower_hidden: int = 128
+    # Share of training rows whose behaviour inputs the query tower does not see, so it
+    # learns to place sparse users from their profile (DropoutNet-style).
+    query_behaviour_dropout: float = 0.5
     aux_task: str = "click"
     aux_loss_weight: float = 1.0
 

@@ -29,21 +29,46 @@ def pool_by_similarity(
 
 
 class UserInterestTower(nn.Module):
-    """Auxiliary tower that makes the user-interest query q.
+    """Auxiliary tower that makes the user-interest query q from the user's behaviour
+    (id embedding, pooled exposure and positive histories) and profile (dense features).
 
-    Its inputs (user embedding, pooled histories) are detached from the main model,
-    so it learns only from its own loss: an auxiliary click model
-    sigmoid(q . W sg(item)). A tower trained by the clustering loss would be free to
-    collapse every q onto one centre; the click loss makes q a user-interest vector.
+    Its inputs are detached from the main model, so it learns only from its own loss:
+    an auxiliary click model sigmoid(q . W sg(target item)). A tower trained by the
+    clustering loss would be free to collapse every q onto one centre; the click loss
+    makes q a user-interest vector, and the item projection W aligns the q space with
+    the item space.
+
+    The memory exists for sparse users, whose behaviour inputs are empty or untrained,
+    so during training the behaviour part of a row is zeroed with probability
+    `behaviour_dropout` (as in DropoutNet, Volkovs et al., NeurIPS 2017): the tower
+    then also learns to place a user from the profile alone, from the abundant rows of
+    active users, in the same region as the user's behaviour would.
     """
 
-    def __init__(self, in_dim: int, hidden: int, memory_dim: int, item_dim: int) -> None:
+    def __init__(
+        self,
+        behaviour_dim: int,
+        profile_dim: int,
+        hidden: int,
+        memory_dim: int,
+        item_dim: int,
+        behaviour_dropout: float,
+        seed: int,
+    ) -> None:
         super().__init__()
-        self.net = mlp(in_dim, hidden, memory_dim)
+        self.net = mlp(behaviour_dim + profile_dim, hidden, memory_dim)
         self.item_proj = nn.Linear(item_dim, memory_dim)
+        self.behaviour_dropout = behaviour_dropout
+        # A private stream keeps training reproducible whatever else draws random numbers.
+        self._generator = torch.Generator().manual_seed(seed)
 
-    def forward(self, profile: Tensor) -> Tensor:
-        return self.net(profile)  # [B, m]
+    def forward(self, behaviour: Tensor, profile: Tensor) -> Tensor:
+        behaviour, profile = behaviour.detach(), profile.detach()
+        if self.training and self.behaviour_dropout > 0:
+            keep = torch.rand(behaviour.shape[0], generator=self._generator)
+            keep = (keep >= self.behaviour_dropout).to(behaviour.device, behaviour.dtype)
+            behaviour = behaviour * keep.unsqueeze(1)
+        return self.net(torch.cat([behaviour, profile], dim=1))  # [B, m]
 
     def aux_logit(self, q: Tensor, item: Tensor) -> Tensor:
         return (q * self.item_proj(item.detach())).sum(-1)  # [B]
@@ -68,7 +93,9 @@ class UserInterestEnhancement(nn.Module):
         self.temperature = temperature
         self.children_attention = TargetAttention(item_dim, memory.dim)
         self.register_buffer("rows_seen", torch.zeros((), dtype=torch.float64), persistent=False)
-        self.register_buffer("rows_enhanced", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.register_buffer(
+            "rows_enhanced", torch.zeros((), dtype=torch.float64), persistent=False
+        )
 
     def forward(self, r: Retrieval, target_item: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> enhancement [B, m], personalised enhancement [B, m], mask [B] (1 = kept a centre)."""
@@ -79,7 +106,7 @@ class UserInterestEnhancement(nn.Module):
         else:
             keep = torch.ones_like(r.top_sim, dtype=torch.bool)
         enhancement, mask = pool_by_similarity(top, r.top_sim, keep, self.temperature)
-        children = normalise(memory.centres2.detach()[r.parent])  # [B, K2, m]
+        children = normalise(memory.centres2.detach())[r.parent]  # [B, K2, m]
         all_children = torch.ones(children.shape[:2], dtype=torch.bool, device=children.device)
         personal = self.children_attention(target_item, children, all_children)  # [B, m]
         # No kept centre means no trustworthy cluster: zero, never a guess.
@@ -170,48 +197,82 @@ class PositiveBehaviourEnhancement(nn.Module):
 
 
 class HistorySequenceEnhancement(nn.Module):
-    """UHSE: each history item -> its nearest item centre; padded positions of short
-    histories are filled with the item centres nearest to an interest anchor (the mean
-    of the user's history items, or, with no history, the positive-item direction P_c
-    of the user's cluster). Returns the enhanced sequence as keys for target attention."""
+    """UHSE: each history item -> its nearest item centre (a level-2 centre of the item
+    memory); padded positions of short histories are filled with the item centres
+    nearest to an interest anchor (the user's history, or, with no history, the
+    positive-item direction P_c of the user's cluster). Returns the enhanced sequence
+    as extra keys for the history's target attention.
 
-    def __init__(self, item_memory: ClusterMemory, item_dim: int) -> None:
+    Item -> centre assignments are cached per item id for the length of one memory
+    window: a batch of histories repeats few items it has not seen before, and an
+    item's assignment changes slowly (its embedding and the centres drift, but
+    centres are only re-seeded when a window closes, which clears the cache). Target
+    items refresh their entry every training step. The cache is not saved.
+    """
+
+    def __init__(self, item_memory: ClusterMemory, item_dim: int, n_items: int) -> None:
         super().__init__()
         self.memory = [item_memory]
         # Centres are unit vectors in the detached item space; this maps them into the
         # key space the history attention uses for the raw item embeddings.
         self.key_proj = nn.Linear(item_dim, item_dim)
+        self.register_buffer(
+            "leaf_cache", torch.full((n_items,), -1, dtype=torch.int32), persistent=False
+        )
+        self.register_buffer("cache_version", torch.full((), -1, dtype=torch.long), persistent=False)
+
+    @torch.no_grad()
+    def _check_cache(self) -> None:
+        version = self.memory[0].version
+        if int(self.cache_version) != int(version):
+            self.leaf_cache.fill_(-1)
+            self.cache_version.copy_(version)
+
+    @torch.no_grad()
+    def remember(self, items: Tensor, leaf: Tensor) -> None:
+        """Store fresh assignments (the training step computes them for target items)."""
+        self._check_cache()
+        self.leaf_cache[items] = leaf.to(torch.int32)
+
+    @torch.no_grad()
+    def history_leaves(self, hist_items: Tensor, item_table: nn.Embedding) -> Tensor:
+        """Level-2 item centre of every history position: [B, L] long."""
+        self._check_cache()
+        flat = hist_items.reshape(-1)
+        leaf = self.leaf_cache[flat]
+        missing = leaf < 0
+        if bool(missing.any()):
+            new = torch.unique(flat[missing])
+            r = self.memory[0].retrieve(normalise(item_table(new)), top_k=1)
+            self.leaf_cache[new] = r.leaf.to(torch.int32)
+            leaf = self.leaf_cache[flat]
+        return leaf.long().view_as(hist_items)
 
     def forward(
         self,
         hist_vectors: Tensor,
         hist_items: Tensor,
         hist_mask: Tensor,
-        item_lookup: nn.Embedding,
+        item_table: nn.Embedding,
         fallback_anchor: Tensor | None,
         fallback_valid: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         """hist_vectors: [B, L, d] main-model item embeddings of the history.
         -> enhanced keys [B, L, d], mask [B, L]."""
         memory = self.memory[0]
-        leaves = normalise(memory.leaf_centres().detach())  # [K1*K2, d]
         with torch.no_grad():
-            # Map each distinct history item once; histories repeat items a lot.
-            uniq, inverse = torch.unique(hist_items, return_inverse=True)
-            r = memory.retrieve(normalise(item_lookup(uniq)), top_k=1)
-            mapped = leaves[r.leaf][inverse]  # [B, L, d]
-
+            mapped = self.history_leaves(hist_items, item_table)  # [B, L]
             has_hist = hist_mask.any(dim=1)
-            anchor = normalise((normalise(hist_vectors) * hist_mask.unsqueeze(-1)).sum(1))
+            anchor = normalise((hist_vectors * hist_mask.unsqueeze(-1)).sum(1))  # [B, d]
             anchor_ok = has_hist
             if fallback_anchor is not None:
                 anchor = torch.where(has_hist.unsqueeze(1), anchor, fallback_anchor)
                 anchor_ok = has_hist | fallback_valid
-            seq_len = hist_items.shape[1]
-            nearest = memory.nearest_leaves(anchor, seq_len)  # [B, n]
+            nearest = memory.nearest_leaves(anchor, hist_items.shape[1])  # [B, n]
             # The j-th padded position takes the j-th nearest centre.
             rank = ((~hist_mask).cumsum(dim=1) - 1).clamp(0, nearest.shape[1] - 1)
-            fill = leaves[nearest.gather(1, rank)]  # [B, L, d]
-            seq = torch.where(hist_mask.unsqueeze(-1), mapped, fill)
+            leaf = torch.where(hist_mask, mapped, nearest.gather(1, rank))  # [B, L]
             mask = hist_mask | anchor_ok.unsqueeze(1)
-        return self.key_proj(seq), mask
+        # Project the K1*K2 centres once, then gather: cheaper than projecting B*L rows.
+        keys = self.key_proj(normalise(memory.leaf_centres().detach()))  # [K1*K2, d]
+        return keys[leaf], mask  # [B, L, d]

@@ -53,6 +53,14 @@ class Retrieval:
     comparisons: int  # centres compared per query
 
 
+def _top(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """topk along dim 1; max() for k == 1, which is several times faster on CPU."""
+    if k == 1:
+        best = sim.max(dim=1)
+        return best.values.unsqueeze(1), best.indices.unsqueeze(1)
+    return sim.topk(min(k, sim.shape[1]), dim=1)
+
+
 def balanced_segment_weights(segment: Tensor | None, batch: int, n_segments: int = 3) -> Tensor:
     """Per-row weights with mean 1 under which every segment present in the batch
     carries the same total weight; uniform when `segment` is None."""
@@ -118,6 +126,9 @@ class ClusterMemory(nn.Module):
         # per unit (UPBE's slots) is stale from then on.
         self.register_buffer("generation", torch.zeros(self.n_slots, dtype=torch.long))
         self.register_buffer("reseeded_total", torch.zeros((), dtype=torch.long))
+        # Bumped whenever centres may have been re-seeded (first batch, window close):
+        # caches of assignments built before it are stale.
+        self.register_buffer("version", torch.zeros((), dtype=torch.long))
         self._generator = torch.Generator().manual_seed(seed)
         self.reset_parameters()
 
@@ -152,15 +163,17 @@ class ClusterMemory(nn.Module):
         query; flat search compares all K1 * K2."""
         if self.hierarchical:
             sim1 = q @ normalise(self.centres1).T  # [B, K1]
-            top_sim, top_idx = sim1.topk(min(top_k, self.k1), dim=1)
+            top_sim, top_idx = _top(sim1, top_k)
             parent = top_idx[:, 0]
-            # Normalise only the gathered children: B * K2 rows, not all K1 * K2.
-            kids = normalise(self.centres2[parent])  # [B, K2, d]
-            sim2 = torch.bmm(kids, q.unsqueeze(-1)).squeeze(-1)  # [B, K2]
-            leaf = parent * self.k2 + sim2.argmax(dim=1)
+            # Divide by the children's norms after the product: [B, K2] divisions
+            # instead of normalising a gathered [B, K2, d] copy.
+            kids = self.centres2.index_select(0, parent)  # [B, K2, d]
+            norms = self.centres2.norm(dim=-1).clamp_min(1e-8)[parent]  # [B, K2]
+            sim2 = torch.bmm(kids, q.unsqueeze(-1)).squeeze(-1) / norms  # [B, K2]
+            leaf = parent * self.k2 + sim2.max(dim=1).indices
             return Retrieval(parent, leaf, parent, top_idx, top_sim, sim1.shape[1] + sim2.shape[1])
         sim = q @ normalise(self.leaf_centres()).T  # [B, K1*K2]
-        top_sim, top_idx = sim.topk(min(top_k, sim.shape[1]), dim=1)
+        top_sim, top_idx = _top(sim, top_k)
         leaf = top_idx[:, 0]
         return Retrieval(leaf // self.k2, leaf, leaf, top_idx, top_sim, sim.shape[1])
 
@@ -172,10 +185,11 @@ class ClusterMemory(nn.Module):
         if self.hierarchical:
             p = min(self.k1, math.ceil(n / self.k2))
             parents = (q @ normalise(self.centres1).T).topk(p, dim=1).indices  # [B, p]
-            kids = normalise(self.centres2[parents])  # [B, p, K2, d]
-            sim = torch.einsum("bpkd,bd->bpk", kids, q).flatten(1)  # [B, p*K2]
+            norms = self.centres2.norm(dim=-1).clamp_min(1e-8)[parents]  # [B, p, K2]
+            sim = torch.einsum("bpkd,bd->bpk", self.centres2[parents], q)  # [B, p, K2]
+            sim = (sim / norms).flatten(1)  # [B, p*K2]
             order = sim.topk(min(n, sim.shape[1]), dim=1).indices
-            leaf = (parents.unsqueeze(-1) * self.k2 + torch.arange(self.k2, device=q.device))
+            leaf = parents.unsqueeze(-1) * self.k2 + torch.arange(self.k2, device=q.device)
             return leaf.flatten(1).gather(1, order)
         sim = q @ normalise(self.leaf_centres()).T  # [B, K1*K2]
         return sim.topk(min(n, sim.shape[1]), dim=1).indices
@@ -204,6 +218,7 @@ class ClusterMemory(nn.Module):
             self._reseed(every1, every2, q, seg)
             self.initialised.fill_(True)
             self.reseeded_total.zero_()
+            self.version += 1
             self._sync_across_ranks()
             return
         if int(self.steps_in_window) >= self.dead_centre_window:
@@ -211,12 +226,15 @@ class ClusterMemory(nn.Module):
             n = int(self.recent_filled)
             if n > 0 and (bool(dead1.any()) or bool(dead2.any())):
                 self._reseed(dead1, dead2, self.recent[:n], self.recent_segment[:n])
-                self._sync_across_ranks()
+            # Every rank closes its window on the same step, so all of them sync here
+            # (a rank that re-seeded nothing must still join the broadcast).
+            self._sync_across_ranks()
             self.prev_usage1.copy_(self.usage1)
             self.prev_usage2.copy_(self.usage2)
             self.usage1.zero_()
             self.usage2.zero_()
             self.steps_in_window.zero_()
+            self.version += 1
 
     @torch.no_grad()
     def observe(self, q: Tensor, r: Retrieval, segment: Tensor | None, weights: Tensor) -> None:

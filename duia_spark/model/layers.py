@@ -61,15 +61,28 @@ class TargetAttention(nn.Module):
         self.query = nn.Linear(query_dim, key_dim, bias=False)
         self.scale = 1.0 / math.sqrt(key_dim)
 
-    def forward(self, target: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
-        """target: [B, dq], keys: [B, L, d], mask: [B, L] bool -> [B, d]."""
+    def forward(
+        self,
+        target: Tensor,
+        keys: Tensor | tuple[Tensor, ...],
+        mask: Tensor | tuple[Tensor, ...],
+    ) -> Tensor:
+        """target: [B, dq]; keys: [B, L, d] with mask [B, L] bool, or tuples of such
+        segments pooled by one softmax (no [B, sum L, d] concatenation) -> [B, d]."""
+        if isinstance(keys, Tensor):
+            keys, mask = (keys,), (mask,)
         q = self.query(target)  # [B, d]
-        scores = torch.einsum("bd,bld->bl", q, keys) * self.scale  # [B, L]
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        scores = torch.cat([torch.einsum("bd,bld->bl", q, k) for k in keys], dim=1)
+        valid = torch.cat(mask, dim=1)  # [B, sum L]
+        scores = (scores * self.scale).masked_fill(~valid, torch.finfo(scores.dtype).min)
         # Multiplying by the mask zeroes rows with nothing to pool (their softmax
         # would otherwise spread evenly over padding); -inf would give NaN there.
-        weights = torch.softmax(scores, dim=1) * mask.to(scores.dtype)
-        return torch.einsum("bl,bld->bd", weights, keys)
+        weights = torch.softmax(scores, dim=1) * valid.to(scores.dtype)
+        pooled = None
+        for w, k in zip(weights.split([k.shape[1] for k in keys], dim=1), keys, strict=True):
+            part = torch.einsum("bl,bld->bd", w, k)
+            pooled = part if pooled is None else pooled + part
+        return pooled
 
 
 def normalise(x: Tensor, eps: float = 1e-8) -> Tensor:

@@ -72,8 +72,15 @@ class DuiaRanker(nn.Module):
             self.uhse: HistorySequenceEnhancement | None = None
             if cfg.use_uie:
                 self.user_memory = self._memory(cfg.k1, cfg.k2, m, cfg.balanced_sampling, 0)
-                tower_in = 3 * d + cfg.n_user_dense
-                self.query_tower = UserInterestTower(tower_in, cfg.query_tower_hidden, m, target_dim)
+                self.query_tower = UserInterestTower(
+                    3 * d,
+                    cfg.n_user_dense,
+                    cfg.query_tower_hidden,
+                    m,
+                    target_dim,
+                    cfg.query_behaviour_dropout,
+                    cfg.seed + 2,
+                )
                 self.uie = UserInterestEnhancement(
                     self.user_memory,
                     target_dim,
@@ -96,6 +103,7 @@ class DuiaRanker(nn.Module):
                 # Items carry no activity segment: the item memory is not balanced.
                 self.item_memory = self._memory(cfg.item_k1, cfg.item_k2, d, False, 1)
                 self.uhse = HistorySequenceEnhancement(self.item_memory, d)
+            self.input_norm = nn.BatchNorm1d(width)
             self.ple = PLE(
                 width,
                 n_tasks,
@@ -180,16 +188,17 @@ class DuiaRanker(nn.Module):
 
         user_r = None
         if self.uie is not None:
-            profile = torch.cat(
+            # Unit vectors: the tower should read directions, not the embeddings' scale,
+            # which starts tiny and drifts as the main model trains.
+            behaviour = torch.cat(
                 [
-                    user.detach(),
-                    masked_mean(hist.detach(), hist_mask),
-                    masked_mean(pos.detach(), pos_mask),
-                    batch["user_dense"].float(),
+                    normalise(user.detach()),
+                    normalise(masked_mean(hist.detach(), hist_mask)),
+                    normalise(masked_mean(pos.detach(), pos_mask)),
                 ],
                 dim=1,
-            )
-            q = self.query_tower(profile)  # [B, m]
+            )  # [B, 3d]
+            q = self.query_tower(behaviour, batch["user_dense"].float())  # [B, m]
             q_unit = normalise(q.detach())
             weights = self.user_memory.segment_weights(segment, q.shape[0])
             if self.training:
@@ -230,11 +239,22 @@ class DuiaRanker(nn.Module):
         parts.append(self.hist_attention(target, keys, key_mask))
         aux["target_unit"] = target_unit
 
-        logits = self.ple(torch.cat(parts, dim=1))  # [B, T]
+        logits = self.ple(self._normalise_input(torch.cat(parts, dim=1)))  # [B, T]
 
         if self.training:
             self._observe(aux, item_unit, segment, labels)
         return {"logits": logits, "aux": aux}
+
+    def _normalise_input(self, x: Tensor) -> Tensor:
+        """Per-feature standardisation of the PLE input: embeddings start near 0.05,
+        dense features near 1 and memory vectors are unit length; without it the
+        experts see mostly whichever part happens to be largest."""
+        if self.training and x.shape[0] == 1:  # batch statistics need two rows
+            norm = self.input_norm
+            return F.batch_norm(
+                x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+            )
+        return self.input_norm(x)
 
     @torch.no_grad()
     def _observe(self, aux: dict, item_unit: Tensor, segment: Tensor | None, labels) -> None:
@@ -295,9 +315,7 @@ class DuiaRanker(nn.Module):
         if self.item_memory is not None:
             item_unit = normalise(self.item_emb(batch["item_idx"]).detach())
             ones = torch.ones_like(item_unit[:, 0])
-            loss = loss + self.item_memory.clustering_loss(
-                item_unit, aux["item_retrieval"], ones
-            )
+            loss = loss + self.item_memory.clustering_loss(item_unit, aux["item_retrieval"], ones)
         return loss
 
     def _task_loss(self, out: Tensor, y: Tensor, regression: bool) -> Tensor:

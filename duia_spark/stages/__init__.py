@@ -18,6 +18,7 @@ STAGE_MODULES: dict[str, str] = {
     "item-stats": "item_stats",
     "samples": "samples",
     "backfill": "backfill",
+    "train": "train",
 }
 
 

@@ -57,7 +57,9 @@ def _read(spark, args: argparse.Namespace, cfg: Config) -> RawDrop | None:
                 raise RawInputError(msg)
         else:
             wanted = available
-        print(f"[ingest] reading {len(wanted)} daily drop(s) {wanted[0]}..{wanted[-1]} from {args.path}")
+        print(
+            f"[ingest] reading {len(wanted)} daily drop(s) {wanted[0]}..{wanted[-1]} from {args.path}"
+        )
         return read_daily_drops(spark, args.path, wanted)
     if args.source == "kuairand":
         return read_kuairand(spark, args.path)
@@ -82,7 +84,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         stats = (
             validated.groupBy(
                 F.col("drop_date"),
-                F.when(F.size("reasons") == 0, F.lit(None)).otherwise(F.col("reasons")[0]).alias("reason"),
+                F.when(F.size("reasons") == 0, F.lit(None))
+                .otherwise(F.col("reasons")[0])
+                .alias("reason"),
             )
             .count()
             .collect()  # one row per (day, reason): small
@@ -94,10 +98,14 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         good, bad = split_landed_and_rejected(validated)
         landed = deduplicate_events(good)
         dates = sorted({r["drop_date"] for r in stats if r["drop_date"] is not None})
-        event_dates = sorted({r["drop_date"] for r in stats if r["reason"] is None and r["drop_date"]})
+        event_dates = sorted(
+            {r["drop_date"] for r in stats if r["reason"] is None and r["drop_date"]}
+        )
         if event_dates:
             lake.replace_partitions(landed, "events", "event_date", event_dates)
-        lake.replace_partitions(bad, "events_rejected", "drop_date", dates, f"source = '{args.source}'")
+        lake.replace_partitions(
+            bad, "events_rejected", "drop_date", dates, f"source = '{args.source}'"
+        )
         if drop.users is not None:
             lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
         if drop.items is not None:
@@ -113,12 +121,18 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     rejected: dict[str, int] = {}
     for r in stats:
         if r["reason"] is not None:
-            key = r["reason"].split(":")[0] if r["reason"].startswith("invalid_signal") else r["reason"]
+            key = (
+                r["reason"].split(":")[0]
+                if r["reason"].startswith("invalid_signal")
+                else r["reason"]
+            )
             rejected[key] = rejected.get(key, 0) + r["count"]
     print(f"[ingest] source={args.source} dates={dates[0]}..{dates[-1]} ({len(dates)} day(s))")
     print(f"[ingest]   read        {read:>12,d}")
     print(f"[ingest]   landed      {n_landed:>12,d}  → {lake.path('events')}")
-    print(f"[ingest]   duplicates  {n_good - n_landed:>12,d}  (same user_id, item_id, event_ts; one kept)")
+    print(
+        f"[ingest]   duplicates  {n_good - n_landed:>12,d}  (same user_id, item_id, event_ts; one kept)"
+    )
     print(f"[ingest]   rejected    {read - n_good:>12,d}  → {lake.path('events_rejected')}")
     for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1]):
         print(f"[ingest]     {reason:<40s} {n:>10,d}")

@@ -1,4 +1,5 @@
 import dataclasses
+import types
 import typing
 
 import pytest
@@ -64,7 +65,7 @@ def test_config_sections_only_use_types_the_loader_understands():
             tp = typing.get_type_hints(cls)[f.name]
             if dataclasses.is_dataclass(tp):
                 walk(tp)
-            elif typing.get_origin(tp) in (list, dict):
+            elif typing.get_origin(tp) in (list, dict, types.UnionType):
                 assert set(typing.get_args(tp)) <= allowed, (cls.__name__, f.name, tp)
             else:
                 assert tp in allowed, (cls.__name__, f.name, tp)

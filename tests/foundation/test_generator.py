@@ -13,14 +13,18 @@ SMALL = GeneratorConfig(users=400, items=120, days=30, seed=7, partitions=2)
 
 def _events(spark, cfg: GeneratorConfig):
     pop = draw_population(cfg)
-    users = pop.users.assign(uid=np.arange(cfg.users), fav_topic=pop.group_topic[pop.users["group"]])
+    users = pop.users.assign(
+        uid=np.arange(cfg.users), fav_topic=pop.group_topic[pop.users["group"]]
+    )
     u_df = spark.createDataFrame(
         users[["uid", "user_id", "p_active", "events_per_day", "fav_topic"]].assign(
             u_latent=users["latent"].map(list)
         )
     ).withColumn("fav_topic", F.col("fav_topic").cast("long"))
     items = pop.items.assign(iid=np.arange(cfg.items))
-    i_df = spark.createDataFrame(items[["iid", "video_id", "duration_ms"]].assign(i_latent=items["latent"].map(list)))
+    i_df = spark.createDataFrame(
+        items[["iid", "video_id", "duration_ms"]].assign(i_latent=items["latent"].map(list))
+    )
     start = dt.date.fromisoformat(cfg.start_date)
     days = [
         generate_day_events(spark, u_df, i_df, cfg, start + dt.timedelta(days=i), cfg.items)
@@ -43,7 +47,9 @@ def test_the_same_seed_writes_identical_drops_and_another_seed_does_not(spark, t
     generate(spark, cfg, str(tmp_path / "a"), log=lambda _: None)
     generate(spark, cfg, str(tmp_path / "b"), log=lambda _: None)
     generate(spark, dataclasses.replace(cfg, seed=8), str(tmp_path / "c"), log=lambda _: None)
-    read = lambda d: spark.read.options(header=True, recursiveFileLookup=True).csv(str(tmp_path / d / "log"))  # noqa: E731
+    read = lambda d: spark.read.options(header=True, recursiveFileLookup=True).csv(
+        str(tmp_path / d / "log")
+    )  # noqa: E731
     a, b, c = read("a"), read("b"), read("c")
     assert a.count() > 0
     assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0

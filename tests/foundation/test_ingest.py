@@ -16,7 +16,14 @@ T0 = 1767571200000  # 2026-01-05T00:00:00Z in ms
 
 
 def row(user="u1", item="v1", ts=T0 + 3_600_000, click="1", play="5000", dur="10000", **kw):
-    sig = {"like": "0", "follow": "0", "comment": "0", "forward": "0", "hate": "0", "long_view": "1"}
+    sig = {
+        "like": "0",
+        "follow": "0",
+        "comment": "0",
+        "forward": "0",
+        "hate": "0",
+        "long_view": "1",
+    }
     sig.update(kw)
     return (
         f"{user},{item},20260105,0100,{ts},{click},{sig['like']},{sig['follow']},{sig['comment']},"
@@ -24,7 +31,11 @@ def row(user="u1", item="v1", ts=T0 + 3_600_000, click="1", play="5000", dur="10
     )
 
 
-GOOD = [row(), row(user="u2", item="v2"), row(user="u3", item="v1", click="0", play="200", long_view="0")]
+GOOD = [
+    row(),
+    row(user="u2", item="v2"),
+    row(user="u3", item="v1", click="0", play="200", long_view="0"),
+]
 BAD = {
     row(user=""): "missing_user_id",
     row(item="bad id!"): "invalid_item_id",
@@ -48,11 +59,17 @@ def ingest(cfg, path, *extra):
     return main(["ingest", "--path", str(path), "--lakehouse", cfg.lakehouse_root, *extra])
 
 
-def test_good_rows_land_once_and_each_bad_row_is_quarantined_with_its_reason(cfg, lake, tmp_path, capsys):
+def test_good_rows_land_once_and_each_bad_row_is_quarantined_with_its_reason(
+    cfg, lake, tmp_path, capsys
+):
     drop = write_drop(tmp_path / "raw", GOOD + [GOOD[0]] + list(BAD))  # one exact duplicate
     assert ingest(cfg, drop) == 0
     events = lake.read("events").collect()
-    assert sorted((r.user_id, r.item_id) for r in events) == [("u1", "v1"), ("u2", "v2"), ("u3", "v1")]
+    assert sorted((r.user_id, r.item_id) for r in events) == [
+        ("u1", "v1"),
+        ("u2", "v2"),
+        ("u3", "v1"),
+    ]
     assert {r.event_date for r in events} == {DAY}
     assert all(r.event_ts == dt.datetime.fromtimestamp((T0 + 3_600_000) / 1000) for r in events)
     rejected = {r.raw_row: r for r in lake.read("events_rejected").collect()}
@@ -146,6 +163,8 @@ def test_movielens_ratings_become_exposures_and_high_ratings_likes(cfg, lake, tm
     assert set(rows) == {"196", "186"}
     assert (rows["196"].click, rows["196"].like, rows["196"].long_view) == (1, 0, 0)
     assert (rows["186"].click, rows["186"].like, rows["186"].long_view) == (1, 1, 1)
-    assert rows["186"].event_ts == dt.datetime.fromtimestamp(891717742)  # collect() gives local time
+    assert rows["186"].event_ts == dt.datetime.fromtimestamp(
+        891717742
+    )  # collect() gives local time
     assert "invalid_signal:like" in lake.read("events_rejected").first().reason
     assert lake.read("item_features").first().category == "Comedy"

@@ -23,8 +23,9 @@ def _memory_in_positive_orthant(dim: int = 8) -> ClusterMemory:
 
 def test_query_unlike_every_centre_gets_zero_enhancement_and_mask_zero():
     memory = _memory_in_positive_orthant()
-    uie = UserInterestEnhancement(memory, item_dim=5, similarity_threshold=0.0,
-                                  threshold_enabled=True, temperature=0.1)
+    uie = UserInterestEnhancement(
+        memory, item_dim=5, similarity_threshold=0.0, threshold_enabled=True, temperature=0.1
+    )
     q = normalise(torch.tensor([[-1.0] * 8, [1.0] * 8]))  # row 0 opposes every centre
     r = memory.retrieve(q, top_k=3)
     assert torch.all(r.top_sim[0] < 0)
@@ -92,14 +93,18 @@ def test_upbe_forgets_a_slot_when_its_user_cluster_is_reseeded():
 
 
 def test_uhse_maps_history_to_item_centres_and_fills_short_histories():
-    dim, seq = 4, 5
+    dim = 4
     memory = ClusterMemory(2, 2, dim, seed=0)
     with torch.no_grad():
         memory.centres1.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
-        memory.centres2.copy_(torch.tensor([
-            [[1.0, 0.1, 0, 0], [1.0, 0, 0.1, 0]],
-            [[0, 1.0, 0.1, 0], [0, 1.0, 0, 0.1]],
-        ]))
+        memory.centres2.copy_(
+            torch.tensor(
+                [
+                    [[1.0, 0.1, 0, 0], [1.0, 0, 0.1, 0]],
+                    [[0, 1.0, 0.1, 0], [0, 1.0, 0, 0.1]],
+                ]
+            )
+        )
     table = torch.nn.Embedding(10, dim)
     with torch.no_grad():
         table.weight.copy_(torch.randn(10, dim))
@@ -120,6 +125,7 @@ def test_uhse_maps_history_to_item_centres_and_fills_short_histories():
     assert not mask[1].any()  # no history and no fallback anchor: nothing is invented
 
     anchor = normalise(torch.tensor([[0.0, 1.0, 0.0, 0.0]] * 2))
-    _, mask = uhse(table(hist_items), hist_items, hist_mask, table, anchor,
-                   torch.tensor([True, True]))
+    _, mask = uhse(
+        table(hist_items), hist_items, hist_mask, table, anchor, torch.tensor([True, True])
+    )
     assert mask[1].all()  # UPBE's positive-item direction anchors an empty history

@@ -59,8 +59,12 @@ def test_hierarchical_search_matches_exhaustive_search_with_k1_plus_k2_compariso
     k1, k2, dim = 16, 4, 16
     supers = normalise(torch.randn(k1, dim, generator=g))
     subs = normalise(supers.repeat_interleave(k2, 0) + 0.3 * torch.randn(k1 * k2, dim, generator=g))
-    points = normalise(subs.repeat_interleave(100, 0) + 0.05 * torch.randn(k1 * k2 * 100, dim, generator=g))
-    memory = train_memory(ClusterMemory(k1, k2, dim, dead_centre_window=25, seed=1), points, steps=200)
+    points = normalise(
+        subs.repeat_interleave(100, 0) + 0.05 * torch.randn(k1 * k2 * 100, dim, generator=g)
+    )
+    memory = train_memory(
+        ClusterMemory(k1, k2, dim, dead_centre_window=25, seed=1), points, steps=200
+    )
 
     r = memory.retrieve(points)
     exhaustive = (points @ normalise(memory.leaf_centres().detach()).T).argmax(dim=1)

@@ -47,8 +47,12 @@ def test_variant_switches_add_exactly_their_modules(make_config):
         model = DuiaRanker(make_config(variant=variant))
         names = set(model.memories())
         widths[variant] = model.ple_input_dim
-        expected = {"ple": set(), "ple+uie": {"user"}, "ple+uie+upbe": {"user", "upbe"},
-                    "ple+duia": {"user", "upbe", "item"}}[variant]
+        expected = {
+            "ple": set(),
+            "ple+uie": {"user"},
+            "ple+uie+upbe": {"user", "upbe"},
+            "ple+duia": {"user", "upbe", "item"},
+        }[variant]
         assert names == expected
     m = make_config().memory_dim
     assert widths["ple+uie"] == widths["ple"] + 2 * m + 1
@@ -95,8 +99,9 @@ def test_same_seed_same_model_same_training(make_config, make_batch):
     assert not torch.equal(other.item_emb.weight, a.item_emb.weight)
 
 
-def test_saved_memory_loads_into_a_new_model_with_identical_outputs(tmp_path, make_config,
-                                                                    make_batch):
+def test_saved_memory_loads_into_a_new_model_with_identical_outputs(
+    tmp_path, make_config, make_batch
+):
     cfg = make_config(variant="ple+duia")
     trained = build_ranker(cfg)
     _train(trained, make_batch, steps=6)
@@ -106,8 +111,11 @@ def test_saved_memory_loads_into_a_new_model_with_identical_outputs(tmp_path, ma
     # Same weights + the memory from the file -> the very same predictions.
     restored = build_ranker(cfg)
     restored.load_state_dict(
-        {k: v for k, v in trained.state_dict().items()
-         if not k.startswith(("user_memory.", "item_memory.", "upbe."))},
+        {
+            k: v
+            for k, v in trained.state_dict().items()
+            if not k.startswith(("user_memory.", "item_memory.", "upbe."))
+        },
         strict=False,
     )
     assert restored.load_memory(path) == ["user", "upbe", "item"]
@@ -166,8 +174,9 @@ def test_play_time_regression_and_missing_labels(make_config, make_batch):
     play = model.predict(b)[:, 1]
     assert torch.all(play >= 0)
 
-    weighted = DuiaRanker(make_config(variant="ple", tasks=["click", "play_time"],
-                                      play_time_loss="weighted_logistic"))
+    weighted = DuiaRanker(
+        make_config(variant="ple", tasks=["click", "play_time"], play_time_loss="weighted_logistic")
+    )
     total, _ = weighted.loss(b, weighted(b))
     assert torch.isfinite(total)
 

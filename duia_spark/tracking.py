@@ -1,0 +1,86 @@
+"""MLflow: where runs go, how a trained ranker is logged and registered, and how the
+current champion (model + cluster memory) is found. Only the driver calls this —
+sqlite locks under concurrent writers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from duia_spark.config import PROJECT_ROOT, Config, config_as_flat_dict
+
+
+def configure_mlflow(cfg: Config) -> str:
+    """Point MLflow at the configured store; create the experiment; -> experiment id."""
+    uri = cfg.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    name = cfg.mlflow.experiment
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = cfg.resolve_path(cfg.mlflow.artifact_root)
+    location = root if "://" in root else Path(root).as_uri()
+    return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+
+
+def config_hash(cfg: Config) -> str:
+    flat = json.dumps(config_as_flat_dict(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(flat.encode()).hexdigest()[:12]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def champion(cfg: Config):
+    """The registered version behind the champion alias, or None."""
+    client = MlflowClient()
+    try:
+        return client.get_model_version_by_alias(
+            cfg.mlflow.registered_model, cfg.mlflow.champion_alias
+        )
+    except MlflowException:
+        return None
+
+
+def download_model_artifacts(cfg: Config, version: str, dst: str) -> Path:
+    """Download a registered version's model folder; -> the folder."""
+    uri = f"models:/{cfg.mlflow.registered_model}/{version}"
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
+
+
+def artifact_file(model_dir: Path, name: str) -> Path:
+    """A logged pyfunc artifact by its key (weights, cluster_memory, model_config)."""
+    matches = sorted((model_dir / "artifacts").glob(f"{name}*"))
+    if not matches:
+        raise FileNotFoundError(f"{model_dir}: model has no '{name}' artifact")
+    return matches[0]
+
+
+def log_params(cfg: Config) -> None:
+    params = {
+        k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+        for k, v in config_as_flat_dict(cfg).items()
+    }
+    items = list(params.items())
+    for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+        mlflow.log_params(dict(items[i : i + 100]))

@@ -1,0 +1,63 @@
+"""AUC and GAUC (user-weighted AUC), overall and per activity segment — numpy only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from duia_spark.data.schema import SEGMENTS
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve with tied scores counted as half; NaN if one class only."""
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = labels.sum()
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    # Average ranks over ties so that equal scores give no credit either way.
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    first_rank = np.concatenate([[0], np.cumsum(counts)[:-1]])  # 0-based rank of each value
+    ranks = (first_rank + (counts + 1) / 2.0)[inverse]
+    pos_rank_sum = ranks[labels == 1].sum()
+    return float((pos_rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean of per-user AUCs weighted by each user's exposures; users with one class skipped."""
+    users = np.asarray(users)
+    order = np.argsort(users, kind="mergesort")
+    u, y, s = users[order], np.asarray(labels)[order], np.asarray(scores)[order]
+    cuts = np.flatnonzero(u[1:] != u[:-1]) + 1
+    total, weight = 0.0, 0.0
+    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [u.size]]), strict=True):
+        value = auc(y[a:b], s[a:b])
+        if not np.isnan(value):
+            total += value * (b - a)
+            weight += b - a
+    return float(total / weight) if weight else float("nan")
+
+
+def ranking_report(
+    tasks: list[str],
+    users: np.ndarray,
+    segments: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    known: np.ndarray | None = None,
+) -> dict[str, float]:
+    """`{"auc/click/all": ..., "gauc/like/low": ..., "n/low": ...}` for every task × segment.
+
+    `labels`/`scores` are [N, T]; `segments` holds segment indices (0 low, 1 mid, 2 high);
+    `known` [N, T] masks rows whose label is missing in the source.
+    """
+    out: dict[str, float] = {}
+    groups = {"all": np.ones(len(users), dtype=bool)}
+    groups.update({name: segments == i for i, name in enumerate(SEGMENTS)})
+    for gname, gmask in groups.items():
+        out[f"n/{gname}"] = float(gmask.sum())
+        for t, task in enumerate(tasks):
+            m = gmask if known is None else gmask & known[:, t].astype(bool)
+            out[f"auc/{task}/{gname}"] = auc(labels[m, t], scores[m, t])
+            out[f"gauc/{task}/{gname}"] = gauc(users[m], labels[m, t], scores[m, t])
+    return out

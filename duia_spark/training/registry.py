@@ -1,0 +1,150 @@
+"""Log a finished training run to MLflow and register it; find the champion to warm-start from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from duia_spark import tracking
+from duia_spark.config import Config
+from duia_spark.model.config import ModelConfig
+from duia_spark.training import plots
+from duia_spark.training.pyfunc import (
+    ARTIFACT_CONFIG,
+    ARTIFACT_MEMORY,
+    ARTIFACT_WEIGHTS,
+    DuiaPyfuncModel,
+    load_ranker,
+    score_frame,
+)
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # duia_spark/, shipped with the model
+
+
+def warm_start_paths(
+    cfg: Config, dst: Path, with_weights: bool
+) -> tuple[str | None, str | None, str | None]:
+    """(memory file, weights file or None, version) of the current champion, or Nones."""
+    version = tracking.champion(cfg)
+    if version is None:
+        return None, None, None
+    model_dir = tracking.download_model_artifacts(cfg, version.version, str(dst))
+    memory = tracking.artifact_file(model_dir, ARTIFACT_MEMORY)
+    weights = tracking.artifact_file(model_dir, ARTIFACT_WEIGHTS) if with_weights else None
+    return str(memory), (str(weights) if weights else None), version.version
+
+
+def example_input(model_cfg: ModelConfig, rows: int = 2) -> pd.DataFrame:
+    """A tiny frame in the pyfunc's input layout (for the signature and a load check)."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "user_idx": np.ones(rows, np.int32),
+            "item_idx": np.ones(rows, np.int32),
+            "category_idx": np.ones(rows, np.int32),
+            "author_idx": np.ones(rows, np.int32),
+            "segment_idx": np.zeros(rows, np.int32),
+            "user_dense": [
+                rng.random(model_cfg.n_user_dense).astype(np.float32) for _ in range(rows)
+            ],
+            "item_dense": [
+                rng.random(model_cfg.n_item_dense).astype(np.float32) for _ in range(rows)
+            ],
+            "hist_items": [np.ones(model_cfg.seq_len, np.int32) for _ in range(rows)],
+            "pos_items": [np.ones(model_cfg.pos_seq_len, np.int32) for _ in range(rows)],
+        }
+    )
+
+
+def log_and_register(
+    cfg: Config,
+    model_cfg: ModelConfig,
+    out_dir: Path,
+    day: dt.date,
+    lineage: dict,
+    warm_version: str | None,
+    register: bool = True,
+    wall_s: float = 0.0,
+) -> dict:
+    """Log params, metrics, plots, lineage and the pyfunc model; register it. -> ids + metrics."""
+    history = json.loads((out_dir / "history.json").read_text())["history"]
+    weights, memory = out_dir / "model_state.pt", out_dir / "cluster_memory.safetensors"
+    config_file = out_dir / "model_config.json"
+    model = load_ranker(str(weights), str(memory), str(config_file))
+    final = max(
+        history, key=lambda h: np.nan_to_num(h.get(cfg.train.selection_metric, -1.0), nan=-1.0)
+    )
+    chash = tracking.config_hash(cfg)
+    with mlflow.start_run(run_name=f"{day}-{model_cfg.variant}") as run:
+        tracking.log_params(cfg)
+        mlflow.log_params(
+            {f"data.{k}": v for k, v in model_cfg.to_dict().items() if k.startswith("n_")}
+        )
+        mlflow.set_tags(
+            {
+                "data_date": str(day),
+                "variant": model_cfg.variant,
+                "config_hash": chash,
+                "git_commit": tracking.git_commit(),
+                "warm_start_version": warm_version or "none",
+                **{f"lineage.{k}": str(v) for k, v in lineage.items()},
+            }
+        )
+        for h in history:
+            clean = {
+                k.replace("/", "."): float(v)
+                for k, v in h.items()
+                if isinstance(v, (int, float)) and np.isfinite(v) and k != "epoch"
+            }
+            mlflow.log_metrics(clean, step=int(h["epoch"]))
+        mlflow.log_metric("train_wall_s", wall_s)
+        mlflow.log_dict({"history": history, "lineage": lineage}, "history.json")
+        fig_dir = out_dir / "plots"
+        fig_dir.mkdir(exist_ok=True)
+        figures = [
+            plots.training_curves(history, model_cfg.tasks, fig_dir / "training_curves.png"),
+            plots.segment_auc_bars(final, model_cfg.tasks, fig_dir / "segment_auc.png"),
+            plots.centre_usage_histogram(model, fig_dir / "centre_usage.png"),
+            plots.centre_projection(model, fig_dir / "centre_projection.png"),
+        ]
+        for f in figures:
+            if f is not None:
+                mlflow.log_artifact(str(f), "plots")
+        mlflow.log_artifact(str(memory), "cluster_memory")
+        example = example_input(model_cfg)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=DuiaPyfuncModel(),
+            artifacts={
+                ARTIFACT_WEIGHTS: str(weights),
+                ARTIFACT_MEMORY: str(memory),
+                ARTIFACT_CONFIG: str(config_file),
+            },
+            code_paths=[str(PACKAGE_DIR)],
+            signature=infer_signature(example, score_frame(model, example)),
+        )
+        version = None
+        if register:
+            mv = mlflow.register_model(info.model_uri, cfg.mlflow.registered_model)
+            client = MlflowClient()
+            for k, v in {
+                "data_date": str(day),
+                "variant": model_cfg.variant,
+                "config_hash": chash,
+                "run_id": run.info.run_id,
+            }.items():
+                client.set_model_version_tag(cfg.mlflow.registered_model, mv.version, k, v)
+            version = mv.version
+    return {
+        "run_id": run.info.run_id,
+        "version": version,
+        "metrics": final,
+        "model_uri": info.model_uri,
+    }

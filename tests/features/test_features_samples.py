@@ -1,0 +1,82 @@
+"""gold.samples built by the stages on hand-built events where a leak would change the answer."""
+
+import math
+
+import pytest
+from pyspark.sql import functions as F
+
+from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features, samples_schema
+from duia_spark.stages.day_inputs import MissingInputError
+
+from .hand_built import D, ev
+
+FEATURE_STAGES = ("segment", "sequences", "item-stats", "samples")
+
+EVENTS = [
+    ev("u1", "a", "D-2 09:00", long_view=1),
+    ev("u1", "b", "D-1 10:00", like=1),
+    ev("u1", "c", "D-1 11:00", hate=1),
+    ev("u2", "y", "D-1 12:00", click=1),
+    # Day D: u1 sees x then y; u2 sees y. Their signals are labels only.
+    ev("u1", "x", "D 08:00", click=1, long_view=1),
+    ev("u1", "y", "D 09:00", click=None, like=None, play_time_ms=None),
+    ev("u2", "y", "D 10:00", click=0),
+]
+
+
+def _idx(lake, kind, ids):
+    vocab = {r["id"]: r["idx"] for r in lake.read("vocabulary").where(F.col("kind") == kind).collect()}
+    return [vocab[i] for i in ids]
+
+
+def test_sample_features_come_only_from_before_the_run_date(spark, lake, cfg, write_events, run_stage):
+    write_events(EVENTS)
+    for stage in FEATURE_STAGES:
+        assert run_stage(stage, "--date", str(D)) == 0
+    rows = {(r["user_id"], r["item_id"]): r for r in lake.read("samples").collect()}
+    assert set(rows) == {("u1", "x"), ("u1", "y"), ("u2", "y")}
+
+    x, y = rows[("u1", "x")], rows[("u1", "y")]
+    n_exp, n_pos, n_neg = (cfg.sequences.exposures_len, cfg.sequences.positives_len, cfg.sequences.negatives_len)
+    # History as of the start of D: x (earlier on D) is not in y's history.
+    for r in (x, y):
+        assert r["hist_items"] == _idx(lake, "item", ["c", "b", "a"]) + [0] * (n_exp - 3)
+        assert r["pos_items"] == _idx(lake, "item", ["b", "a"]) + [0] * (n_pos - 2)
+        assert r["neg_items"] == _idx(lake, "item", ["c"]) + [0] * (n_neg - 1)
+        assert (r["hist_len"], r["pos_len"], r["neg_len"]) == (3, 2, 1)
+    # Activity: 2 active days before D (3 would mean D leaked in).
+    dense = dict(zip(USER_DENSE_FEATURES, x["user_dense"], strict=True))
+    assert dense["log1p_active_days"] == pytest.approx(math.log1p(2))
+    assert dense["log1p_exposures"] == pytest.approx(math.log1p(3))
+    assert x["segment"] == "low" and x["segment_idx"] == 0
+    # Item stats: y had one exposure (a click) on D-1; D's two exposures of y must not count.
+    y_dense = dict(zip(item_dense_features(cfg.item_stats), y["item_dense"], strict=True))
+    assert y_dense["log1p_exposures_1d"] == pytest.approx(math.log1p(1))
+    assert y_dense["click_rate_1d"] == pytest.approx(1.0)
+    x_dense = dict(zip(item_dense_features(cfg.item_stats), x["item_dense"], strict=True))
+    assert x_dense["log1p_exposures_30d"] == 0.0 and x_dense["click_rate_30d"] == 0.0
+    # A user with no history: empty, zero-padded sequences.
+    assert rows[("u2", "y")]["hist_items"][0] == _idx(lake, "item", ["y"])[0]
+    # Labels: the exposure's own signals; null → 0 with a 0 mask.
+    assert (x["click"], x["long_view"], x["click_known"]) == (1, 1, 1)
+    assert (y["click"], y["click_known"], y["like_known"], y["play_time_known"]) == (0, 0, 0, 0)
+    assert y["long_view_known"] == 1
+
+
+def test_samples_match_the_model_batch_contract(spark, lake, cfg, write_events, run_stage):
+    write_events(EVENTS)
+    for stage in FEATURE_STAGES:
+        run_stage(stage, "--date", str(D))
+    df = lake.read("samples")
+    expected = {f.name: f.dataType.simpleString() for f in samples_schema().fields}
+    assert {f.name: f.dataType.simpleString() for f in df.schema.fields} == expected
+    r = df.first()
+    assert len(r["user_dense"]) == len(USER_DENSE_FEATURES)
+    assert len(r["item_dense"]) == len(item_dense_features(cfg.item_stats))
+    assert min(r["user_idx"], r["item_idx"], r["category_idx"] + 1, r["author_idx"] + 1) >= 1
+
+
+def test_samples_without_their_upstream_partition_say_which_stage_to_run(lake, write_events, run_stage):
+    write_events(EVENTS)
+    with pytest.raises(MissingInputError, match="run `duia segment --date 2026-03-10`"):
+        run_stage("samples", "--date", str(D))

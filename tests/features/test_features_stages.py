@@ -1,0 +1,122 @@
+"""I/O properties of the feature stages: idempotent, incremental, atomic, clear on missing input."""
+
+import dataclasses
+
+import pytest
+from pyspark.sql import functions as F
+
+import duia_spark.stages.samples as samples_stage
+import duia_spark.stages.segment as segment_stage
+
+from .hand_built import D, day, ev
+
+TABLES = {
+    "user_activity": "activity_date",
+    "user_sequences": "as_of_date",
+    "item_stats": "stats_date",
+    "samples": "sample_date",
+}
+
+
+def _world():
+    rows = []
+    for d in range(-4, 2):
+        rel = f"D{d:+d}" if d else "D"
+        rows += [
+            ev("u1", f"i{(d + 4) % 5}", f"{rel} 09:00", like=1),
+            ev("u1", f"i{(d + 5) % 5}", f"{rel} 10:00", hate=1),
+            ev(f"n{d + 4}", "i0", f"{rel} 11:00", click=1),  # a new user every day
+        ]
+    return rows
+
+
+def _files(lake, table, col, value):
+    return sorted(lake.read(table).where(F.col(col) == value).inputFiles())
+
+
+def _rows(lake, table, col, value):
+    return sorted(lake.read(table).where(F.col(col) == value).collect())
+
+
+def test_rerunning_a_day_replaces_only_that_day_and_changes_nothing_else(lake, write_events, run_stage):
+    write_events(_world())
+    assert run_stage("backfill", "--date", str(day(-1)), "--end-date", str(day(1))) == 0
+    before = {
+        t: {d: (_files(lake, t, c, d), _rows(lake, t, c, d)) for d in (day(-1), D, day(1))}
+        for t, c in TABLES.items()
+    }
+    vocab_before = sorted(lake.read("vocabulary").collect())
+    for stage in ("segment", "sequences", "item-stats", "samples"):
+        assert run_stage(stage, "--date", str(D)) == 0
+    for t, c in TABLES.items():
+        # D: same rows, no duplicates; D-1 and D+1: the very same files.
+        assert _rows(lake, t, c, D) == before[t][D][1], t
+        assert len(_rows(lake, t, c, D)) == lake.read(t).where(F.col(c) == D).distinct().count()
+        for other in (day(-1), day(1)):
+            assert _files(lake, t, c, other) == before[t][other][0], (t, other)
+    assert sorted(lake.read("vocabulary").collect()) == vocab_before
+    # Every id has exactly one index; indices per kind are 1..n.
+    vocab = lake.read("vocabulary")
+    assert vocab.count() == vocab.select("kind", "id").distinct().count()
+    for r in vocab.groupBy("kind").agg(F.count("*").alias("n"), F.min("idx").alias("lo"), F.max("idx").alias("hi")).collect():
+        assert (r["lo"], r["hi"]) == (1, r["n"])
+
+
+def test_incremental_sequences_equal_a_full_rebuild(lake, write_events, run_stage):
+    write_events(_world())
+    assert run_stage("backfill", "--date", str(day(-3)), "--end-date", str(D), "--stages", "sequences") == 0
+    incremental = _rows(lake, "user_sequences", "as_of_date", D)
+    assert run_stage("sequences", "--date", str(D), "--full-rebuild") == 0
+    assert _rows(lake, "user_sequences", "as_of_date", D) == incremental
+    assert incremental  # not trivially empty
+
+
+def test_missing_previous_snapshot_triggers_a_full_rebuild_with_a_notice(lake, write_events, run_stage, capsys):
+    write_events(_world())
+    assert run_stage("sequences", "--date", str(D)) == 0
+    assert "full rebuild" in capsys.readouterr().out
+    assert {r["user_id"] for r in _rows(lake, "user_sequences", "as_of_date", D)} >= {"u1", "n0", "n3"}
+
+
+def _failing(fn):
+    @F.udf("string")
+    def explode_at_write(value):
+        raise RuntimeError("injected failure while writing")
+
+    def wrapped(*args, **kwargs):
+        return fn(*args, **kwargs).withColumn("user_id", explode_at_write("user_id"))
+
+    return wrapped
+
+
+def test_a_crash_while_writing_leaves_every_table_as_it_was(lake, write_events, run_stage, monkeypatch):
+    write_events(_world())
+    assert run_stage("backfill", "--date", str(day(-1)), "--end-date", str(D)) == 0
+    tables = [*TABLES, "vocabulary"]
+    versions = {t: lake.version(t) for t in tables}
+    rows = {t: sorted(lake.read(t).collect()) for t in tables}
+    monkeypatch.setattr(samples_stage, "assemble_samples", _failing(samples_stage.assemble_samples))
+    monkeypatch.setattr(
+        segment_stage, "segment_users_by_activity", _failing(segment_stage.segment_users_by_activity)
+    )
+    for stage in ("segment", "samples"):  # samples for D+1 would add new ids to the vocabulary
+        with pytest.raises(Exception, match="injected failure"):
+            run_stage(stage, "--date", str(day(1) if stage == "samples" else D))
+    assert {t: lake.version(t) for t in tables} == versions
+    assert {t: sorted(lake.read(t).collect()) for t in tables} == rows
+
+
+@pytest.mark.parametrize("policy", ["empty", "skip"])
+def test_a_day_without_events_gives_a_message_and_an_empty_partition_or_a_skip(
+    cfg, lake, write_events, run_stage, capsys, policy
+):
+    write_events([ev("u1", "a", "D-1 10:00")])
+    conf = dataclasses.replace(cfg, sequences=dataclasses.replace(cfg.sequences, on_missing_events=policy))
+    for stage in ("segment", "sequences", "item-stats", "samples"):
+        assert run_stage(stage, "--date", str(D), config=conf) == 0
+    assert f"no events on {D}" in capsys.readouterr().out
+    if policy == "skip":
+        assert not any(lake.exists(t) for t in TABLES)
+    else:
+        assert lake.exists("samples") and lake.read("samples").count() == 0
+        assert [r["user_id"] for r in lake.read("user_sequences").collect()] == ["u1"]
