@@ -20,7 +20,11 @@ def test_segment_counts_only_the_window_before_the_run_date(spark, cfg, events_d
         ]
     )
     out = _by_user(segment_users_by_activity(events, D, cfg.activity))
-    assert (out["u1"]["active_days"], out["u1"]["valid_interactions"], out["u1"]["exposures"]) == (2, 2, 2)
+    assert (out["u1"]["active_days"], out["u1"]["valid_interactions"], out["u1"]["exposures"]) == (
+        2,
+        2,
+        2,
+    )
     assert (out["u2"]["active_days"], out["u2"]["exposures"], out["u2"]["segment"]) == (0, 0, "low")
     assert {r["activity_date"] for r in out.values()} == {D}
 
@@ -37,11 +41,17 @@ def test_segment_thresholds_split_low_mid_and_high(spark, cfg, events_df):
     for d in (1, 2, 3):  # low despite 3 active days: only 1 valid interaction
         rows.append(ev("few_valid", "a", f"D-{d} 10:00", long_view=1 if d == 1 else 0))
     out = _by_user(segment_users_by_activity(events_df(rows), D, act))
-    assert {u: r["segment"] for u, r in out.items()} == {"hi": "high", "mid": "mid", "few_valid": "low"}
+    assert {u: r["segment"] for u, r in out.items()} == {
+        "hi": "high",
+        "mid": "mid",
+        "few_valid": "low",
+    }
 
 
 def test_play_time_rule_makes_an_interaction_valid_when_enabled(spark, cfg, events_df):
-    events = events_df([ev("u", "a", "D-1 10:00", play_time_ms=9000), ev("u", "b", "D-1 11:00", play_time_ms=10)])
+    events = events_df(
+        [ev("u", "a", "D-1 10:00", play_time_ms=9000), ev("u", "b", "D-1 11:00", play_time_ms=10)]
+    )
     off = _by_user(segment_users_by_activity(events, D, cfg.activity))
     on = _by_user(
         segment_users_by_activity(

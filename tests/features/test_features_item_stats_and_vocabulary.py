@@ -34,10 +34,13 @@ def test_new_ids_get_the_next_indices_in_id_order_and_old_ids_keep_theirs(spark)
         [("item", "m", 1, seen), ("item", "b", 2, seen), ("user", "u9", 1, seen)], VOCABULARY_SCHEMA
     )
     cands = spark.createDataFrame(
-        [("item", "z"), ("item", "b"), ("item", "c"), ("user", "u1"), ("author", "x")], "kind string, id string"
+        [("item", "z"), ("item", "b"), ("item", "c"), ("user", "u1"), ("author", "x")],
+        "kind string, id string",
     )
     new = {(r["kind"], r["id"]): r["idx"] for r in assign_new_indices(cands, vocab, D).collect()}
     assert new == {("item", "c"): 3, ("item", "z"): 4, ("user", "u1"): 2, ("author", "x"): 1}
     empty = spark.createDataFrame([], VOCABULARY_SCHEMA)
-    first = sorted(r["idx"] for r in assign_new_indices(cands, empty, D).where("kind = 'item'").collect())
+    first = sorted(
+        r["idx"] for r in assign_new_indices(cands, empty, D).where("kind = 'item'").collect()
+    )
     assert first == [1, 2, 3]  # 0 stays reserved for padding / unknown

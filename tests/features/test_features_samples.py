@@ -25,11 +25,15 @@ EVENTS = [
 
 
 def _idx(lake, kind, ids):
-    vocab = {r["id"]: r["idx"] for r in lake.read("vocabulary").where(F.col("kind") == kind).collect()}
+    vocab = {
+        r["id"]: r["idx"] for r in lake.read("vocabulary").where(F.col("kind") == kind).collect()
+    }
     return [vocab[i] for i in ids]
 
 
-def test_sample_features_come_only_from_before_the_run_date(spark, lake, cfg, write_events, run_stage):
+def test_sample_features_come_only_from_before_the_run_date(
+    spark, lake, cfg, write_events, run_stage
+):
     write_events(EVENTS)
     for stage in FEATURE_STAGES:
         assert run_stage(stage, "--date", str(D)) == 0
@@ -37,7 +41,11 @@ def test_sample_features_come_only_from_before_the_run_date(spark, lake, cfg, wr
     assert set(rows) == {("u1", "x"), ("u1", "y"), ("u2", "y")}
 
     x, y = rows[("u1", "x")], rows[("u1", "y")]
-    n_exp, n_pos, n_neg = (cfg.sequences.exposures_len, cfg.sequences.positives_len, cfg.sequences.negatives_len)
+    n_exp, n_pos, n_neg = (
+        cfg.sequences.exposures_len,
+        cfg.sequences.positives_len,
+        cfg.sequences.negatives_len,
+    )
     # History as of the start of D: x (earlier on D) is not in y's history.
     for r in (x, y):
         assert r["hist_items"] == _idx(lake, "item", ["c", "b", "a"]) + [0] * (n_exp - 3)
@@ -76,7 +84,9 @@ def test_samples_match_the_model_batch_contract(spark, lake, cfg, write_events, 
     assert min(r["user_idx"], r["item_idx"], r["category_idx"] + 1, r["author_idx"] + 1) >= 1
 
 
-def test_samples_without_their_upstream_partition_say_which_stage_to_run(lake, write_events, run_stage):
+def test_samples_without_their_upstream_partition_say_which_stage_to_run(
+    lake, write_events, run_stage
+):
     write_events(EVENTS)
     with pytest.raises(MissingInputError, match="run `duia segment --date 2026-03-10`"):
         run_stage("samples", "--date", str(D))

@@ -10,7 +10,9 @@ from .hand_built import D, day, ev
 
 def _lists(df):
     return {
-        r["user_id"]: {k: [e["item_id"] for e in r[k]] for k in ("exposures", "positives", "negatives")}
+        r["user_id"]: {
+            k: [e["item_id"] for e in r[k]] for k in ("exposures", "positives", "negatives")
+        }
         for r in df.collect()
     }
 
@@ -25,7 +27,9 @@ def test_sequences_are_most_recent_first_and_never_include_the_as_of_day(spark, 
         ]
     )
     snap = build_user_sequences(events, D, cfg.sequences)
-    assert _lists(snap) == {"u": {"exposures": ["c", "b", "a"], "positives": ["b", "a"], "negatives": ["c"]}}
+    assert _lists(snap) == {
+        "u": {"exposures": ["c", "b", "a"], "positives": ["b", "a"], "negatives": ["c"]}
+    }
     row = snap.first()
     assert row["as_of_date"] == D
     assert row["exposures"][1]["like"] == 1 and row["exposures"][0]["hate"] == 1
@@ -37,7 +41,9 @@ def test_incremental_advance_equals_full_rebuild_day_after_day(spark, cfg, event
     for d in range(1, 6):
         for i in range(3):
             # Same timestamp for two items (tie broken by item id), sparse positives/negatives.
-            rows.append(ev("u1", f"i{d}{i}", f"D-{d} 1{i % 2}:00", like=int(i == 0), hate=int(i == 2)))
+            rows.append(
+                ev("u1", f"i{d}{i}", f"D-{d} 1{i % 2}:00", like=int(i == 0), hate=int(i == 2))
+            )
         if d % 2:
             rows.append(ev("u2", f"j{d}", f"D-{d} 12:00", long_view=1))
     events = events_df(rows).cache()
@@ -56,7 +62,13 @@ def test_incremental_advance_equals_full_rebuild_day_after_day(spark, cfg, event
 def test_a_user_with_100x_the_median_events_gets_lists_capped_at_n(spark, cfg, events_df):
     rows = [ev(f"u{k}", f"i{k}", "D-1 10:00", like=1) for k in range(5)]
     rows += [
-        ev("heavy", f"h{i:03d}", f"D-{1 + i % 3} {i % 24:02d}:{i % 60:02d}", like=i % 2, hate=int(i % 3 == 0))
+        ev(
+            "heavy",
+            f"h{i:03d}",
+            f"D-{1 + i % 3} {i % 24:02d}:{i % 60:02d}",
+            like=i % 2,
+            hate=int(i % 3 == 0),
+        )
         for i in range(500)
     ]
     snap = build_user_sequences(events_df(rows), D, cfg.sequences)

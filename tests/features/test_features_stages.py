@@ -38,7 +38,9 @@ def _rows(lake, table, col, value):
     return sorted(lake.read(table).where(F.col(col) == value).collect())
 
 
-def test_rerunning_a_day_replaces_only_that_day_and_changes_nothing_else(lake, write_events, run_stage):
+def test_rerunning_a_day_replaces_only_that_day_and_changes_nothing_else(
+    lake, write_events, run_stage
+):
     write_events(_world())
     assert run_stage("backfill", "--date", str(day(-1)), "--end-date", str(day(1))) == 0
     before = {
@@ -58,24 +60,37 @@ def test_rerunning_a_day_replaces_only_that_day_and_changes_nothing_else(lake, w
     # Every id has exactly one index; indices per kind are 1..n.
     vocab = lake.read("vocabulary")
     assert vocab.count() == vocab.select("kind", "id").distinct().count()
-    for r in vocab.groupBy("kind").agg(F.count("*").alias("n"), F.min("idx").alias("lo"), F.max("idx").alias("hi")).collect():
+    for r in (
+        vocab.groupBy("kind")
+        .agg(F.count("*").alias("n"), F.min("idx").alias("lo"), F.max("idx").alias("hi"))
+        .collect()
+    ):
         assert (r["lo"], r["hi"]) == (1, r["n"])
 
 
 def test_incremental_sequences_equal_a_full_rebuild(lake, write_events, run_stage):
     write_events(_world())
-    assert run_stage("backfill", "--date", str(day(-3)), "--end-date", str(D), "--stages", "sequences") == 0
+    assert (
+        run_stage("backfill", "--date", str(day(-3)), "--end-date", str(D), "--stages", "sequences")
+        == 0
+    )
     incremental = _rows(lake, "user_sequences", "as_of_date", D)
     assert run_stage("sequences", "--date", str(D), "--full-rebuild") == 0
     assert _rows(lake, "user_sequences", "as_of_date", D) == incremental
     assert incremental  # not trivially empty
 
 
-def test_missing_previous_snapshot_triggers_a_full_rebuild_with_a_notice(lake, write_events, run_stage, capsys):
+def test_missing_previous_snapshot_triggers_a_full_rebuild_with_a_notice(
+    lake, write_events, run_stage, capsys
+):
     write_events(_world())
     assert run_stage("sequences", "--date", str(D)) == 0
     assert "full rebuild" in capsys.readouterr().out
-    assert {r["user_id"] for r in _rows(lake, "user_sequences", "as_of_date", D)} >= {"u1", "n0", "n3"}
+    assert {r["user_id"] for r in _rows(lake, "user_sequences", "as_of_date", D)} >= {
+        "u1",
+        "n0",
+        "n3",
+    }
 
 
 def _failing(fn):
@@ -89,7 +104,9 @@ def _failing(fn):
     return wrapped
 
 
-def test_a_crash_while_writing_leaves_every_table_as_it_was(lake, write_events, run_stage, monkeypatch):
+def test_a_crash_while_writing_leaves_every_table_as_it_was(
+    lake, write_events, run_stage, monkeypatch
+):
     write_events(_world())
     assert run_stage("backfill", "--date", str(day(-1)), "--end-date", str(D)) == 0
     tables = [*TABLES, "vocabulary"]
@@ -97,7 +114,9 @@ def test_a_crash_while_writing_leaves_every_table_as_it_was(lake, write_events, 
     rows = {t: sorted(lake.read(t).collect()) for t in tables}
     monkeypatch.setattr(samples_stage, "assemble_samples", _failing(samples_stage.assemble_samples))
     monkeypatch.setattr(
-        segment_stage, "segment_users_by_activity", _failing(segment_stage.segment_users_by_activity)
+        segment_stage,
+        "segment_users_by_activity",
+        _failing(segment_stage.segment_users_by_activity),
     )
     for stage in ("segment", "samples"):  # samples for D+1 would add new ids to the vocabulary
         with pytest.raises(Exception, match="injected failure"):
@@ -111,7 +130,9 @@ def test_a_day_without_events_gives_a_message_and_an_empty_partition_or_a_skip(
     cfg, lake, write_events, run_stage, capsys, policy
 ):
     write_events([ev("u1", "a", "D-1 10:00")])
-    conf = dataclasses.replace(cfg, sequences=dataclasses.replace(cfg.sequences, on_missing_events=policy))
+    conf = dataclasses.replace(
+        cfg, sequences=dataclasses.replace(cfg.sequences, on_missing_events=policy)
+    )
     for stage in ("segment", "sequences", "item-stats", "samples"):
         assert run_stage(stage, "--date", str(D), config=conf) == 0
     assert f"no events on {D}" in capsys.readouterr().out

@@ -44,7 +44,7 @@ def test_missing_override_file_is_a_clear_error(tmp_path):
 def _documented_keys(data: dict, prefix: str = "") -> set[str]:
     out = set()
     for k, v in data.items():
-        if isinstance(v, dict) and v and not k == "extra":
+        if isinstance(v, dict) and v and k != "extra":
             out |= _documented_keys(v, f"{prefix}{k}.")
         else:
             out.add(f"{prefix}{k}")

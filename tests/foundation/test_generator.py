@@ -47,9 +47,12 @@ def test_the_same_seed_writes_identical_drops_and_another_seed_does_not(spark, t
     generate(spark, cfg, str(tmp_path / "a"), log=lambda _: None)
     generate(spark, cfg, str(tmp_path / "b"), log=lambda _: None)
     generate(spark, dataclasses.replace(cfg, seed=8), str(tmp_path / "c"), log=lambda _: None)
-    read = lambda d: spark.read.options(header=True, recursiveFileLookup=True).csv(
-        str(tmp_path / d / "log")
-    )  # noqa: E731
+
+    def read(d):
+        return spark.read.options(header=True, recursiveFileLookup=True).csv(
+            str(tmp_path / d / "log")
+        )
+
     a, b, c = read("a"), read("b"), read("c")
     assert a.count() > 0
     assert a.exceptAll(b).count() == 0 and b.exceptAll(a).count() == 0
