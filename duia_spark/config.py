@@ -149,6 +149,65 @@ class TrainConfig:
 
 
 @dataclass
+class ScoreConfig:
+    # Candidate generator: "popular", "cluster" or "table" (see conf/default.yaml).
+    generator: str = "popular"
+    # Who is scored: "active" (events in the last `active_window_days` before D) or
+    # "all" (every user in silver.user_activity for D).
+    users: str = "active"
+    active_window_days: int = 7
+    # popular: the `popular_items` items ranked by `popular_metric` ("exposures" or a
+    # signal of item_stats.rate_signals: its count) over `popular_window_days`, which
+    # must be one of item_stats.windows_days; read from silver.item_stats as of D.
+    popular_metric: str = "long_view"
+    popular_window_days: int = 7
+    popular_items: int = 300
+    # cluster: per GHCA level-1 user cluster, the `cluster_items` items most often
+    # consumed positively (sequences.positive_signals) in the last `cluster_window_days`.
+    cluster_window_days: int = 7
+    cluster_items: int = 200
+    # table: a Delta or Parquet table with user_id, item_id (and optionally score_date).
+    candidate_table: str = ""
+    # Items the user was exposed to in this many days before D are not candidates
+    # (0: all history).
+    exclude_window_days: int = 0
+    # Candidates scored per user at most (the generator's own order decides).
+    max_candidates_per_user: int = 500
+    # Combined score = sum of weight x task score; tasks not listed weigh 0.
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "click": 0.2,
+            "long_view": 1.0,
+            "like": 0.5,
+            "follow": 0.5,
+            "comment": 0.3,
+            "share": 0.5,
+        }
+    )
+    top_k: int = 50  # rows kept per user in gold.scores
+    batch_size: int = 4096  # rows per model call inside a Python worker
+    worker_threads: int = 1  # torch threads per Spark Python worker (0: torch default)
+
+
+@dataclass
+class EvaluateConfig:
+    # Variants trained beside the main model on the same data and compared with it
+    # (logged as runs, never registered).
+    baselines: list[str] = field(default_factory=lambda: ["ple"])
+    # The generator's truth folder (DIR/truth) for the simulated feed; "" skips it.
+    truth_dir: str = ""
+    feed_size: int = 5  # items per simulated feed
+    simulation_rank_task: str = "long_view"  # the task score that orders the feed
+    gate_metric: str = "auc"  # auc | gauc
+    gate_task: str = "click"
+    # Largest allowed drop against the champion, per segment ("all" too).
+    gate_tolerances: dict[str, float] = field(
+        default_factory=lambda: {"all": 0.005, "low": 0.01, "mid": 0.01, "high": 0.01}
+    )
+    auc_bins: int = 100_000  # score buckets of the Spark AUC
+
+
+@dataclass
 class MlflowConfig:
     tracking_uri: str = "sqlite:///.duia/mlflow.db"
     artifact_root: str = ".duia/mlartifacts"
@@ -170,7 +229,9 @@ class Config:
     item_stats: ItemStatsConfig = field(default_factory=ItemStatsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
 
     def resolve_path(self, path: str) -> str:
         """Relative paths in config are relative to the project root, not the cwd."""

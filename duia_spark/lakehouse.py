@@ -50,6 +50,13 @@ class Lakehouse:
             )
         return self.spark.read.format("delta").load(self.path(table))
 
+    def read_path(self, path: str) -> DataFrame:
+        """A table outside the lakehouse (e.g. supplied candidates): Delta if it is one,
+        else Parquet."""
+        if DeltaTable.isDeltaTable(self.spark, path):
+            return self.spark.read.format("delta").load(path)
+        return self.spark.read.parquet(path)
+
     def read_or_empty(self, table: str, schema: StructType) -> DataFrame:
         if self.exists(table):
             return self.read(table)

@@ -25,11 +25,14 @@ def configure_mlflow(cfg: Config) -> str:
     mlflow.set_registry_uri(uri)
     name = cfg.mlflow.experiment
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    root = cfg.resolve_path(cfg.mlflow.artifact_root)
-    location = root if "://" in root else Path(root).as_uri()
-    return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+    if exp is None:
+        root = cfg.resolve_path(cfg.mlflow.artifact_root)
+        location = root if "://" in root else Path(root).as_uri()
+        exp_id = mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
 
 
 def config_hash(cfg: Config) -> str:
@@ -69,8 +72,19 @@ def download_model_artifacts(cfg: Config, version: str, dst: str) -> Path:
 
 
 def artifact_file(model_dir: Path, name: str) -> Path:
-    """A logged pyfunc artifact by its key (weights, cluster_memory, model_config)."""
-    matches = sorted((model_dir / "artifacts").glob(f"{name}*"))
+    """A logged pyfunc artifact by its key (weights, cluster_memory, model_config).
+
+    The key is looked up in the MLmodel file (the files keep their own names, e.g.
+    weights → artifacts/model_state.pt); a file named after the key is the fallback."""
+    import yaml
+
+    mlmodel = Path(model_dir) / "MLmodel"
+    if mlmodel.exists():
+        flavor = yaml.safe_load(mlmodel.read_text()).get("flavors", {}).get("python_function", {})
+        entry = (flavor.get("artifacts") or {}).get(name)
+        if entry and (Path(model_dir) / entry["path"]).exists():
+            return Path(model_dir) / entry["path"]
+    matches = sorted((Path(model_dir) / "artifacts").glob(f"{name}*"))
     if not matches:
         raise FileNotFoundError(f"{model_dir}: model has no '{name}' artifact")
     return matches[0]

@@ -104,6 +104,52 @@ def _uniform(seed: int, salt: str, *cols: Column) -> Column:
     return h.bitwiseAND(F.lit(_MASK52)).cast("double") / float(1 << 52)
 
 
+# The true response model. Given affinity a (cosine of latent vectors, in [-1, 1]):
+# click ~ Bernoulli(sigmoid(4a - 0.5)); a click watches WATCH_SCALE * sigmoid(3a + 4(u - 0.5))
+# of the video (u ~ U[0, 1)), a skip SKIP_WATCH * u; a long view is a watch above 0.6.
+CLICK_SLOPE, CLICK_BIAS = 4.0, -0.5
+WATCH_SCALE, WATCH_SLOPE, WATCH_SPREAD = 1.3, 3.0, 4.0
+SKIP_WATCH = 0.08
+LONG_VIEW_WATCH = 0.6
+
+
+def _sigmoid(x: Column) -> Column:
+    return 1.0 / (1.0 + F.exp(-x))
+
+
+def _softplus(x: Column) -> Column:
+    return F.log1p(F.exp(x))
+
+
+def click_probability(aff: Column) -> Column:
+    return _sigmoid(CLICK_SLOPE * aff + CLICK_BIAS)
+
+
+def expected_outcomes(aff: Column, duration_ms: Column) -> dict[str, Column]:
+    """Ground-truth expectations of one exposure, in closed form from the response model:
+    `p_long_view` (a valid view) and `expected_play_ms` (dwell). Used by the simulation."""
+    p_click = click_probability(aff)
+    # P(WATCH_SCALE * sigmoid(z) > LONG_VIEW_WATCH), z = 3a + 4(u - 0.5), u uniform.
+    threshold = float(np.log((LONG_VIEW_WATCH / WATCH_SCALE) / (1 - LONG_VIEW_WATCH / WATCH_SCALE)))
+    p_long_given_click = F.least(
+        F.greatest(0.5 - (F.lit(threshold) - WATCH_SLOPE * aff) / WATCH_SPREAD, F.lit(0.0)),
+        F.lit(1.0),
+    )
+    # E[sigmoid(c + s(u - 0.5))] over u = (softplus(c + s/2) - softplus(c - s/2)) / s.
+    c, half = WATCH_SLOPE * aff, WATCH_SPREAD / 2
+    mean_watch_click = WATCH_SCALE * (_softplus(c + half) - _softplus(c - half)) / WATCH_SPREAD
+    mean_watch = p_click * mean_watch_click + (1 - p_click) * SKIP_WATCH / 2
+    return {
+        "p_long_view": p_click * p_long_given_click,
+        "expected_play_ms": mean_watch * duration_ms,
+    }
+
+
+def latent_affinity(a: Column, b: Column) -> Column:
+    """Dot product of two latent arrays (unit vectors: their cosine)."""
+    return _dot(a, b)
+
+
 def _dot(a: Column, b: Column) -> Column:
     return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0), lambda acc, x: acc + x)
 
@@ -145,16 +191,13 @@ def generate_day_events(
     ev = ev.join(F.broadcast(pop_items), "iid")
     aff = _dot(F.col("u_latent"), F.col("i_latent"))  # cosine of unit vectors, in [-1, 1]
 
-    def sig(x: Column) -> Column:
-        return 1.0 / (1.0 + F.exp(-x))
-
     r: Callable[[str], Column] = lambda salt: _uniform(seed, salt, *key)  # noqa: E731
-    click = r("click") < sig(4.0 * aff - 0.5)
-    watch = F.when(click, 1.3 * sig(3.0 * aff + 4.0 * (r("watch") - 0.5))).otherwise(
-        0.08 * r("watch")
-    )
-    long_view = click & (watch > 0.6)
-    like = long_view & (r("like") < sig(4.0 * aff - 2.0))
+    click = r("click") < click_probability(aff)
+    watch = F.when(
+        click, WATCH_SCALE * _sigmoid(WATCH_SLOPE * aff + WATCH_SPREAD * (r("watch") - 0.5))
+    ).otherwise(SKIP_WATCH * r("watch"))
+    long_view = click & (watch > LONG_VIEW_WATCH)
+    like = long_view & (r("like") < _sigmoid(4.0 * aff - 2.0))
     ts_ms = F.lit(
         int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
     ) + F.floor(r("ts") * 86_400_000).cast("long")
@@ -167,9 +210,9 @@ def generate_day_events(
         _flag(click).alias("is_click"),
         _flag(like).alias("is_like"),
         _flag(like & (r("follow") < 0.08)).alias("is_follow"),
-        _flag(click & (r("comment") < sig(4.0 * aff - 4.0))).alias("is_comment"),
+        _flag(click & (r("comment") < _sigmoid(4.0 * aff - 4.0))).alias("is_comment"),
         _flag(like & (r("share") < 0.15)).alias("is_forward"),
-        _flag(~click & (r("hate") < sig(-4.0 * aff - 3.0))).alias("is_hate"),
+        _flag(~click & (r("hate") < _sigmoid(-4.0 * aff - 3.0))).alias("is_hate"),
         _flag(long_view).alias("long_view"),
         F.floor(watch * F.col("duration_ms")).cast("long").alias("play_time_ms"),
         F.col("duration_ms"),

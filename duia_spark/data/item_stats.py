@@ -57,9 +57,13 @@ def compute_item_stats(events: DataFrame, as_of: dt.date, cfg: ItemStatsConfig) 
     aggs = []
     for w in cfg.windows_days:
         inside = F.col("event_date") >= F.lit(as_of - dt.timedelta(days=w))
-        aggs.append(F.sum(F.when(inside, F.col("n")).otherwise(0)).cast("long").alias(f"exposures_{w}d"))
+        aggs.append(
+            F.sum(F.when(inside, F.col("n")).otherwise(0)).cast("long").alias(f"exposures_{w}d")
+        )
         for s in cfg.rate_signals:
-            aggs.append(F.sum(F.when(inside, F.col(s)).otherwise(0)).cast("long").alias(f"{s}_{w}d"))
+            aggs.append(
+                F.sum(F.when(inside, F.col(s)).otherwise(0)).cast("long").alias(f"{s}_{w}d")
+            )
     stats = daily.groupBy("item_id").agg(*aggs)
     rates = [
         F.when(F.col(f"exposures_{w}d") > 0, F.col(f"{s}_{w}d") / F.col(f"exposures_{w}d"))

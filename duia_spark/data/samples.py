@@ -114,7 +114,9 @@ def sequence_indices(
         DataFrame.unionByName,
         [
             seq.select(
-                "user_id", F.lit(name).alias("list"), F.posexplode(f"{name}.item_id").alias("pos", "item_id")
+                "user_id",
+                F.lit(name).alias("list"),
+                F.posexplode(f"{name}.item_id").alias("pos", "item_id"),
             )
             for name in LISTS
         ],
@@ -124,7 +126,10 @@ def sequence_indices(
         F.transform(
             F.array_sort(
                 F.collect_list(
-                    F.when(F.col("list") == name, F.struct("pos", F.coalesce("idx", F.lit(0)).alias("idx")))
+                    F.when(
+                        F.col("list") == name,
+                        F.struct("pos", F.coalesce("idx", F.lit(0)).alias("idx")),
+                    )
                 )
             ),
             lambda x: x["idx"],
@@ -163,18 +168,25 @@ def assemble_samples(
     users = ev.select("user_id").distinct()
 
     if user_profiles is None:
-        profiles = users.select("user_id", *[F.lit(None).cast("int").alias(c) for c in ("register_days", "follow_user_num")])
+        profiles = users.select(
+            "user_id",
+            *[F.lit(None).cast("int").alias(c) for c in ("register_days", "follow_user_num")],
+        )
         profiles = profiles.withColumn("_profile", F.lit(0))
     else:
         profiles = user_profiles.select(
             "user_id", "register_days", "follow_user_num", F.lit(1).alias("_profile")
         )
     if item_features is None:
-        items = ev.select("item_id").distinct().select(
-            "item_id",
-            F.lit(None).cast("string").alias("category"),
-            F.lit(None).cast("string").alias("author_id"),
-            F.lit(None).cast("long").alias("_item_duration"),
+        items = (
+            ev.select("item_id")
+            .distinct()
+            .select(
+                "item_id",
+                F.lit(None).cast("string").alias("category"),
+                F.lit(None).cast("string").alias("author_id"),
+                F.lit(None).cast("long").alias("_item_duration"),
+            )
         )
     else:
         items = item_features.select(
@@ -186,7 +198,9 @@ def assemble_samples(
     stats_cols = [f"exposures_{w}d" for w in stats_cfg.windows_days] + [
         f"{s}_rate_{w}d" for w in stats_cfg.windows_days for s in stats_cfg.rate_signals
     ]
-    stats = item_stats.where(F.col("stats_date") == F.lit(sample_date)).select("item_id", *stats_cols)
+    stats = item_stats.where(F.col("stats_date") == F.lit(sample_date)).select(
+        "item_id", *stats_cols
+    )
     seqs = sequence_indices(
         sequences.where(F.col("as_of_date") == F.lit(sample_date)), users, vocabulary, seq_cfg
     )
@@ -225,9 +239,16 @@ def assemble_samples(
     segment_idx = F.create_map(*[F.lit(x) for kv in SEGMENT_INDEX.items() for x in kv])[segment]
     seq_cols = []
     for col, key in SEQUENCE_COLUMNS.values():
-        seq_cols.append(_pad(F.coalesce(F.col(col), F.array().cast("array<int>")), getattr(seq_cfg, key)).alias(col))
+        seq_cols.append(
+            _pad(F.coalesce(F.col(col), F.array().cast("array<int>")), getattr(seq_cfg, key)).alias(
+                col
+            )
+        )
     n_len = {
-        col: F.least(F.size(F.coalesce(F.col(col), F.array().cast("array<int>"))), F.lit(getattr(seq_cfg, key)))
+        col: F.least(
+            F.size(F.coalesce(F.col(col), F.array().cast("array<int>"))),
+            F.lit(getattr(seq_cfg, key)),
+        )
         for col, key in SEQUENCE_COLUMNS.values()
     }
     out = df.select(

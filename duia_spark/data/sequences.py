@@ -95,9 +95,7 @@ def _snapshot_rows(snapshot: DataFrame) -> DataFrame:
             for s in SIGNALS
         ]
         parts.append(
-            e.select(
-                "user_id", F.lit(name).alias("list"), "e.item_id", "e.event_ts", *flags
-            )
+            e.select("user_id", F.lit(name).alias("list"), "e.item_id", "e.event_ts", *flags)
         )
     return reduce(DataFrame.unionByName, parts)
 

@@ -37,21 +37,16 @@ def vocabulary_candidates(kind: str, ids: DataFrame) -> DataFrame:
     )
 
 
-def assign_new_indices(
-    candidates: DataFrame, vocabulary: DataFrame, seen_on: dt.date
-) -> DataFrame:
+def assign_new_indices(candidates: DataFrame, vocabulary: DataFrame, seen_on: dt.date) -> DataFrame:
     """Vocabulary rows for the candidate ids the vocabulary does not hold yet."""
     new = candidates.distinct().join(vocabulary.select(*VOCAB_KEYS), VOCAB_KEYS, "left_anti")
     top = vocabulary.groupBy("kind").agg(F.max("idx").alias("_max"))
     w = Window.partitionBy("kind").orderBy("id")
-    return (
-        new.join(top, "kind", "left")
-        .select(
-            "kind",
-            "id",
-            (F.coalesce(F.col("_max"), F.lit(0)) + F.row_number().over(w)).cast("int").alias("idx"),
-            F.lit(seen_on).alias("first_seen_date"),
-        )
+    return new.join(top, "kind", "left").select(
+        "kind",
+        "id",
+        (F.coalesce(F.col("_max"), F.lit(0)) + F.row_number().over(w)).cast("int").alias("idx"),
+        F.lit(seen_on).alias("first_seen_date"),
     )
 
 

@@ -77,13 +77,17 @@ class ModelConfig:
     similarity_threshold_enabled: bool = True
     # Softmax temperature over cosine similarities when pooling retrieved centres.
     attention_temperature: float = 0.1
+    # UIE and UPBE vectors are linearly mapped to this width before they join the PLE
+    # input (0 = concatenate them as they are, as the paper describes).
+    enhancement_dim: int = 32
     positive_behaviours: list[str] = field(
         default_factory=lambda: ["long_view", "like", "share", "follow"]
     )
 
-    # --- UHSE item memory
-    item_k1: int = 128
-    item_k2: int = 10
+    # --- UHSE item memory. Its K1*K2 centres are the extra keys of the history
+    # attention, scored and pooled by two [B, K1*K2] products: the step cost grows with it.
+    item_k1: int = 64
+    item_k2: int = 8
 
     # --- reproducibility and deferred (meta-device) init
     seed: int = 0
@@ -106,6 +110,10 @@ class ModelConfig:
         for name in ("k1", "k2", "memory_dim", "top_k", "item_k1", "item_k2", "ple_levels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be >= 1")
+        if not 0.0 <= self.query_behaviour_dropout < 1.0:
+            raise ValueError("model.query_behaviour_dropout: must be in [0, 1)")
+        if self.enhancement_dim < 0:
+            raise ValueError("model.enhancement_dim: must be >= 0 (0 = no projection)")
         for name in ("n_users", "n_items", "n_categories", "n_authors"):
             if getattr(self, name) < 2:
                 raise ValueError(f"model.{name}: vocabulary needs index 0 plus at least one id")

@@ -203,11 +203,12 @@ class HistorySequenceEnhancement(nn.Module):
     positive-item direction P_c of the user's cluster). Returns the enhanced sequence
     as extra keys for the history's target attention.
 
-    Item -> centre assignments are cached per item id for the length of one memory
-    window: a batch of histories repeats few items it has not seen before, and an
-    item's assignment changes slowly (its embedding and the centres drift, but
+    In training, item -> centre assignments are cached per item id for the length of
+    one memory window: a batch of histories repeats few items it has not seen before,
+    and an item's assignment changes slowly (its embedding and the centres drift, but
     centres are only re-seeded when a window closes, which clears the cache). Target
-    items refresh their entry every training step. The cache is not saved.
+    items refresh their entry every training step. The cache is not saved, and eval /
+    predict never use it.
     """
 
     def __init__(self, item_memory: ClusterMemory, item_dim: int, n_items: int) -> None:
@@ -219,7 +220,9 @@ class HistorySequenceEnhancement(nn.Module):
         self.register_buffer(
             "leaf_cache", torch.full((n_items,), -1, dtype=torch.int32), persistent=False
         )
-        self.register_buffer("cache_version", torch.full((), -1, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "cache_version", torch.full((), -1, dtype=torch.long), persistent=False
+        )
 
     @torch.no_grad()
     def _check_cache(self) -> None:
@@ -236,7 +239,12 @@ class HistorySequenceEnhancement(nn.Module):
 
     @torch.no_grad()
     def history_leaves(self, hist_items: Tensor, item_table: nn.Embedding) -> Tensor:
-        """Level-2 item centre of every history position: [B, L] long."""
+        """Level-2 item centre of every history position: [B, L] long. Outside training
+        every assignment is computed afresh, so a prediction depends only on the
+        weights and the memory, never on what was scored before."""
+        if not self.training:
+            uniq, inverse = torch.unique(hist_items, return_inverse=True)
+            return self.memory[0].retrieve(normalise(item_table(uniq)), top_k=1).leaf[inverse]
         self._check_cache()
         flat = hist_items.reshape(-1)
         leaf = self.leaf_cache[flat]
@@ -256,9 +264,10 @@ class HistorySequenceEnhancement(nn.Module):
         item_table: nn.Embedding,
         fallback_anchor: Tensor | None,
         fallback_valid: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """hist_vectors: [B, L, d] main-model item embeddings of the history.
-        -> enhanced keys [B, L, d], mask [B, L]."""
+        -> (key table [K1*K2, d], centre index [B, L], mask [B, L]): the enhanced
+        sequence as rows of a shared table, for TargetAttention's `shared` keys."""
         memory = self.memory[0]
         with torch.no_grad():
             mapped = self.history_leaves(hist_items, item_table)  # [B, L]
@@ -273,6 +282,6 @@ class HistorySequenceEnhancement(nn.Module):
             rank = ((~hist_mask).cumsum(dim=1) - 1).clamp(0, nearest.shape[1] - 1)
             leaf = torch.where(hist_mask, mapped, nearest.gather(1, rank))  # [B, L]
             mask = hist_mask | anchor_ok.unsqueeze(1)
-        # Project the K1*K2 centres once, then gather: cheaper than projecting B*L rows.
-        keys = self.key_proj(normalise(memory.leaf_centres().detach()))  # [K1*K2, d]
-        return keys[leaf], mask  # [B, L, d]
+        # Project the K1*K2 centres once rather than B*L gathered copies of them.
+        table = self.key_proj(normalise(memory.leaf_centres().detach()))  # [K1*K2, d]
+        return table, leaf, mask

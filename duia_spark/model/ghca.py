@@ -128,9 +128,14 @@ class ClusterMemory(nn.Module):
         self.register_buffer("reseeded_total", torch.zeros((), dtype=torch.long))
         # Bumped whenever centres may have been re-seeded (first batch, window close):
         # caches of assignments built before it are stale.
-        self.register_buffer("version", torch.zeros((), dtype=torch.long))
+        self.register_buffer("version", torch.zeros((), dtype=torch.long), persistent=False)
         self._generator = torch.Generator().manual_seed(seed)
         self.reset_parameters()
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super()._load_from_state_dict(*args, **kwargs)
+        with torch.no_grad():
+            self.version += 1  # loaded centres: caches built on the old ones are stale
 
     # ------------------------------------------------------------------ structure
     @property

@@ -64,24 +64,37 @@ class TargetAttention(nn.Module):
     def forward(
         self,
         target: Tensor,
-        keys: Tensor | tuple[Tensor, ...],
-        mask: Tensor | tuple[Tensor, ...],
+        keys: Tensor,
+        mask: Tensor,
+        shared: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """target: [B, dq]; keys: [B, L, d] with mask [B, L] bool, or tuples of such
-        segments pooled by one softmax (no [B, sum L, d] concatenation) -> [B, d]."""
-        if isinstance(keys, Tensor):
-            keys, mask = (keys,), (mask,)
+        """target [B, dq], keys [B, L, d], mask [B, L] bool -> [B, d].
+
+        `shared = (table [N, d], index [B, L2], mask [B, L2])` adds L2 more keys per row
+        that are rows of a small shared table (e.g. memory centres), pooled by the same
+        softmax. They are scored and pooled with two [B, N] x [N, d] products instead of
+        gathering a [B, L2, d] copy of the table.
+        """
         q = self.query(target)  # [B, d]
-        scores = torch.cat([torch.einsum("bd,bld->bl", q, k) for k in keys], dim=1)
-        valid = torch.cat(mask, dim=1)  # [B, sum L]
+        scores = torch.einsum("bd,bld->bl", q, keys)  # [B, L]
+        valid = mask
+        if shared is not None:
+            table, index, shared_mask = shared
+            table_scores = q @ table.T  # [B, N]
+            scores = torch.cat([scores, table_scores.gather(1, index)], dim=1)  # [B, L+L2]
+            valid = torch.cat([mask, shared_mask], dim=1)
         scores = (scores * self.scale).masked_fill(~valid, torch.finfo(scores.dtype).min)
         # Multiplying by the mask zeroes rows with nothing to pool (their softmax
         # would otherwise spread evenly over padding); -inf would give NaN there.
         weights = torch.softmax(scores, dim=1) * valid.to(scores.dtype)
-        pooled = None
-        for w, k in zip(weights.split([k.shape[1] for k in keys], dim=1), keys, strict=True):
-            part = torch.einsum("bl,bld->bd", w, k)
-            pooled = part if pooled is None else pooled + part
+        own = weights[:, : keys.shape[1]]
+        pooled = torch.einsum("bl,bld->bd", own, keys)
+        if shared is not None:
+            table, index, _ = shared
+            per_row = torch.zeros_like(table_scores).scatter_add(
+                1, index, weights[:, keys.shape[1] :]
+            )  # [B, N]: each row's attention mass on each table entry
+            pooled = pooled + per_row @ table
         return pooled
 
 

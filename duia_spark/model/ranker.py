@@ -70,6 +70,7 @@ class DuiaRanker(nn.Module):
             self.uie: UserInterestEnhancement | None = None
             self.upbe: PositiveBehaviourEnhancement | None = None
             self.uhse: HistorySequenceEnhancement | None = None
+            duia_width = 0
             if cfg.use_uie:
                 self.user_memory = self._memory(cfg.k1, cfg.k2, m, cfg.balanced_sampling, 0)
                 self.query_tower = UserInterestTower(
@@ -88,7 +89,7 @@ class DuiaRanker(nn.Module):
                     cfg.similarity_threshold_enabled,
                     cfg.attention_temperature,
                 )
-                width += 2 * m + 1
+                duia_width += 2 * m + 1
             if cfg.use_upbe:
                 self.upbe = PositiveBehaviourEnhancement(
                     self.user_memory,
@@ -98,11 +99,20 @@ class DuiaRanker(nn.Module):
                     cfg.similarity_threshold_enabled,
                     cfg.attention_temperature,
                 )
-                width += m + 1
+                duia_width += m + 1
             if cfg.use_uhse:
                 # Items carry no activity segment: the item memory is not balanced.
                 self.item_memory = self._memory(cfg.item_k1, cfg.item_k2, d, False, 1)
-                self.uhse = HistorySequenceEnhancement(self.item_memory, d)
+                self.uhse = HistorySequenceEnhancement(self.item_memory, d, cfg.n_items)
+            # The DUIA vectors (2m + 1 for UIE, m + 1 for UPBE) would nearly double the
+            # input of PLE's first level, whose experts dominate the step time; a
+            # linear map to `enhancement_dim` keeps them cheap (0: concatenate as is).
+            self.duia_proj: nn.Linear | None = None
+            if duia_width and cfg.enhancement_dim > 0:
+                self.duia_proj = nn.Linear(duia_width, cfg.enhancement_dim)
+                width += cfg.enhancement_dim
+            else:
+                width += duia_width
             self.input_norm = nn.BatchNorm1d(width)
             self.ple = PLE(
                 width,
@@ -160,12 +170,16 @@ class DuiaRanker(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict[str, Tensor]) -> dict:
         cfg = self.cfg
-        user = self.user_emb(batch["user_idx"])  # [B, d]
-        item = self.item_emb(batch["item_idx"])  # [B, d]
         hist_items, hist_mask = batch["hist_items"], batch["hist_mask"].bool()
-        pos_mask = batch["pos_mask"].bool()
-        hist = self.item_emb(hist_items)  # [B, L, d]
-        pos = self.item_emb(batch["pos_items"])  # [B, P, d]
+        pos_items, pos_mask = batch["pos_items"], batch["pos_mask"].bool()
+        b, seq_len, pos_len = hist_items.shape[0], hist_items.shape[1], pos_items.shape[1]
+        # One lookup for target, history and positive items: one dense gradient for the
+        # item table instead of three to allocate and add up.
+        all_items = torch.cat([batch["item_idx"], hist_items.reshape(-1), pos_items.reshape(-1)])
+        item, hist, pos = self.item_emb(all_items).split([b, b * seq_len, b * pos_len])
+        hist = hist.view(b, seq_len, -1)  # [B, L, d]
+        pos = pos.view(b, pos_len, -1)  # [B, P, d]
+        user = self.user_emb(batch["user_idx"])  # [B, d]
         segment = batch.get("segment")
         labels = batch.get("labels")
         target = torch.cat(
@@ -179,12 +193,13 @@ class DuiaRanker(nn.Module):
             batch["item_dense"].float(),
             self.pos_attention(target, pos, pos_mask),
         ]
+        duia_parts: list[Tensor] = []
         aux: dict = {}
         # UPBE's item vector: the whole target (id, category, author), detached. The item
         # memory (UHSE) must also map history items, of which only ids are known, so it
         # clusters id embeddings.
-        target_unit = normalise(target.detach())  # [B, 3d]
-        item_unit = normalise(item.detach())  # [B, d]
+        aux["target_unit"] = normalise(target.detach())  # [B, 3d]
+        aux["item_unit"] = normalise(item.detach())  # [B, d]
 
         user_r = None
         if self.uie is not None:
@@ -200,12 +215,12 @@ class DuiaRanker(nn.Module):
             )  # [B, 3d]
             q = self.query_tower(behaviour, batch["user_dense"].float())  # [B, m]
             q_unit = normalise(q.detach())
-            weights = self.user_memory.segment_weights(segment, q.shape[0])
+            weights = self.user_memory.segment_weights(segment, b)
             if self.training:
                 self.user_memory.prepare(q_unit, segment)
             user_r = self.user_memory.retrieve(q_unit, cfg.top_k)
             enhancement, personal, uie_mask = self.uie(user_r, target)
-            parts += [enhancement, personal, uie_mask.unsqueeze(1).float()]
+            duia_parts += [enhancement, personal, uie_mask.unsqueeze(1).float()]
             aux.update(
                 user_query=q_unit,
                 user_retrieval=user_r,
@@ -216,33 +231,35 @@ class DuiaRanker(nn.Module):
 
         if self.upbe is not None:
             # Read before this batch writes, so no row sees its own label.
-            upbe_vec, upbe_mask = self.upbe(target_unit)
-            parts += [upbe_vec, upbe_mask.unsqueeze(1).float()]
+            upbe_vec, upbe_mask = self.upbe(aux["target_unit"])
+            duia_parts += [upbe_vec, upbe_mask.unsqueeze(1).float()]
             aux["upbe_mask"] = upbe_mask
 
-        keys, key_mask = hist, hist_mask
+        shared = None
         if self.uhse is not None:
             if self.training:
-                self.item_memory.prepare(item_unit, None)
-            aux["item_retrieval"] = self.item_memory.retrieve(item_unit, 1)
+                self.item_memory.prepare(aux["item_unit"], None)
+            item_r = self.item_memory.retrieve(aux["item_unit"], 1)
+            aux["item_retrieval"] = item_r
             anchor, anchor_ok = (None, None)
             if self.upbe is not None:
                 # P_c lives in the target space [id | category | author]; its id part is
                 # the positive-item direction of the user's cluster in the item memory's space.
                 anchor, anchor_ok = self.upbe.slot_anchor(user_r.slot)
                 anchor = normalise(anchor[:, : cfg.embedding_dim])
-            enhanced, enhanced_mask = self.uhse(
-                hist, hist_items, hist_mask, self.item_emb, anchor, anchor_ok
-            )
-            keys = torch.cat([hist, enhanced], dim=1)  # [B, 2L, d]
-            key_mask = torch.cat([hist_mask, enhanced_mask], dim=1)
-        parts.append(self.hist_attention(target, keys, key_mask))
-        aux["target_unit"] = target_unit
+            # The enhanced sequence: L more keys, rows of the projected centre table.
+            shared = self.uhse(hist, hist_items, hist_mask, self.item_emb, anchor, anchor_ok)
+            if self.training:
+                self.uhse.remember(batch["item_idx"], item_r.leaf)
+        parts.append(self.hist_attention(target, hist, hist_mask, shared))
 
+        if duia_parts:
+            duia = torch.cat(duia_parts, dim=1)
+            parts.append(duia if self.duia_proj is None else self.duia_proj(duia))
         logits = self.ple(self._normalise_input(torch.cat(parts, dim=1)))  # [B, T]
 
         if self.training:
-            self._observe(aux, item_unit, segment, labels)
+            self._observe(aux, segment, labels)
         return {"logits": logits, "aux": aux}
 
     def _normalise_input(self, x: Tensor) -> Tensor:
@@ -257,15 +274,15 @@ class DuiaRanker(nn.Module):
         return self.input_norm(x)
 
     @torch.no_grad()
-    def _observe(self, aux: dict, item_unit: Tensor, segment: Tensor | None, labels) -> None:
+    def _observe(self, aux: dict, segment: Tensor | None, labels: Tensor | None) -> None:
         if self.user_memory is not None:
             r, w = aux["user_retrieval"], aux["cluster_weights"]
             self.user_memory.observe(aux["user_query"], r, segment, w)
             if self.upbe is not None and labels is not None:
                 self.upbe.observe(r.slot, self._positive_rows(labels), w)
         if self.item_memory is not None:
-            r = aux["item_retrieval"]
-            self.item_memory.observe(item_unit, r, None, torch.ones_like(item_unit[:, 0]))
+            unit = aux["item_unit"]
+            self.item_memory.observe(unit, aux["item_retrieval"], None, torch.ones_like(unit[:, 0]))
 
     def _positive_rows(self, labels: Tensor) -> Tensor:
         if not self.positive_index:

@@ -19,6 +19,8 @@ STAGE_MODULES: dict[str, str] = {
     "samples": "samples",
     "backfill": "backfill",
     "train": "train",
+    "evaluate": "evaluate",
+    "score": "score",
 }
 
 

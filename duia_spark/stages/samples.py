@@ -65,7 +65,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     activity = read_partition(lake, "user_activity", "activity_date", day, NAME, "segment")
     require_rows(activity, "user_activity", day, NAME, "segment")
     sequences = read_partition(lake, "user_sequences", "as_of_date", day, NAME, "sequences")
-    if sequences.isEmpty() and not lake.read("events").where(F.col("event_date") < F.lit(day)).isEmpty():
+    if (
+        sequences.isEmpty()
+        and not lake.read("events").where(F.col("event_date") < F.lit(day)).isEmpty()
+    ):
         require_rows(sequences, "user_sequences", day, NAME, "sequences")
     item_stats = read_partition(lake, "item_stats", "stats_date", day, NAME, "item-stats")
     first, last = item_stats_window(day, cfg.item_stats)
@@ -103,7 +106,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         F.countDistinct("user_id").alias("users"),
         F.avg("hist_len").alias("hist"),
     ).first()
-    new = ", ".join(f"{k} {new_by_kind.get(k, 0):,d}" for k in ("user", "item", "category", "author"))
+    new = ", ".join(
+        f"{k} {new_by_kind.get(k, 0):,d}" for k in ("user", "item", "category", "author")
+    )
     print(
         f"[samples] {day}: {s['rows']:,d} samples of {s['users']:,d} users, mean hist_len "
         f"{s['hist'] or 0:.1f} → {lake.path('samples')}"
@@ -112,5 +117,3 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     print(f"[samples]   item_dense = {item_dense_features(cfg.item_stats)}")
     print(f"[samples] done in {time.time() - t0:.1f}s")
     return 0
-
-

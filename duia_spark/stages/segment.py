@@ -32,7 +32,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     first, _ = activity_window(day, cfg.activity)
     events = events_between(lake, first, day)
     lake.replace_partitions(
-        segment_users_by_activity(events, day, cfg.activity), "user_activity", "activity_date", [day]
+        segment_users_by_activity(events, day, cfg.activity),
+        "user_activity",
+        "activity_date",
+        [day],
     )
     written = lake.read("user_activity").where(F.col("activity_date") == F.lit(day))
     counts = {r["segment"]: r["count"] for r in written.groupBy("segment").count().collect()}

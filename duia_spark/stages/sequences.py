@@ -52,7 +52,11 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if not proceed_without_events(cfg, lake, NAME, day):
         return 0
     events = lake.read("events")
-    prev, why = (None, "--full-rebuild") if getattr(args, "full_rebuild", False) else _previous_snapshot(lake, day)
+    prev, why = (
+        (None, "--full-rebuild")
+        if getattr(args, "full_rebuild", False)
+        else _previous_snapshot(lake, day)
+    )
     if prev is None:
         print(f"[sequences] {day}: full rebuild from all events before {day} ({why})")
         snapshot = build_user_sequences(events, day, cfg.sequences)

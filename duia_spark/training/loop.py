@@ -327,7 +327,7 @@ def _write_results(out: Path, model: DuiaRanker, best_state, history, stopped_ea
     out.mkdir(parents=True, exist_ok=True)
     if best_state is not None:
         model.load_state_dict(best_state)
-    torch.save(model.state_dict(), out / "model_state.pt")
+    torch.save(model.state_dict(), out / "weights.pt")
     model.save_memory(out / "cluster_memory.safetensors")
     (out / "history.json").write_text(
         json.dumps({"history": history, "stopped_early": stopped_early}, indent=1, default=float)

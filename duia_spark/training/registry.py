@@ -75,7 +75,7 @@ def log_and_register(
 ) -> dict:
     """Log params, metrics, plots, lineage and the pyfunc model; register it. -> ids + metrics."""
     history = json.loads((out_dir / "history.json").read_text())["history"]
-    weights, memory = out_dir / "model_state.pt", out_dir / "cluster_memory.safetensors"
+    weights, memory = out_dir / "weights.pt", out_dir / "cluster_memory.safetensors"
     config_file = out_dir / "model_config.json"
     model = load_ranker(str(weights), str(memory), str(config_file))
     final = max(
@@ -89,6 +89,7 @@ def log_and_register(
         )
         mlflow.set_tags(
             {
+                "kind": "training",
                 "data_date": str(day),
                 "variant": model_cfg.variant,
                 "config_hash": chash,

@@ -5,7 +5,7 @@ import typing
 import pytest
 import yaml
 
-from duia_spark.config import DEFAULT_CONF, Config, ConfigError, config_as_flat_dict, load_config
+from duia_spark.config import DEFAULT_CONF, Config, ConfigError, load_config
 
 
 def test_defaults_load_into_typed_sections():
@@ -41,20 +41,32 @@ def test_missing_override_file_is_a_clear_error(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def _documented_keys(data: dict, prefix: str = "") -> set[str]:
+def _field_paths(cls, prefix: str = "") -> set[str]:
     out = set()
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            out |= _field_paths(tp, f"{prefix}{f.name}.")
+        else:
+            out.add(f"{prefix}{f.name}")
+    return out
+
+
+def _yaml_paths(data: dict, cls, prefix: str = "") -> set[str]:
+    out = set()
+    hints = typing.get_type_hints(cls)
     for k, v in data.items():
-        if isinstance(v, dict) and v and k != "extra":
-            out |= _documented_keys(v, f"{prefix}{k}.")
+        tp = hints.get(k)
+        if tp is not None and dataclasses.is_dataclass(tp) and isinstance(v, dict):
+            out |= _yaml_paths(v, tp, f"{prefix}{k}.")
         else:
             out.add(f"{prefix}{k}")
     return out
 
 
 def test_every_config_field_is_documented_in_default_yaml():
-    documented = _documented_keys(yaml.safe_load(DEFAULT_CONF.read_text()))
-    fields = set(config_as_flat_dict(Config()))
-    assert sorted(fields - documented) == []
+    documented = _yaml_paths(yaml.safe_load(DEFAULT_CONF.read_text()), Config)
+    assert sorted(_field_paths(Config) - documented) == []
 
 
 def test_config_sections_only_use_types_the_loader_understands():

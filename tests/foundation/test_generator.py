@@ -98,3 +98,21 @@ def test_planted_groups_show_in_the_signals(spark, month):
     )
     best_topic = prof.to_numpy().argmax(axis=1)
     assert (best_topic == pop.group_topic[prof.index.to_numpy()]).mean() >= 0.75
+
+
+def test_the_closed_form_expectations_match_the_generated_signals(spark, month):
+    from duia_spark.data.generator import expected_outcomes, latent_affinity
+
+    pop, ev = month
+    users = spark.createDataFrame(pop.users[["user_id"]].assign(u=pop.users["latent"].map(list)))
+    items = spark.createDataFrame(pop.items[["video_id"]].assign(i=pop.items["latent"].map(list)))
+    joined = ev.join(users, "user_id").join(items, "video_id")
+    exp = expected_outcomes(latent_affinity(F.col("u"), F.col("i")), F.col("duration_ms").cast("double"))
+    row = joined.agg(
+        F.avg(F.col("long_view").cast("double")).alias("lv"),
+        F.avg(exp["p_long_view"]).alias("p_lv"),
+        F.avg(F.col("play_time_ms").cast("double")).alias("play"),
+        F.avg(exp["expected_play_ms"]).alias("e_play"),
+    ).first()
+    assert row["lv"] == pytest.approx(row["p_lv"], rel=0.05)
+    assert row["play"] == pytest.approx(row["e_play"], rel=0.05)

@@ -109,13 +109,14 @@ def test_uhse_maps_history_to_item_centres_and_fills_short_histories():
     with torch.no_grad():
         table.weight.copy_(torch.randn(10, dim))
         table.weight[3] = torch.tensor([2.0, 0.2, 0.0, 0.0])  # item 3 sits by leaf 0
-    uhse = HistorySequenceEnhancement(memory, dim)
+    uhse = HistorySequenceEnhancement(memory, dim, n_items=10)
     with torch.no_grad():
         uhse.key_proj.weight.copy_(torch.eye(dim))
         uhse.key_proj.bias.zero_()
     hist_items = torch.tensor([[3, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
     hist_mask = hist_items > 0
-    keys, mask = uhse(table(hist_items), hist_items, hist_mask, table, None, None)
+    key_table, index, mask = uhse(table(hist_items), hist_items, hist_mask, table, None, None)
+    keys = key_table[index]  # [B, L, d]
 
     leaves = normalise(memory.leaf_centres().detach())
     torch.testing.assert_close(keys[0, 0], leaves[0])
@@ -125,7 +126,33 @@ def test_uhse_maps_history_to_item_centres_and_fills_short_histories():
     assert not mask[1].any()  # no history and no fallback anchor: nothing is invented
 
     anchor = normalise(torch.tensor([[0.0, 1.0, 0.0, 0.0]] * 2))
-    _, mask = uhse(
+    _, _, mask = uhse(
         table(hist_items), hist_items, hist_mask, table, anchor, torch.tensor([True, True])
     )
     assert mask[1].all()  # UPBE's positive-item direction anchors an empty history
+
+
+def test_uhse_item_centre_cache_is_cleared_when_the_memory_changes():
+    dim = 4
+    memory = ClusterMemory(2, 2, dim, seed=0)
+    with torch.no_grad():
+        memory.centres1.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+        memory.centres2.copy_(
+            torch.tensor(
+                [[[1.0, 0.1, 0, 0], [1.0, 0, 0.1, 0]], [[0, 1.0, 0.1, 0], [0, 1.0, 0, 0.1]]]
+            )
+        )
+    table = torch.nn.Embedding(6, dim)
+    with torch.no_grad():
+        table.weight[5] = torch.tensor([0.0, 1.0, 0.3, 0.0])  # item 5 is nearest leaf 2
+    uhse = HistorySequenceEnhancement(memory, dim, n_items=6)  # training mode: cache on
+    hist = torch.tensor([[5]])
+    assert uhse.history_leaves(hist, table).item() == 2
+    with torch.no_grad():  # the centres swap places, as a re-seed could do
+        memory.centres1.copy_(memory.centres1.flip(0))
+        memory.centres2.copy_(memory.centres2.flip(0))
+    assert uhse.history_leaves(hist, table).item() == 2  # cached within the window
+    assert uhse.eval().history_leaves(hist, table).item() == 0  # eval: always fresh
+    uhse.train()
+    memory.load_state_dict(memory.state_dict())  # loading bumps the memory's version
+    assert uhse.history_leaves(hist, table).item() == 0  # recomputed after it

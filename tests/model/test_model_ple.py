@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from duia_spark.model.layers import StackedLinear
+from duia_spark.model.layers import StackedLinear, TargetAttention
 from duia_spark.model.ple import PLE
 
 
@@ -81,3 +81,18 @@ def test_task_gate_ignores_other_tasks_experts():
     after = model(x)
     torch.testing.assert_close(after[:, 0], before[:, 0])
     assert not torch.allclose(after[:, 1], before[:, 1])
+
+
+def test_target_attention_with_shared_table_keys_equals_gathered_keys():
+    torch.manual_seed(2)
+    attention = TargetAttention(6, 4)
+    target, keys = torch.randn(3, 6), torch.randn(3, 5, 4)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    table, index = torch.randn(7, 4), torch.randint(0, 7, (3, 2))
+    shared_mask = torch.tensor([[1, 0], [0, 0], [1, 1]], dtype=torch.bool)
+    got = attention(target, keys, mask, (table, index, shared_mask))
+    # Reference: the table rows gathered into the sequence, one softmax over both.
+    all_keys = torch.cat([keys, table[index]], dim=1)
+    all_mask = torch.cat([mask, shared_mask], dim=1)
+    torch.testing.assert_close(got, attention(target, all_keys, all_mask))
+    assert torch.equal(got[1], torch.zeros(4))  # nothing valid: exactly zero

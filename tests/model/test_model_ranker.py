@@ -42,22 +42,28 @@ def test_every_variant_trains_and_predicts(variant, hierarchical, make_config, m
 
 
 def test_variant_switches_add_exactly_their_modules(make_config):
-    widths = {}
-    for variant in VARIANTS:
-        model = DuiaRanker(make_config(variant=variant))
-        names = set(model.memories())
-        widths[variant] = model.ple_input_dim
-        expected = {
-            "ple": set(),
-            "ple+uie": {"user"},
-            "ple+uie+upbe": {"user", "upbe"},
-            "ple+duia": {"user", "upbe", "item"},
-        }[variant]
-        assert names == expected
+    expected_memories = {
+        "ple": set(),
+        "ple+uie": {"user"},
+        "ple+uie+upbe": {"user", "upbe"},
+        "ple+duia": {"user", "upbe", "item"},
+    }
     m = make_config().memory_dim
-    assert widths["ple+uie"] == widths["ple"] + 2 * m + 1
-    assert widths["ple+uie+upbe"] == widths["ple+uie"] + m + 1
-    assert widths["ple+duia"] == widths["ple+uie+upbe"]  # UHSE widens the attended sequence
+    duia_width = {"ple": 0, "ple+uie": 2 * m + 1, "ple+uie+upbe": 3 * m + 2, "ple+duia": 3 * m + 2}
+    base = DuiaRanker(make_config(variant="ple")).ple_input_dim
+    for variant in VARIANTS:
+        # Concatenated as they are: the PLE input grows by the DUIA vectors' width.
+        plain = DuiaRanker(make_config(variant=variant, enhancement_dim=0))
+        assert set(plain.memories()) == expected_memories[variant]
+        assert plain.ple_input_dim == base + duia_width[variant]
+        assert (plain.uhse is not None) == (variant == "ple+duia")
+        # Projected (default): the same vectors enter through one linear map.
+        projected = DuiaRanker(make_config(variant=variant, enhancement_dim=8))
+        if variant == "ple":
+            assert projected.duia_proj is None and projected.ple_input_dim == base
+        else:
+            assert projected.duia_proj.in_features == duia_width[variant]
+            assert projected.ple_input_dim == base + 8
 
 
 def test_clustering_loss_leaves_main_model_gradients_untouched(make_config, make_batch):

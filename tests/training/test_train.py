@@ -10,7 +10,7 @@ import json
 import mlflow
 import numpy as np
 import pytest
-from conftest import FIRST_DAY, N_DAYS
+from tiny_lake import FIRST_DAY, N_DAYS
 from mlflow import MlflowClient
 
 from duia_spark import tracking

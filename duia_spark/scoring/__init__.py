@@ -1,0 +1,1 @@
+"""Batch scoring: candidates, Spark inference with the registered champion, ranking."""

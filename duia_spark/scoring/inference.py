@@ -1,0 +1,142 @@
+"""Batch inference of the registered ranker inside Spark.
+
+The driver reads the model's three files (weights, cluster memory, ModelConfig) once
+and broadcasts their bytes; each Spark Python worker writes them to a private temp
+folder and loads the ranker the first time a task needs it, then keeps it in a
+module-level cache (Python workers are reused across tasks), so an executor loads the
+model once, not once per task or batch. Rows travel to the worker as Arrow batches
+(`mapInPandas`) and are scored `score.batch_size` rows at a time with the same
+`score_frame` the pyfunc uses, so Spark and in-process scores agree.
+
+Why not `mlflow.pyfunc.spark_udf`: it re-loads the pyfunc per worker from the
+artifact URI (every executor must reach the MLflow store) and cannot return the
+user memory's cluster assignment, which the cluster candidate generator needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pyspark import Broadcast
+from pyspark.sql import DataFrame, SparkSession
+
+from duia_spark.model.config import ModelConfig
+from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
+
+MODEL_FILES = ("weights", "cluster_memory", "model_config")
+
+
+def task_score_column(task: str) -> str:
+    return f"score_{task}"
+
+
+@dataclass(frozen=True)
+class ModelPayload:
+    """What travels to the workers: the model's files as bytes, and a key naming them."""
+
+    key: str  # "<name>/<version>/<sha256 prefix>": the workers' cache key
+    files: dict[str, bytes]  # MODEL_FILES → bytes
+    threads: int  # torch threads per worker (0: leave torch's default)
+
+    @classmethod
+    def from_files(
+        cls, name: str, version: str, paths: dict[str, Path], threads: int
+    ) -> ModelPayload:
+        files = {k: Path(paths[k]).read_bytes() for k in MODEL_FILES}
+        digest = hashlib.sha256(b"".join(files[k] for k in MODEL_FILES)).hexdigest()[:16]
+        return cls(f"{name}/{version}/{digest}", files, threads)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(json.loads(self.files["model_config"]))
+
+
+# One loaded ranker per payload key, per Python worker process.
+_WORKER_MODELS: dict[str, object] = {}
+
+
+def worker_model(payload: ModelPayload):
+    """The ranker of `payload`, loaded once per Python process."""
+    model = _WORKER_MODELS.get(payload.key)
+    if model is None:
+        import torch
+
+        from duia_spark.training.pyfunc import load_ranker
+
+        if payload.threads > 0:
+            torch.set_num_threads(payload.threads)
+        folder = Path(tempfile.mkdtemp(prefix="duia-score-"))
+        paths = {}
+        for name, data in payload.files.items():
+            paths[name] = folder / name
+            paths[name].write_bytes(data)
+        model = load_ranker(
+            str(paths["weights"]), str(paths["cluster_memory"]), str(paths["model_config"])
+        )
+        _WORKER_MODELS.clear()  # a new champion replaces the old one
+        _WORKER_MODELS[payload.key] = model
+    return model
+
+
+def broadcast_model(spark: SparkSession, payload: ModelPayload) -> Broadcast:
+    return spark.sparkContext.broadcast(payload)
+
+
+def task_scores_ddl(tasks: list[str]) -> str:
+    return ", ".join(
+        ["user_id string", "item_id string", *[f"{task_score_column(t)} float" for t in tasks]]
+    )
+
+
+def score_features(
+    features: DataFrame, model: Broadcast, tasks: list[str], batch_size: int
+) -> DataFrame:
+    """(user_id, item_id, score_<task>...) for rows of model input columns."""
+    inputs = features.select("user_id", "item_id", *ID_COLUMNS, *ARRAY_COLUMNS)
+    names = [task_score_column(t) for t in tasks]
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from duia_spark.training.pyfunc import score_frame
+
+        ranker = worker_model(model.value)
+        for frame in batches:
+            scores = score_frame(ranker, frame, batch_size)
+            out = frame[["user_id", "item_id"]].copy()
+            for task, name in zip(tasks, names, strict=True):
+                out[name] = scores[task].to_numpy()
+            yield out
+
+    return inputs.mapInPandas(score, task_scores_ddl(tasks))
+
+
+def assign_user_clusters(features: DataFrame, model: Broadcast, batch_size: int) -> DataFrame:
+    """(user_id, cluster): each row's level-1 centre in the model's user memory (GHCA
+    retrieval on the query tower's vector). The query depends on the user alone, so
+    one row per user with any item is enough."""
+    inputs = features.select("user_id", *ID_COLUMNS, *ARRAY_COLUMNS)
+
+    def assign(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import torch
+
+        ranker = worker_model(model.value)
+        for frame in batches:
+            for start in range(0, len(frame), batch_size):
+                part = frame.iloc[start : start + batch_size]
+                batch = to_batch(
+                    pandas_to_columns(part[[*ID_COLUMNS, *ARRAY_COLUMNS]]), cfg=ranker.cfg
+                )
+                with torch.no_grad():
+                    parent = ranker(batch)["aux"]["user_retrieval"].parent
+                yield pd.DataFrame(
+                    {
+                        "user_id": part["user_id"].to_numpy(),
+                        "cluster": parent.numpy().astype("int32"),
+                    }
+                )
+
+    return inputs.mapInPandas(assign, "user_id string, cluster int")

@@ -1,0 +1,185 @@
+"""`duia score --date D`: the champion ranks each user's candidates → gold.scores.
+
+Candidates come from `score.generator` (popular / cluster / table, see
+duia_spark/scoring/candidates.py), minus what the user was already exposed to, and get
+gold.samples' features as of the start of D. The champion (network + cluster memory)
+is broadcast to the Spark Python workers and scores them in Arrow batches; the top
+`score.top_k` per user by the weighted task scores replace D's partition of
+gold.scores (re-running D never duplicates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from duia_spark import tracking
+from duia_spark.config import Config
+from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
+from duia_spark.data.vocabulary import VOCABULARY_SCHEMA
+from duia_spark.lakehouse import Lakehouse
+from duia_spark.scoring import candidates as cand
+from duia_spark.scoring.inference import (
+    MODEL_FILES,
+    ModelPayload,
+    assign_user_clusters,
+    broadcast_model,
+    score_features,
+)
+from duia_spark.scoring.ranking import effective_task_weights, rank_top_k
+from duia_spark.session import build_spark_session
+from duia_spark.stages.day_inputs import read_partition, require_rows, run_date
+
+NAME = "score"
+HELP = "rank candidates per user with the champion model as of --date → gold.scores"
+
+
+class NoChampionError(RuntimeError):
+    """The registry has no version behind the champion alias."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--generator",
+        choices=cand.GENERATORS,
+        help="candidate generator (score.generator): popular, cluster or table",
+    )
+    p.add_argument(
+        "--candidate-table",
+        help="Delta/Parquet path with user_id, item_id for --generator table (score.candidate_table)",
+    )
+
+
+def _with_arguments(cfg: Config, args: argparse.Namespace) -> Config:
+    changes = {}
+    if getattr(args, "generator", None):
+        changes["generator"] = args.generator
+    if getattr(args, "candidate_table", None):
+        changes["candidate_table"] = args.candidate_table
+    return dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, **changes))
+
+
+def download_champion(cfg: Config, dst: Path) -> tuple[str, dict[str, Path]]:
+    """(version, {weights, cluster_memory, model_config} files) of the champion."""
+    tracking.configure_mlflow(cfg)
+    version = tracking.champion(cfg)
+    if version is None:
+        raise NoChampionError(
+            f"no model version has the alias '{cfg.mlflow.champion_alias}' in "
+            f"'{cfg.mlflow.registered_model}' ({cfg.tracking_uri}): train and evaluate first "
+            "(`duia train --date D`, then promote a version to champion)"
+        )
+    model_dir = tracking.download_model_artifacts(cfg, version.version, str(dst))
+    return version.version, {k: tracking.artifact_file(model_dir, k) for k in MODEL_FILES}
+
+
+def check_model_fits_features(model_cfg, cfg: Config, version: str) -> None:
+    """The champion must read the feature widths this config's samples have."""
+    widths = {
+        "sequences.exposures_len": (model_cfg.seq_len, cfg.sequences.exposures_len),
+        "sequences.positives_len": (model_cfg.pos_seq_len, cfg.sequences.positives_len),
+        "item_stats (item_dense width)": (
+            model_cfg.n_item_dense,
+            len(item_dense_features(cfg.item_stats)),
+        ),
+        "user_dense width": (model_cfg.n_user_dense, len(USER_DENSE_FEATURES)),
+    }
+    wrong = [f"{k}: model {m}, config {c}" for k, (m, c) in widths.items() if m != c]
+    if wrong:
+        raise ValueError(
+            f"champion v{version} was trained on other feature widths ({'; '.join(wrong)}); "
+            "score with the config it was trained with, or retrain"
+        )
+
+
+def _optional(lake: Lakehouse, table: str):
+    return lake.read(table) if lake.exists(table) else None
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    day = run_date(args, NAME)
+    cfg = _with_arguments(cfg, args)
+    sc = cfg.score
+    cand.check_score_config(sc, cfg.item_stats)
+    t0 = time.time()
+    tmp = Path(tempfile.mkdtemp(prefix="duia-score-"))
+    try:
+        version, files = download_champion(cfg, tmp)
+        payload = ModelPayload.from_files(
+            cfg.mlflow.registered_model, version, files, sc.worker_threads
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    model_cfg = payload.model_config()
+    check_model_fits_features(model_cfg, cfg, version)
+    weights = effective_task_weights(sc.task_weights, model_cfg.tasks)
+    if sc.generator == "cluster" and not model_cfg.use_uie:
+        raise ValueError(
+            f"score.generator=cluster needs a model with a user memory; the champion "
+            f"(version {version}) is variant {model_cfg.variant!r}"
+        )
+
+    spark = build_spark_session(cfg, "duia-score")
+    lake = Lakehouse(spark, cfg)
+    activity = read_partition(lake, "user_activity", "activity_date", day, NAME, "segment")
+    require_rows(activity, "user_activity", day, NAME, "segment")
+    sequences = read_partition(lake, "user_sequences", "as_of_date", day, NAME, "sequences")
+    item_stats = read_partition(lake, "item_stats", "stats_date", day, NAME, "item-stats")
+    events = lake.read("events")
+    vocabulary = lake.read_or_empty("vocabulary", VOCABULARY_SCHEMA)
+    profiles, items = _optional(lake, "user_profiles"), _optional(lake, "item_features")
+
+    def features(pairs):
+        return cand.candidate_features(
+            pairs, day, activity, sequences, item_stats, vocabulary, profiles, items,
+            cfg.sequences, cfg.item_stats,
+        )  # fmt: skip
+
+    model = broadcast_model(spark, payload)
+    users = cand.users_to_score(activity, events, day, sc)
+    if sc.generator == "popular":
+        require_rows(item_stats, "item_stats", day, NAME, "item-stats")
+        pool = cand.popular_items(item_stats, day, sc, cfg.item_stats)
+        pairs = cand.popular_candidates(users, pool)
+    elif sc.generator == "cluster":
+        recent = cand.recent_positive_events(
+            events, day, sc.cluster_window_days, cfg.sequences.positive_signals
+        )
+        members = recent.select("user_id").unionByName(users).distinct()
+        clusters = assign_user_clusters(
+            features(members.withColumn("item_id", F.lit(None).cast("string"))),
+            model,
+            sc.batch_size,
+        )
+        pairs = cand.cluster_candidates(users, clusters, cand.cluster_items(recent, clusters, sc))
+    else:
+        table = lake.read_path(sc.candidate_table)
+        pairs = cand.table_candidates(table, users, day)
+    pairs = cand.cap_per_user(
+        cand.exclude_consumed(pairs, events, day, sc), sc.max_candidates_per_user
+    )
+    task_scores = score_features(features(pairs), model, model_cfg.tasks, sc.batch_size)
+    scores = rank_top_k(task_scores, weights, sc.top_k, day, version)
+    lake.replace_partitions(scores, "scores", "score_date", [day])
+
+    s = (
+        lake.read("scores")
+        .where(F.col("score_date") == F.lit(day))
+        .agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"))
+        .first()
+    )
+    print(
+        f"[score] {day}: {s['users']:,d} users scored, {s['rows']:,d} rows (top {sc.top_k}, "
+        f"{sc.generator} candidates) with {cfg.mlflow.registered_model} v{version} "
+        f"→ {lake.path('scores')}"
+    )
+    print(f"[score]   weights {weights}; done in {time.time() - t0:.1f}s")
+    if s["users"] == 0:
+        print(f"[score]   no user had candidates on {day}: the partition is empty")
+    return 0

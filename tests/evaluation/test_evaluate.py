@@ -1,0 +1,102 @@
+"""Evaluation: Spark metrics agree with exact ones, the gate guards the champion alias,
+and the simulated feed rewards the ranking that follows the ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from tiny_lake import FIRST_DAY, N_DAYS
+
+from duia_spark.evaluation.gate import quality_gate
+from duia_spark.evaluation.ranking_metrics import ranking_metrics
+from duia_spark.evaluation.simulation import simulate_feeds
+from duia_spark.stages import evaluate as evaluate_stage
+from duia_spark.stages import train as train_stage
+from duia_spark.training.metrics import auc, gauc
+
+VAL_DAY = FIRST_DAY + dt.timedelta(days=N_DAYS - 1)
+
+
+def test_spark_auc_and_gauc_match_the_exact_numpy_values(spark):
+    rng = np.random.default_rng(3)
+    n = 3000
+    users = rng.integers(0, 80, n)
+    seg = np.array(["low", "mid", "high"])[users % 3]
+    y = (rng.random(n) < 0.3).astype(int)
+    s = np.clip(0.3 * y + rng.random(n) * 0.8, 0, 1)
+    pdf = pd.DataFrame(
+        {"user_idx": users.astype("int32"), "segment": seg, "click": y, "click_known": 1, "m::click": s}
+    )
+    got = ranking_metrics(spark.createDataFrame(pdf), ["m"], ["click"])["m"]
+    assert got["auc/click/all"] == pytest.approx(auc(y, s), abs=1e-4)
+    low = seg == "low"
+    assert got["auc/click/low"] == pytest.approx(auc(y[low], s[low]), abs=1e-4)
+    assert got["gauc/click/all"] == pytest.approx(gauc(users, y, s), abs=1e-9)
+    assert got["gauc/click/high"] == pytest.approx(gauc(users[seg == "high"], y[seg == "high"], s[seg == "high"]), abs=1e-9)
+
+
+def test_the_gate_passes_without_a_champion_and_fails_a_worse_segment():
+    tol = {"all": 0.0, "low": 0.01}
+    assert quality_gate({"auc/click/all": 0.6}, None, "auc", "click", tol).passed
+    champ = {"auc/click/all": 0.70, "auc/click/low": 0.70}
+    assert quality_gate({"auc/click/all": 0.71, "auc/click/low": 0.695}, champ, "auc", "click", tol).passed
+    result = quality_gate({"auc/click/all": 0.71, "auc/click/low": 0.65}, champ, "auc", "click", tol)
+    assert not result.passed and any("low" in r and "WORSE" in r for r in result.reasons)
+
+
+def test_the_simulated_feed_rewards_rankings_that_follow_the_truth(spark):
+    rows = []
+    for u, segment in (("a", "low"), ("b", "high")):
+        for k in range(6):
+            p = k / 10  # item k is truly better for larger k
+            rows.append((u, f"i{k}", segment, p, 1000.0 * k, float(k), float(-k)))
+    df = spark.createDataFrame(
+        rows, "user_id string, item_id string, segment string, p_long_view double, "
+        "expected_play_ms double, good double, bad double"
+    )
+    out = {(r.model, r.segment): r for r in simulate_feeds(df, {"good": "good", "bad": "bad"}, 2).collect()}
+    assert out[("good", "all")].uvc == pytest.approx(0.9)  # 0.5 + 0.4
+    assert out[("oracle", "all")].uvc == pytest.approx(0.9)
+    assert out[("bad", "low")].uvc == pytest.approx(0.1)  # 0.0 + 0.1
+    assert out[("good", "high")].udt_s == pytest.approx(9.0)
+
+
+def _train(cfg, **kw):
+    args = argparse.Namespace(date=VAL_DAY, resume=False, cold_start=False, variant=None, no_register=False)
+    vars(args).update(kw)
+    return train_stage.run(cfg, args)
+
+
+def _evaluate(cfg, **kw):
+    args = argparse.Namespace(date=VAL_DAY, version=None, no_promote=False)
+    vars(args).update(kw)
+    return evaluate_stage.run(cfg, args)
+
+
+@pytest.mark.slow
+def test_evaluate_promotes_a_passing_model_and_a_failed_gate_keeps_the_champion(tiny_lake, train_cfg, capsys):
+    cfg = dataclasses.replace(train_cfg, train=dataclasses.replace(train_cfg.train, epochs=1, train_days=3))
+    assert _train(cfg) == 0
+    assert _train(cfg, variant="ple", no_register=True) == 0
+    assert _evaluate(cfg) == 0
+    out = capsys.readouterr().out
+    assert "quality gate: PASSED" in out and "ple (run" in out
+    client = MlflowClient()
+    name = cfg.mlflow.registered_model
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+
+    assert _train(cfg) == 0  # version 2, same data
+    strict = dataclasses.replace(
+        cfg, evaluate=dataclasses.replace(cfg.evaluate, gate_tolerances={"all": -0.5})
+    )  # must beat the champion by 0.5 AUC: impossible
+    assert _evaluate(strict) == 0
+    out = capsys.readouterr().out
+    assert "quality gate: FAILED" in out and "champion (v1)" in out
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_model_version(name, "2").tags["gate"] == "failed"
