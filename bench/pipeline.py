@@ -75,11 +75,21 @@ def worker(raw: str, lake: str, master: str) -> dict:
     s0, s1 = item_stats_window(last, cfg.item_stats)
     day_before = last - dt.timedelta(days=1)
     rows.append(("segment", events(a0, last), run("segment", "--date", str(last))))
-    rows.append(("sequences (incremental)", events(day_before, day_before), run("sequences", "--date", str(last))))
+    rows.append(
+        (
+            "sequences (incremental)",
+            events(day_before, day_before),
+            run("sequences", "--date", str(last)),
+        )
+    )
     rows.append(("item-stats", events(s0, s1), run("item-stats", "--date", str(last))))
     rows.append(("samples", events(last, last), run("samples", "--date", str(last))))
     rows.append(
-        ("sequences (full rebuild)", events(dates[0], day_before), run("sequences", "--date", str(last), "--full-rebuild"))
+        (
+            "sequences (full rebuild)",
+            events(dates[0], day_before),
+            run("sequences", "--date", str(last), "--full-rebuild"),
+        )
     )
     out = {
         "events_total": total,
@@ -108,7 +118,9 @@ def _generate(raw: Path, users: int, items: int, days: int, seed: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scales", default="1,4", help="comma list of data multipliers")
-    p.add_argument("--users", type=int, default=32_000, help="users at 1x (~2.5M events over 28 days)")
+    p.add_argument(
+        "--users", type=int, default=32_000, help="users at 1x (~2.5M events over 28 days)"
+    )
     p.add_argument("--items", type=int, default=8_000, help="items at 1x")
     p.add_argument("--days", type=int, default=28)
     p.add_argument("--seed", type=int, default=7)
@@ -165,8 +177,12 @@ def main() -> int:
         "",
         "| peak driver memory (VmHWM) | " + " | ".join(f"{s}x" for s in scales) + " |",
         "| --- | " + " | ".join("---" for _ in scales) + " |",
-        "| driver JVM (MB) | " + " | ".join(f"{results[s]['jvm_peak_mb']:,.0f}" for s in scales) + " |",
-        "| Python driver (MB) | " + " | ".join(f"{results[s]['python_peak_mb']:,.0f}" for s in scales) + " |",
+        "| driver JVM (MB) | "
+        + " | ".join(f"{results[s]['jvm_peak_mb']:,.0f}" for s in scales)
+        + " |",
+        "| Python driver (MB) | "
+        + " | ".join(f"{results[s]['python_peak_mb']:,.0f}" for s in scales)
+        + " |",
         "",
         "Events/s = events the stage reads from bronze.events (its input window) / wall time. "
         "The backfill covers the 7 days before the last day; the last day's stages then run "
@@ -178,7 +194,18 @@ def main() -> int:
     (RESULTS / "pipeline.md").write_text(text)
     with open(RESULTS / "pipeline.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["scale", "events_total", "stage", "input_events", "wall_s", "events_per_s", "jvm_peak_mb", "python_peak_mb"])
+        w.writerow(
+            [
+                "scale",
+                "events_total",
+                "stage",
+                "input_events",
+                "wall_s",
+                "events_per_s",
+                "jvm_peak_mb",
+                "python_peak_mb",
+            ]
+        )
         for s in scales:
             r = results[s]
             for st in r["stages"]:

@@ -7,6 +7,7 @@ Arrow batches through `mapInPandas`. Nothing is collected to the driver.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pyspark.sql import types as T
 from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS
 from duia_spark.training.pyfunc import ARTIFACT_CONFIG, ARTIFACT_MEMORY, ARTIFACT_WEIGHTS
 
-_WORKER_MODELS: dict[int, object] = {}
+_WORKER_MODELS: dict[str, object] = {}
 
 
 def _artifact_bytes(model_dir: Path) -> dict[str, bytes]:
@@ -29,8 +30,8 @@ def _artifact_bytes(model_dir: Path) -> dict[str, bytes]:
     }
 
 
-def _worker_model(bc):
-    model = _WORKER_MODELS.get(bc.id)
+def _worker_model(bc, key: str):
+    model = _WORKER_MODELS.get(key)
     if model is None:
         import tempfile
 
@@ -47,7 +48,7 @@ def _worker_model(bc):
             model = load_ranker(
                 paths[ARTIFACT_WEIGHTS], paths[ARTIFACT_MEMORY], paths[ARTIFACT_CONFIG]
             )
-        _WORKER_MODELS[bc.id] = model
+        _WORKER_MODELS[key] = model
     return model
 
 
@@ -63,14 +64,16 @@ def score_with_model(
     `model_dir` (a downloaded MLflow pyfunc folder)."""
     from duia_spark.training.pyfunc import score_frame
 
-    bc = spark.sparkContext.broadcast(_artifact_bytes(Path(model_dir)))
+    blobs = _artifact_bytes(Path(model_dir))
+    key = hashlib.sha1(blobs[ARTIFACT_WEIGHTS] + blobs[ARTIFACT_MEMORY]).hexdigest()
+    bc = spark.sparkContext.broadcast(blobs)
     needed = [*ID_COLUMNS, *ARRAY_COLUMNS]
     out_schema = T.StructType(
         [*rows.schema.fields, *[T.StructField(f"{prefix}{t}", T.FloatType()) for t in tasks]]
     )
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        model = _worker_model(bc)
+        model = _worker_model(bc, key)
         for pdf in batches:
             scores = score_frame(model, pdf[needed], batch_rows)
             for t in tasks:

@@ -52,7 +52,7 @@ def find_models(cfg: Config, day, version: str | None) -> dict[str, tuple[str, s
         version = str(max(int(v.version) for v in candidates))
     models = {"new": (f"models:/{name}/{version}", f"v{version}")}
     champ = tracking.champion(cfg)
-    if champ is not None and champ.version != version:
+    if champ is not None and str(champ.version) != str(version):
         models["champion"] = (f"models:/{name}/{champ.version}", f"v{champ.version}")
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     for variant in cfg.evaluate.baselines:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from duia_spark import tracking
@@ -143,30 +144,35 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
     model = broadcast_model(spark, payload)
     users = cand.users_to_score(activity, events, day, sc)
-    if sc.generator == "popular":
-        require_rows(item_stats, "item_stats", day, NAME, "item-stats")
-        pool = cand.popular_items(item_stats, day, sc, cfg.item_stats)
-        pairs = cand.popular_candidates(users, pool)
-    elif sc.generator == "cluster":
-        recent = cand.recent_positive_events(
-            events, day, sc.cluster_window_days, cfg.sequences.positive_signals
+    cached = []
+    try:
+        if sc.generator == "popular":
+            require_rows(item_stats, "item_stats", day, NAME, "item-stats")
+            pool = cand.popular_items(item_stats, day, sc, cfg.item_stats)
+            pairs = cand.popular_candidates(users, pool)
+        elif sc.generator == "cluster":
+            recent = cand.recent_positive_events(
+                events, day, sc.cluster_window_days, cfg.sequences.positive_signals
+            )
+            # Everyone who can contribute items or receive them, one pseudo-row each.
+            members = recent.select("user_id").unionByName(users).distinct()
+            member_rows = features(members.withColumn("item_id", F.lit(None).cast("string")))
+            clusters = assign_user_clusters(member_rows, model, sc.batch_size)
+            cached.append(clusters.persist(StorageLevel.MEMORY_AND_DISK))  # read twice below
+            by_cluster = cand.cluster_items(recent, clusters, sc)
+            pairs = cand.cluster_candidates(users, clusters, by_cluster)
+        else:
+            pairs = cand.table_candidates(lake.read_path(sc.candidate_table), users, day)
+        pairs = cand.cap_per_user(
+            cand.exclude_consumed(pairs, events, day, sc), sc.max_candidates_per_user
         )
-        members = recent.select("user_id").unionByName(users).distinct()
-        clusters = assign_user_clusters(
-            features(members.withColumn("item_id", F.lit(None).cast("string"))),
-            model,
-            sc.batch_size,
-        )
-        pairs = cand.cluster_candidates(users, clusters, cand.cluster_items(recent, clusters, sc))
-    else:
-        table = lake.read_path(sc.candidate_table)
-        pairs = cand.table_candidates(table, users, day)
-    pairs = cand.cap_per_user(
-        cand.exclude_consumed(pairs, events, day, sc), sc.max_candidates_per_user
-    )
-    task_scores = score_features(features(pairs), model, model_cfg.tasks, sc.batch_size)
-    scores = rank_top_k(task_scores, weights, sc.top_k, day, version)
-    lake.replace_partitions(scores, "scores", "score_date", [day])
+        task_scores = score_features(features(pairs), model, model_cfg.tasks, sc.batch_size)
+        scores = rank_top_k(task_scores, weights, sc.top_k, day, version)
+        lake.replace_partitions(scores, "scores", "score_date", [day])
+    finally:
+        for df in cached:
+            df.unpersist()
+        model.unpersist()
 
     s = (
         lake.read("scores")

@@ -38,7 +38,14 @@ def warm_start_paths(
     model_dir = tracking.download_model_artifacts(cfg, version.version, str(dst))
     memory = tracking.artifact_file(model_dir, ARTIFACT_MEMORY)
     weights = tracking.artifact_file(model_dir, ARTIFACT_WEIGHTS) if with_weights else None
-    return str(memory), (str(weights) if weights else None), version.version
+    return str(memory), (str(weights) if weights else None), str(version.version)
+
+
+def _pinned_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pkgs = ("torch", "numpy", "pandas", "safetensors", "mlflow", "pyyaml")
+    return [f"{p}=={version(p)}" for p in pkgs]
 
 
 def example_input(model_cfg: ModelConfig, rows: int = 2) -> pd.DataFrame:
@@ -129,6 +136,8 @@ def log_and_register(
                 ARTIFACT_CONFIG: str(config_file),
             },
             code_paths=[str(PACKAGE_DIR)],
+            # Stated, not inferred: inference loads the model in a subprocess (slow).
+            pip_requirements=_pinned_requirements(),
             signature=infer_signature(example, score_frame(model, example)),
         )
         version = None
@@ -142,7 +151,7 @@ def log_and_register(
                 "run_id": run.info.run_id,
             }.items():
                 client.set_model_version_tag(cfg.mlflow.registered_model, mv.version, k, v)
-            version = mv.version
+            version = str(mv.version)
     return {
         "run_id": run.info.run_id,
         "version": version,

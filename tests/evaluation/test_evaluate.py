@@ -31,22 +31,34 @@ def test_spark_auc_and_gauc_match_the_exact_numpy_values(spark):
     y = (rng.random(n) < 0.3).astype(int)
     s = np.clip(0.3 * y + rng.random(n) * 0.8, 0, 1)
     pdf = pd.DataFrame(
-        {"user_idx": users.astype("int32"), "segment": seg, "click": y, "click_known": 1, "m::click": s}
+        {
+            "user_idx": users.astype("int32"),
+            "segment": seg,
+            "click": y,
+            "click_known": 1,
+            "m::click": s,
+        }
     )
     got = ranking_metrics(spark.createDataFrame(pdf), ["m"], ["click"])["m"]
     assert got["auc/click/all"] == pytest.approx(auc(y, s), abs=1e-4)
     low = seg == "low"
     assert got["auc/click/low"] == pytest.approx(auc(y[low], s[low]), abs=1e-4)
     assert got["gauc/click/all"] == pytest.approx(gauc(users, y, s), abs=1e-9)
-    assert got["gauc/click/high"] == pytest.approx(gauc(users[seg == "high"], y[seg == "high"], s[seg == "high"]), abs=1e-9)
+    assert got["gauc/click/high"] == pytest.approx(
+        gauc(users[seg == "high"], y[seg == "high"], s[seg == "high"]), abs=1e-9
+    )
 
 
 def test_the_gate_passes_without_a_champion_and_fails_a_worse_segment():
     tol = {"all": 0.0, "low": 0.01}
     assert quality_gate({"auc/click/all": 0.6}, None, "auc", "click", tol).passed
     champ = {"auc/click/all": 0.70, "auc/click/low": 0.70}
-    assert quality_gate({"auc/click/all": 0.71, "auc/click/low": 0.695}, champ, "auc", "click", tol).passed
-    result = quality_gate({"auc/click/all": 0.71, "auc/click/low": 0.65}, champ, "auc", "click", tol)
+    assert quality_gate(
+        {"auc/click/all": 0.71, "auc/click/low": 0.695}, champ, "auc", "click", tol
+    ).passed
+    result = quality_gate(
+        {"auc/click/all": 0.71, "auc/click/low": 0.65}, champ, "auc", "click", tol
+    )
     assert not result.passed and any("low" in r and "WORSE" in r for r in result.reasons)
 
 
@@ -57,10 +69,14 @@ def test_the_simulated_feed_rewards_rankings_that_follow_the_truth(spark):
             p = k / 10  # item k is truly better for larger k
             rows.append((u, f"i{k}", segment, p, 1000.0 * k, float(k), float(-k)))
     df = spark.createDataFrame(
-        rows, "user_id string, item_id string, segment string, p_long_view double, "
-        "expected_play_ms double, good double, bad double"
+        rows,
+        "user_id string, item_id string, segment string, p_long_view double, "
+        "expected_play_ms double, good double, bad double",
     )
-    out = {(r.model, r.segment): r for r in simulate_feeds(df, {"good": "good", "bad": "bad"}, 2).collect()}
+    out = {
+        (r.model, r.segment): r
+        for r in simulate_feeds(df, {"good": "good", "bad": "bad"}, 2).collect()
+    }
     assert out[("good", "all")].uvc == pytest.approx(0.9)  # 0.5 + 0.4
     assert out[("oracle", "all")].uvc == pytest.approx(0.9)
     assert out[("bad", "low")].uvc == pytest.approx(0.1)  # 0.0 + 0.1
@@ -68,7 +84,9 @@ def test_the_simulated_feed_rewards_rankings_that_follow_the_truth(spark):
 
 
 def _train(cfg, **kw):
-    args = argparse.Namespace(date=VAL_DAY, resume=False, cold_start=False, variant=None, no_register=False)
+    args = argparse.Namespace(
+        date=VAL_DAY, resume=False, cold_start=False, variant=None, no_register=False
+    )
     vars(args).update(kw)
     return train_stage.run(cfg, args)
 
@@ -80,8 +98,12 @@ def _evaluate(cfg, **kw):
 
 
 @pytest.mark.slow
-def test_evaluate_promotes_a_passing_model_and_a_failed_gate_keeps_the_champion(tiny_lake, train_cfg, capsys):
-    cfg = dataclasses.replace(train_cfg, train=dataclasses.replace(train_cfg.train, epochs=1, train_days=3))
+def test_evaluate_promotes_a_passing_model_and_a_failed_gate_keeps_the_champion(
+    tiny_lake, train_cfg, capsys
+):
+    cfg = dataclasses.replace(
+        train_cfg, train=dataclasses.replace(train_cfg.train, epochs=1, train_days=3)
+    )
     assert _train(cfg) == 0
     assert _train(cfg, variant="ple", no_register=True) == 0
     assert _evaluate(cfg) == 0
@@ -89,7 +111,7 @@ def test_evaluate_promotes_a_passing_model_and_a_failed_gate_keeps_the_champion(
     assert "quality gate: PASSED" in out and "ple (run" in out
     client = MlflowClient()
     name = cfg.mlflow.registered_model
-    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
 
     assert _train(cfg) == 0  # version 2, same data
     strict = dataclasses.replace(
@@ -98,5 +120,5 @@ def test_evaluate_promotes_a_passing_model_and_a_failed_gate_keeps_the_champion(
     assert _evaluate(strict) == 0
     out = capsys.readouterr().out
     assert "quality gate: FAILED" in out and "champion (v1)" in out
-    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert client.get_model_version(name, "2").tags["gate"] == "failed"

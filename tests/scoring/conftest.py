@@ -84,7 +84,9 @@ def write_scoring_inputs(spark, lake, cfg) -> None:
     lake.replace_partitions(
         compute_item_stats(events, D, cfg.item_stats), "item_stats", "stats_date", [D]
     )
-    items = [(f"v{i}", f"c{i % GROUPS + 1}", f"a{i % 7 + 1}", 10_000) for i in range(1, N_ITEMS + 1)]
+    items = [
+        (f"v{i}", f"c{i % GROUPS + 1}", f"a{i % 7 + 1}", 10_000) for i in range(1, N_ITEMS + 1)
+    ]
     lake.overwrite(
         spark.createDataFrame(
             items, "item_id string, category string, author_id string, duration_ms long"

@@ -19,7 +19,7 @@ from duia_spark.stages.score import MODEL_FILES, NoChampionError
 from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
 from duia_spark.training.pyfunc import load_ranker
 
-from .conftest import ACTIVE_USERS, D, IDLE_USERS, run_score, with_score
+from .conftest import ACTIVE_USERS, IDLE_USERS, D, run_score, with_score
 
 
 def _features_as_of_d(spark, lake, cfg, pairs):

@@ -15,7 +15,7 @@ from duia_spark.scoring.candidates import candidate_features
 from duia_spark.stages.score import MODEL_FILES
 from duia_spark.training.pyfunc import load_ranker, score_frame
 
-from .conftest import ACTIVE_USERS, D, IDLE_USERS, run_score
+from .conftest import ACTIVE_USERS, IDLE_USERS, D, run_score
 
 TASKS = ["click", "long_view", "like"]
 
