@@ -10,8 +10,8 @@ import json
 import mlflow
 import numpy as np
 import pytest
-from tiny_lake import FIRST_DAY, N_DAYS
 from mlflow import MlflowClient
+from tiny_lake import FIRST_DAY, N_DAYS
 
 from duia_spark import tracking
 from duia_spark.stages import train as train_stage
