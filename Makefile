@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 SETUP_KEY := $(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-$(shell echo $(CURDIR) | sha1sum | cut -c1-8)
 STAMP := $(VENV)/.duia-setup-$(SETUP_KEY)
 JARS_READY := .duia/spark-submit.conf
-DEMO_RAW ?= .duia/demo/raw
+DEMO_ARGS ?=
+MLFLOW_DB ?= $(CURDIR)/.duia/demo/mlflow.db
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -43,9 +44,8 @@ format: setup ## ruff format + autofix
 	$(VENV)/bin/ruff format duia_spark jobs tests bench
 	$(VENV)/bin/ruff check --fix duia_spark jobs tests bench
 
-demo: setup ## generate synthetic logs and run the pipeline on them (local lakehouse)
-	$(VENV)/bin/duia generate --out $(DEMO_RAW) --users 2000 --items 500 --days 28 --seed 1 --dirty-rate 0.001
-	$(VENV)/bin/duia ingest --source synthetic --path $(DEMO_RAW)
+demo: setup ## generate logs, run the nightly pipeline over the last nights, print the report
+	$(PY) -m duia_spark.demo $(DEMO_ARGS)
 
 bench: bench-model bench-pipeline ## run every benchmark (tables in bench/results/)
 
@@ -58,8 +58,8 @@ bench-pipeline: setup ## Spark feature-job throughput at 1x and 4x data
 submit: setup ## spark-submit a stage: make submit STAGE=ingest ARGS="--path DIR"
 	PYSPARK_PYTHON=$(PY) $(VENV)/bin/spark-submit --properties-file .duia/spark-submit.conf jobs/$(subst -,_,$(STAGE)).py $(ARGS)
 
-mlflow-ui: setup ## open the MLflow UI on the local store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.duia/mlflow.db --port 5000
+mlflow-ui: setup ## open the MLflow UI (MLFLOW_DB=.duia/mlflow.db for the default store)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLFLOW_DB) --port 5000
 
 clean: ## remove local state (lakehouse, MLflow store, caches); keeps the venv and jars
 	rm -rf .duia/lakehouse .duia/mlflow.db .duia/mlartifacts .duia/checkpoints .duia/petastorm .duia/demo

@@ -20,6 +20,7 @@ STAGE_MODULES: dict[str, str] = {
     "backfill": "backfill",
     "train": "train",
     "evaluate": "evaluate",
+    "nightly": "nightly",
     "score": "score",
 }
 

@@ -38,6 +38,7 @@ def _features_as_of_d(spark, lake, cfg, pairs):
     ).toPandas()
 
 
+@pytest.mark.slow
 def test_cluster_candidates_are_items_consumed_positively_by_users_of_the_same_cluster(
     spark, scoring_world, scoring_cfg, tmp_path
 ):
@@ -69,6 +70,7 @@ def test_cluster_candidates_are_items_consumed_positively_by_users_of_the_same_c
         assert (user, item) not in seen
 
 
+@pytest.mark.slow
 def test_the_table_generator_scores_every_user_of_the_day_on_the_supplied_pairs(
     spark, scoring_world, scoring_cfg, tmp_path
 ):
@@ -90,6 +92,7 @@ def test_the_table_generator_scores_every_user_of_the_day_on_the_supplied_pairs(
     assert set(zip(got["user_id"], got["item_id"], strict=True)) == expected
 
 
+@pytest.mark.slow
 def test_scoring_without_a_champion_says_to_train_and_evaluate_first(scoring_cfg, tmp_path):
     empty = dataclasses.replace(
         scoring_cfg,
@@ -101,6 +104,7 @@ def test_scoring_without_a_champion_says_to_train_and_evaluate_first(scoring_cfg
         run_score(empty)
 
 
+@pytest.mark.slow
 def test_scoring_a_date_without_user_activity_fails_naming_the_segment_stage(
     scoring_world, scoring_cfg
 ):
