@@ -10,9 +10,13 @@ JARS_READY := .duia/spark-submit.conf
 DEMO_ARGS ?=
 MLFLOW_DB ?= $(CURDIR)/.duia/demo/mlflow.db
 PYTEST_ARGS ?=
+# The optional Airflow extra lives in its own venv: the scheduler does not need the Spark stack.
+AIRFLOW_VENV ?= $(VENV)-airflow
+AIRFLOW_PIN := $(shell sed -n 's/^ *\(apache-airflow==[^ ]*\) *$$/\1/p' setup.cfg)
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.duia-airflow-$(shell echo $(AIRFLOW_PIN) | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format demo bench bench-pipeline bench-model submit mlflow-ui clean
+.PHONY: help setup airflow-setup test test-airflow test-fast lint format demo bench bench-pipeline bench-model submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,8 +34,23 @@ $(STAMP): setup.cfg pyproject.toml
 $(JARS_READY): $(STAMP)
 	$(PY) -m duia_spark.jars
 
-test: setup ## run the whole test suite
+test: setup ## run the whole test suite (then the Airflow DAG test in its own venv)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-airflow
+
+airflow-setup: $(AIRFLOW_STAMP) ## create the Airflow venv (AIRFLOW_VENV=..., default $(VENV)-airflow)
+	@echo "airflow-setup: ready (venv $(AIRFLOW_VENV), $(AIRFLOW_PIN))"
+
+$(AIRFLOW_STAMP): setup.cfg
+	@test -n "$(AIRFLOW_PIN)" || { echo "setup.cfg: no apache-airflow==... pin in extras_require" >&2; exit 1; }
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet "$(AIRFLOW_PIN)" pytest==8.4.2
+	@rm -f $(AIRFLOW_VENV)/.duia-airflow-*
+	@touch $@
+
+test-airflow: airflow-setup ## load the Airflow DAG (jobs/airflow/) through Airflow's DagBag
+	$(AIRFLOW_VENV)/bin/python -m pytest tests/airflow $(PYTEST_ARGS)
 
 test-fast: setup ## run the tests that need no Spark job or training run
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

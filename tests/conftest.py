@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+collect_ignore = ["airflow"]  # run by `make test-airflow` in the Airflow venv
+
 
 @pytest.fixture(scope="session")
 def base_cfg(tmp_path_factory):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from duia_spark.model.ghca import ClusterMemory, Retrieval, _per_centre_mean_distance
-from duia_spark.model.layers import TargetAttention, mlp, normalise
+from duia_spark.model.ghca import ClusterMemory, Retrieval, per_centre_mean_distance
+from duia_spark.model.layers import TargetAttention, mlp, new_rng_state, normalise, private_rng
 
 
 def pool_by_similarity(
@@ -60,12 +60,13 @@ class UserInterestTower(nn.Module):
         self.item_proj = nn.Linear(item_dim, memory_dim)
         self.behaviour_dropout = behaviour_dropout
         # A private stream keeps training reproducible whatever else draws random numbers.
-        self._generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("rng_state", new_rng_state(seed))
 
     def forward(self, behaviour: Tensor, profile: Tensor) -> Tensor:
         behaviour, profile = behaviour.detach(), profile.detach()
         if self.training and self.behaviour_dropout > 0:
-            keep = torch.rand(behaviour.shape[0], generator=self._generator)
+            with private_rng(self.rng_state) as g:
+                keep = torch.rand(behaviour.shape[0], generator=g)
             keep = (keep >= self.behaviour_dropout).to(behaviour.device, behaviour.dtype)
             behaviour = behaviour * keep.unsqueeze(1)
         return self.net(torch.cat([behaviour, profile], dim=1))  # [B, m]
@@ -92,10 +93,8 @@ class UserInterestEnhancement(nn.Module):
         self.threshold_enabled = threshold_enabled
         self.temperature = temperature
         self.children_attention = TargetAttention(item_dim, memory.dim)
-        self.register_buffer("rows_seen", torch.zeros((), dtype=torch.float64), persistent=False)
-        self.register_buffer(
-            "rows_enhanced", torch.zeros((), dtype=torch.float64), persistent=False
-        )
+        self.register_buffer("rows_seen", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("rows_enhanced", torch.zeros((), dtype=torch.float64))
 
     def forward(self, r: Retrieval, target_item: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> enhancement [B, m], personalised enhancement [B, m], mask [B] (1 = kept a centre)."""
@@ -187,7 +186,7 @@ class PositiveBehaviourEnhancement(nn.Module):
     def write_loss(self, item: Tensor, slot: Tensor, positive: Tensor, weights: Tensor) -> Tensor:
         if not bool(positive.any()):
             return self.slots.sum() * 0.0  # keeps P in the graph for DDP
-        return _per_centre_mean_distance(
+        return per_centre_mean_distance(
             item.detach()[positive],
             self.slots[slot[positive]],
             slot[positive],
@@ -207,7 +206,8 @@ class HistorySequenceEnhancement(nn.Module):
     one memory window: a batch of histories repeats few items it has not seen before,
     and an item's assignment changes slowly (its embedding and the centres drift, but
     centres are only re-seeded when a window closes, which clears the cache). Target
-    items refresh their entry every training step. The cache is not saved, and eval /
+    items refresh their entry every training step. The cache is part of the state
+    dict (a resumed run continues exactly); loading a memory file clears it; eval /
     predict never use it.
     """
 
@@ -217,12 +217,9 @@ class HistorySequenceEnhancement(nn.Module):
         # Centres are unit vectors in the detached item space; this maps them into the
         # key space the history attention uses for the raw item embeddings.
         self.key_proj = nn.Linear(item_dim, item_dim)
-        self.register_buffer(
-            "leaf_cache", torch.full((n_items,), -1, dtype=torch.int32), persistent=False
-        )
-        self.register_buffer(
-            "cache_version", torch.full((), -1, dtype=torch.long), persistent=False
-        )
+        # Saved with the weights, so a resumed run continues with the same cache.
+        self.register_buffer("leaf_cache", torch.full((n_items,), -1, dtype=torch.int32))
+        self.register_buffer("cache_version", torch.full((), -1, dtype=torch.long))
 
     @torch.no_grad()
     def _check_cache(self) -> None:
@@ -230,6 +227,10 @@ class HistorySequenceEnhancement(nn.Module):
         if int(self.cache_version) != int(version):
             self.leaf_cache.fill_(-1)
             self.cache_version.copy_(version)
+
+    @torch.no_grad()
+    def clear_cache(self) -> None:
+        self.leaf_cache.fill_(-1)
 
     @torch.no_grad()
     def remember(self, items: Tensor, leaf: Tensor) -> None:

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor, nn
 
-from duia_spark.model.layers import normalise
+from duia_spark.model.layers import new_rng_state, normalise, private_rng
 
 MEMORY_FORMAT = "duia-cluster-memory/1"
 
@@ -72,7 +72,7 @@ def balanced_segment_weights(segment: Tensor | None, batch: int, n_segments: int
     return w[segment]
 
 
-def _per_centre_mean_distance(
+def per_centre_mean_distance(
     queries: Tensor, centres: Tensor, idx: Tensor, weights: Tensor, n: int
 ) -> Tensor:
     """sum_c (weighted mean over c's queries of ||q - C_c||^2); grads reach `centres` only."""
@@ -128,14 +128,10 @@ class ClusterMemory(nn.Module):
         self.register_buffer("reseeded_total", torch.zeros((), dtype=torch.long))
         # Bumped whenever centres may have been re-seeded (first batch, window close):
         # caches of assignments built before it are stale.
-        self.register_buffer("version", torch.zeros((), dtype=torch.long), persistent=False)
-        self._generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("version", torch.zeros((), dtype=torch.long))
+        # Seeding and re-seeding draw from this stream (see layers.private_rng).
+        self.register_buffer("rng_state", new_rng_state(seed))
         self.reset_parameters()
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        super()._load_from_state_dict(*args, **kwargs)
-        with torch.no_grad():
-            self.version += 1  # loaded centres: caches built on the old ones are stale
 
     # ------------------------------------------------------------------ structure
     @property
@@ -144,8 +140,7 @@ class ClusterMemory(nn.Module):
         return self.k1 if self.hierarchical else self.k1 * self.k2
 
     def reset_parameters(self) -> None:
-        with torch.no_grad():
-            g = self._generator
+        with torch.no_grad(), private_rng(self.rng_state) as g:
             c1 = normalise(torch.randn(self.k1, self.dim, generator=g))
             kids = c1.unsqueeze(1) + 0.1 * torch.randn(self.k1, self.k2, self.dim, generator=g)
             self.centres1.copy_(c1)
@@ -203,11 +198,11 @@ class ClusterMemory(nn.Module):
     def clustering_loss(self, q: Tensor, r: Retrieval, weights: Tensor) -> Tensor:
         """L_clu on detached queries; gradients reach the centres and nothing else."""
         q = q.detach()
-        loss = _per_centre_mean_distance(
+        loss = per_centre_mean_distance(
             q, self.leaf_centres()[r.leaf], r.leaf, weights, self.k1 * self.k2
         )
         if self.hierarchical:
-            loss = loss + _per_centre_mean_distance(
+            loss = loss + per_centre_mean_distance(
                 q, self.centres1[r.parent], r.parent, weights, self.k1
             )
         return loss
@@ -282,7 +277,9 @@ class ClusterMemory(nn.Module):
         counts = torch.bincount(segment, minlength=self.n_segments).to(torch.float32)
         return 1.0 / counts[segment]
 
-    def _kmeanspp(self, pool: Tensor, weight: Tensor, n: int, live: Tensor | None) -> Tensor:
+    def _kmeanspp(
+        self, pool: Tensor, weight: Tensor, n: int, live: Tensor | None, g: torch.Generator
+    ) -> Tensor:
         """n new centres [n, d] from the pool by greedy k-means++ (Arthur & Vassilvitskii
         2007; the greedy variant as in scikit-learn): each pick is drawn with probability
         ~ weight * D^2 to the nearest centre so far, best of a few trials. Random picks
@@ -298,7 +295,7 @@ class ClusterMemory(nn.Module):
             p = (weight * d2).cpu()
             if float(p.sum()) <= 0:  # every query already sits on a centre
                 p = weight.cpu()
-            cand = torch.multinomial(p, trials, replacement=True, generator=self._generator)
+            cand = torch.multinomial(p, trials, replacement=True, generator=g)
             cand = cand.to(pool.device)
             cand_d2 = (2 - 2 * (pool[cand] @ pool.T)).clamp_min(0)  # [trials, R]
             new_d2 = torch.minimum(d2.unsqueeze(0), cand_d2)
@@ -307,12 +304,18 @@ class ClusterMemory(nn.Module):
             d2 = new_d2[best]
         return pool[torch.stack(picks)]
 
-    def _jitter(self, x: Tensor) -> Tensor:
+    def _jitter(self, x: Tensor, g: torch.Generator) -> Tensor:
         # Two centres re-seeded from the same query must not stay identical.
-        noise = torch.randn(x.shape, generator=self._generator).to(x.device)
+        noise = torch.randn(x.shape, generator=g).to(x.device)
         return normalise(x + 0.02 * noise)
 
     def _reseed(self, dead1: Tensor, dead2: Tensor, pool: Tensor, pool_seg: Tensor) -> None:
+        with private_rng(self.rng_state) as g:
+            self._reseed_from(dead1, dead2, pool, pool_seg, g)
+
+    def _reseed_from(
+        self, dead1: Tensor, dead2: Tensor, pool: Tensor, pool_seg: Tensor, g: torch.Generator
+    ) -> None:
         c1, leaves = self.centres1.data, self.centres2.data.view(-1, self.dim)
         dev = pool.device
         pool_w = self._pool_weights(pool_seg)
@@ -320,7 +323,7 @@ class ClusterMemory(nn.Module):
             idx1 = dead1.nonzero().squeeze(1)
             if idx1.numel():
                 live = c1[~dead1]
-                c1[idx1] = self._jitter(self._kmeanspp(pool, pool_w, idx1.numel(), live))
+                c1[idx1] = self._jitter(self._kmeanspp(pool, pool_w, idx1.numel(), live, g), g)
                 self.generation[idx1] += 1
                 self.usage1[idx1] = 0.0
                 # A new parent gets all-new children, drawn from its own queries below.
@@ -334,20 +337,20 @@ class ClusterMemory(nn.Module):
                 counts = torch.bincount(routed, minlength=self.k1)
                 starts = counts.cumsum(0) - counts
                 parent = idx2 // self.k2
-                u = torch.rand(idx2.numel(), generator=self._generator).to(dev)
+                u = torch.rand(idx2.numel(), generator=g).to(dev)
                 n_own = counts[parent]
                 pick = starts[parent] + (u * n_own).long().clamp_max((n_own - 1).clamp_min(0))
                 from_pool = pool[order[pick.clamp_max(pool.shape[0] - 1)]]
                 fallback = normalise(c1[parent])
                 seed = torch.where((n_own > 0).unsqueeze(1), from_pool, fallback)
-                leaves[idx2] = self._jitter(seed)
+                leaves[idx2] = self._jitter(seed, g)
                 self.usage2[idx2] = 0.0
             self.reseeded_total += idx1.numel() + idx2.numel()
         else:
             idx2 = dead2.nonzero().squeeze(1)
             if idx2.numel():
                 live = leaves[~dead2]
-                leaves[idx2] = self._jitter(self._kmeanspp(pool, pool_w, idx2.numel(), live))
+                leaves[idx2] = self._jitter(self._kmeanspp(pool, pool_w, idx2.numel(), live, g), g)
                 self.generation[idx2] += 1
                 self.usage2[idx2] = 0.0
                 self.reseeded_total += idx2.numel()

@@ -4,6 +4,8 @@ target attention."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -100,3 +102,20 @@ class TargetAttention(nn.Module):
 
 def normalise(x: Tensor, eps: float = 1e-8) -> Tensor:
     return F.normalize(x, dim=-1, eps=eps)
+
+
+def new_rng_state(seed: int) -> Tensor:
+    return torch.Generator().manual_seed(seed).get_state()
+
+
+@contextmanager
+def private_rng(state: Tensor) -> Iterator[torch.Generator]:
+    """A CPU generator resumed from `state` (a module buffer) and written back to it on
+    exit. The module's random stream then lives in its state dict: a checkpoint
+    resumes it exactly, DDP broadcasts it, and nobody else's draws move it."""
+    g = torch.Generator()
+    g.set_state(state.detach().cpu())
+    try:
+        yield g
+    finally:
+        state.copy_(g.get_state())

@@ -410,6 +410,8 @@ class DuiaRanker(nn.Module):
                     )
             module.load_state_dict(states[name])
             loaded.append(name)
+        if self.uhse is not None and "item" in loaded:
+            self.uhse.clear_cache()  # assignments to the replaced centres
         return loaded
 
     # ------------------------------------------------------------------ optimisation

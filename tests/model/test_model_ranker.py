@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -105,6 +107,33 @@ def test_same_seed_same_model_same_training(make_config, make_batch):
     assert not torch.equal(other.item_emb.weight, a.item_emb.weight)
 
 
+def test_training_resumes_exactly_from_a_checkpoint(make_config, make_batch):
+    """Private random streams, caches and optimizer state all live in state dicts."""
+    cfg = make_config(variant="ple+duia")
+    straight = build_ranker(cfg)
+    opt = straight.build_optimizer(1e-2)
+
+    def step(model, optimizer, seed):
+        model.train()
+        b = make_batch(cfg, 48, seed=seed)
+        total, _ = model.loss(b, model(b))
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        return total.item()
+
+    for s in range(4):
+        step(straight, opt, s)
+    checkpoint = copy.deepcopy((straight.state_dict(), opt.state_dict()))
+    expected = [step(straight, opt, s) for s in range(4, 9)]  # crosses a window close
+
+    resumed = build_ranker(cfg)
+    resumed.load_state_dict(checkpoint[0])
+    resumed_opt = resumed.build_optimizer(1e-2)
+    resumed_opt.load_state_dict(checkpoint[1])
+    assert [step(resumed, resumed_opt, s) for s in range(4, 9)] == expected
+
+
 def test_saved_memory_loads_into_a_new_model_with_identical_outputs(
     tmp_path, make_config, make_batch
 ):
@@ -124,7 +153,9 @@ def test_saved_memory_loads_into_a_new_model_with_identical_outputs(
         },
         strict=False,
     )
+    restored.uhse.leaf_cache.fill_(3)  # whatever it cached before, for other centres
     assert restored.load_memory(path) == ["user", "upbe", "item"]
+    assert torch.all(restored.uhse.leaf_cache == -1)
     batch = make_batch(cfg, 40, seed=60)
     assert torch.equal(restored.predict(batch), trained.predict(batch))
 

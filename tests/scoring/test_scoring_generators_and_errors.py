@@ -92,7 +92,6 @@ def test_the_table_generator_scores_every_user_of_the_day_on_the_supplied_pairs(
     assert set(zip(got["user_id"], got["item_id"], strict=True)) == expected
 
 
-@pytest.mark.slow
 def test_scoring_without_a_champion_says_to_train_and_evaluate_first(scoring_cfg, tmp_path):
     empty = dataclasses.replace(
         scoring_cfg,

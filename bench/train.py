@@ -1,0 +1,156 @@
+"""Training data-path benchmark: samples/s of one epoch through Petastorm + DataLoader vs
+the same model on the same rows already in memory as tensors (the ceiling); 1 vs 2
+processes (TorchDistributor, gloo). Prints a table and writes bench/results/train.md.
+
+    python bench/train.py [--rows 60000] [--batch 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tiny_lake import make_samples, small_model_overrides  # noqa: E402
+
+from duia_spark.config import load_config  # noqa: E402
+from duia_spark.data.samples import samples_schema  # noqa: E402
+from duia_spark.lakehouse import Lakehouse  # noqa: E402
+from duia_spark.model.ranker import build_ranker  # noqa: E402
+from duia_spark.session import build_spark_session  # noqa: E402
+from duia_spark.stages.train import model_config_for_data  # noqa: E402
+from duia_spark.training.dataset import (  # noqa: E402
+    pandas_to_columns,
+    select_training_columns,
+    to_batch,
+)
+from duia_spark.training.loop import TrainJob, _WithLoss, train_rank  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def in_memory_epoch(model_cfg, train_cfg, pdf) -> float:
+    """Samples/s of one epoch over pre-built tensors (no data path at all)."""
+    torch.manual_seed(model_cfg.seed)
+    model = build_ranker(model_cfg)
+    step = _WithLoss(model)
+    opt = model.build_optimizer(train_cfg.lr)
+    cols = pandas_to_columns(pdf)
+    n, b = len(pdf), train_cfg.batch_size
+    batches = [
+        to_batch({k: v[i : i + b] for k, v in cols.items()}, cfg=model_cfg)
+        for i in range(0, n - b + 1, b)
+    ]
+    t0 = time.perf_counter()
+    for batch in batches:
+        loss, _ = step(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return len(batches) * b / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, default=60_000)
+    p.add_argument("--batch", type=int, default=1024)
+    a = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="duia-bench-train-"))
+    cfg = load_config(
+        overrides=[
+            f"lakehouse.root={tmp / 'lake'}",
+            f"train.petastorm_cache_dir={tmp / 'ps'}",
+            f"train.checkpoint_dir={tmp / 'ck'}",
+            "spark.log_level=ERROR",
+            *small_model_overrides(),
+            f"train.batch_size={a.batch}",
+            "train.epochs=1",
+        ]
+    )
+    spark = build_spark_session(cfg, "duia-bench-train")
+    lake = Lakehouse(spark, cfg)
+    from tiny_lake import write_tiny_lakehouse  # noqa: E402
+
+    write_tiny_lakehouse(spark, lake, cfg)  # vocabulary; samples replaced below
+    pdf = make_samples(cfg, rows_per_day=a.rows // 4)
+    schema = samples_schema()
+    df = spark.createDataFrame(pdf[schema.names], schema)
+    days = sorted(set(pdf["sample_date"]))
+    lake.replace_partitions(df, "samples", "sample_date", days)
+    model_cfg = model_config_for_data(cfg, lake)
+    samples = lake.read("samples")
+    train_pdf = select_training_columns(samples, model_cfg).toPandas()
+    rows = []
+
+    mem = in_memory_epoch(model_cfg, cfg.train, train_pdf)
+    rows.append(("in-memory tensors (ceiling)", 1, mem))
+
+    from petastorm.spark import SparkDatasetConverter, make_spark_converter
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, (tmp / "ps").as_uri())
+    conv = make_spark_converter(select_training_columns(samples, model_cfg).repartition(8))
+    val = make_spark_converter(select_training_columns(samples.limit(256), model_cfg).coalesce(1))
+    try:
+        for procs in (1, 2):
+            out = tmp / f"out{procs}"
+            job = TrainJob(
+                model_cfg,
+                dataclasses.replace(cfg.train, num_processes=procs),
+                conv,
+                val,
+                len(train_pdf),
+                256,
+                str(out),
+                str(tmp / f"ck{procs}"),
+            )
+            if procs == 1:
+                train_rank(job)
+            else:
+                TorchDistributor(num_processes=procs, local_mode=True, use_gpu=False).run(
+                    train_rank, job
+                )
+            hist = json.loads((out / "history.json").read_text())["history"]
+            rows.append(
+                (
+                    f"Petastorm → DataLoader ({'in-process' if procs == 1 else 'TorchDistributor'})",
+                    procs,
+                    hist[0]["samples_per_s"],
+                )
+            )
+    finally:
+        conv.delete()
+        val.delete()
+        spark.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    header = "| path | processes | samples/s | vs in-memory |\n|---|---:|---:|---:|"
+    lines = [header] + [f"| {n} | {p} | {s:,.0f} | {s / mem:.2f} |" for n, p, s in rows]
+    note = (
+        f"\n{len(train_pdf):,} rows, batch {a.batch}, small model ({', '.join(small_model_overrides()[:4])}, ...), "
+        f"CPU, torch {torch.__version__}, {dt.date.today()}. Goal: Petastorm path >= 0.8 of in-memory.\n"
+        "Command: `python bench/train.py` (`make bench-train`).\n"
+    )
+    table = "\n".join(lines) + "\n" + note
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "train.md").write_text("# Training data path\n\n" + table)
+    (RESULTS / "train.csv").write_text(
+        "path,processes,samples_per_s\n" + "".join(f'"{n}",{p},{s:.1f}\n' for n, p, s in rows)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Airflow DAG of the nightly pipeline: one task per stage of `duia nightly`, in order.
+
+Each task is the `spark-submit jobs/<stage>.py --date {{ ds }} ...` call that
+`duia_spark.pipeline.stage_calls` makes for that stage. Airflow keeps the bookkeeping
+(retries, clearing a task re-runs it and everything downstream), so the DAG calls the
+stage jobs directly instead of `duia nightly` and its run ledger; every stage is
+idempotent for its date, so a retry or a cleared task is safe.
+
+This file imports only Airflow and the standard library: the scheduler's environment
+does not carry the project's pinned Spark stack. The stage order is therefore a literal
+copy of `duia_spark.pipeline.NIGHTLY_STAGES`; tests/pipeline/test_pipeline_dag_order.py
+keeps the two equal.
+
+Environment of the Airflow workers:
+  DUIA_HOME    the project checkout, where tasks run (default /opt/duia-spark)
+  DUIA_VENV    the project's virtual environment (default $DUIA_HOME/.venv)
+  DUIA_STATE   local state holding spark-submit.conf from `make setup` (default $DUIA_HOME/.duia)
+Airflow Variables (optional; a DAG run's params override the first three):
+  duia_raw     raw drops folder that ingest reads D from (default /data/raw)
+  duia_source  raw layout for ingest: synthetic, kuairand, movielens (default synthetic)
+  duia_conf    YAML file deep-merged over conf/default.yaml (default: none)
+  duia_retries retries of a failed task (default 2)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG, Param, Variable
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+# Keep equal to duia_spark.pipeline.NIGHTLY_STAGES (a test checks it).
+NIGHTLY_STAGES = [
+    "ingest",
+    "segment",
+    "sequences",
+    "item-stats",
+    "samples",
+    "train",
+    "train-baselines",
+    "evaluate",
+    "score",
+]
+# Variants trained beside the main model: evaluate.baselines of conf/default.yaml
+# without the main variant (model.variant); a test checks it.
+BASELINE_VARIANTS = ["ple"]
+
+DUIA_HOME = os.environ.get("DUIA_HOME", "/opt/duia-spark")
+DUIA_VENV = os.environ.get("DUIA_VENV", os.path.join(DUIA_HOME, ".venv"))
+DUIA_STATE = os.environ.get("DUIA_STATE", os.path.join(DUIA_HOME, ".duia"))
+
+# Rendered per run: a DAG run's param, else the Airflow Variable, else the default.
+RAW = "{{ params.raw or var.value.get('duia_raw', '/data/raw') }}"
+SOURCE = "{{ params.source or var.value.get('duia_source', 'synthetic') }}"
+CONF_FLAG = (
+    "{% set conf = params.conf or var.value.get('duia_conf', '') %}"
+    "{% if conf %} --conf {{ conf }}{% endif %}"
+)
+
+
+def stage_jobs(stage: str) -> list[list[str]]:
+    """[job, flags after --date] per spark-submit call of a stage, as `stage_calls` has them."""
+    if stage == "ingest":
+        return [["ingest", "--source", SOURCE, "--path", RAW]]
+    if stage == "train-baselines":
+        return [
+            ["train", "--variant", v, "--no-register", "--cold-start"] for v in BASELINE_VARIANTS
+        ]
+    return [[stage]]
+
+
+def stage_command(stage: str) -> str:
+    """The bash command of a stage's task: its spark-submit call(s), one after the other."""
+    submit = [
+        os.path.join(DUIA_VENV, "bin", "spark-submit"),
+        "--properties-file",
+        os.path.join(DUIA_STATE, "spark-submit.conf"),
+    ]
+    calls = []
+    for job, *flags in stage_jobs(stage):
+        argv = [*submit, f"jobs/{job.replace('-', '_')}.py", "--date", "{{ ds }}", *flags]
+        # Jinja fields stay unquoted so that they render; the rest is shell-quoted.
+        calls.append(" ".join(a if "{{" in a else shlex.quote(a) for a in argv) + CONF_FLAG)
+    return " && ".join(calls)
+
+
+with DAG(
+    dag_id="duia_nightly",
+    description="duia-spark nightly: ingest → features → train (+ baselines) → evaluate → score",
+    # Airflow 3's cron default names a run after the time it starts; the data-interval
+    # timetable names it after the day it covers, so {{ ds }} is the finished day D.
+    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        # Read when the file is parsed; an unset Variable means the default.
+        "retries": int(Variable.get("duia_retries", default=2)),
+        "retry_delay": dt.timedelta(minutes=10),
+        "cwd": DUIA_HOME,
+        "env": {"PYSPARK_PYTHON": os.path.join(DUIA_VENV, "bin", "python")},
+        "append_env": True,
+    },
+    params={
+        "raw": Param(
+            "", type="string", description="raw drops folder (default: Variable duia_raw)"
+        ),
+        "source": Param(
+            "", type="string", description="raw layout (default: Variable duia_source)"
+        ),
+        "conf": Param("", type="string", description="config YAML (default: Variable duia_conf)"),
+    },
+    tags=["duia-spark"],
+) as dag:
+    previous = None
+    for stage in NIGHTLY_STAGES:
+        task = BashOperator(task_id=stage, bash_command=stage_command(stage))
+        if previous is not None:
+            previous >> task
+        previous = task

@@ -1,0 +1,136 @@
+"""The notebooks under notebooks/ run top to bottom against a tiny lakehouse and MLflow
+store made by the real pipeline (generate → ingest → backfill → one nightly run), with
+their parameters cell replaced; a cell that raises fails the test. They are committed
+without outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import nbformat
+import pytest
+from tiny_lake import small_model_overrides
+
+from duia_spark.cli import main
+from duia_spark.config import PROJECT_ROOT
+
+NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
+START = dt.date(2026, 1, 1)
+NIGHT = START + dt.timedelta(days=4)
+KERNEL = "duia-notebook-tests"
+# Every stage up to the quality gate that names the champion; scoring is not needed.
+UNTIL_EVALUATE = "ingest,segment,sequences,item-stats,samples,train,train-baselines,evaluate"
+
+
+def _overrides(state: Path) -> list[str]:
+    return [
+        f"lakehouse.root={state / 'lake'}",
+        f"mlflow.tracking_uri=sqlite:///{state / 'mlflow.db'}",
+        f"mlflow.artifact_root={state / 'art'}",
+        f"train.checkpoint_dir={state / 'ck'}",
+        f"train.petastorm_cache_dir={state / 'ps'}",
+        f"evaluate.truth_dir={state / 'raw' / 'truth'}",
+        "train.train_days=4",
+        *[o for o in small_model_overrides() if not o.startswith("train.epochs")],
+        "train.epochs=1",
+        # The notebooks' kernels start their own small Spark driver.
+        "spark.master=local[2]",
+        "spark.shuffle_partitions=2",
+        "spark.log_level=ERROR",
+        "spark.driver_memory=1g",
+        "spark.extra={spark.ui.enabled: 'false', spark.sql.adaptive.enabled: 'false'}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def pipeline_state(spark, tmp_path_factory) -> list[str]:
+    """120 users × 50 items × 5 days; four days backfilled, the fifth run nightly."""
+    state = tmp_path_factory.mktemp("notebook_state")
+    overrides = _overrides(state)
+    flags = [x for o in overrides for x in ("--set", o)]
+    raw = str(state / "raw")
+    last_backfill = str(NIGHT - dt.timedelta(days=1))
+    for argv in (
+        ["generate", "--out", raw, "--users", "120", "--items", "50", "--days", "5", "--seed", "5"],
+        ["ingest", "--path", raw, "--date", str(START), "--end-date", last_backfill],
+        ["backfill", "--date", str(START), "--end-date", last_backfill],
+        ["nightly", "--date", str(NIGHT), "--raw", raw, "--only", UNTIL_EVALUATE],
+    ):
+        assert main([*argv, *flags]) == 0, f"duia {argv[0]} failed"
+    return overrides
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """A kernelspec that runs this interpreter, found through JUPYTER_PATH (offline)."""
+    from ipykernel.kernelspec import install
+
+    prefix = tmp_path_factory.mktemp("jupyter")
+    install(kernel_name=KERNEL, prefix=str(prefix))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+        mp.setenv("MPLBACKEND", "agg")
+        yield KERNEL
+
+
+def execute(path: Path, kernel: str, **parameters) -> str:
+    """Run a notebook with its parameters cell replaced; -> all its text output."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    NotebookClient(
+        nb, kernel_name=kernel, timeout=600, resources={"metadata": {"path": str(path.parent)}}
+    ).execute()  # raises CellExecutionError if any cell raises
+    return "\n".join(
+        out.get("text", "") or out.get("data", {}).get("text/plain", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for out in c.outputs
+    )
+
+
+def test_notebooks_are_committed_without_outputs_and_with_a_parameters_cell():
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_activity_and_sequences.ipynb",
+        "02_cluster_memory.ipynb",
+        "03_run_comparison.ipynb",
+    ]
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.outputs == [] and c.execution_count is None for c in code), path.name
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert "conf_file" in code[0].source and "overrides" in code[0].source
+
+
+# What each notebook prints only when it found its data.
+EXPECTED = {
+    "01_activity_and_sequences": ["users per segment", "mean exposures", "fewer than 5 history"],
+    "02_cluster_memory": ["champion: v1", "users of 2026-01-05 on", "nearest items"],
+    "03_run_comparison": ["ple+duia", "uvc", "udt_s"],
+}
+
+
+# What they print when an input is missing.
+MISSING = ["no table at", "no 'champion'", "no experiment", " runs in '", "no simulated feed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_against_a_nightly_run(path, pipeline_state, kernel):
+    text = execute(path, kernel, conf_file=None, overrides=pipeline_state)
+    for expected in EXPECTED[path.stem]:
+        assert expected in text, f"{path.name}: {expected!r} not in its output:\n{text}"
+    assert not [m for m in MISSING if m in text], f"{path.name} missed its inputs:\n{text}"
+
+
+@pytest.mark.slow
+def test_notebooks_say_so_when_there_is_no_champion_or_run(tmp_path, kernel):
+    empty = [f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert "no 'champion' version" in execute(NOTEBOOKS[1], kernel, conf_file=None, overrides=empty)
+    text = execute(NOTEBOOKS[2], kernel, conf_file=None, overrides=empty)
+    assert "nothing has been trained yet" in text
