@@ -41,11 +41,39 @@ def main(argv: list[str] | None = None) -> int:
     start = dt.date.fromisoformat(a.start_date)
     last = start + dt.timedelta(days=a.days - 1)
     first_night = last - dt.timedelta(days=a.nights - 1)
-    _step(["generate", "--out", raw, "--users", str(a.users), "--items", str(a.items),
-           "--days", str(a.days), "--start-date", a.start_date, "--seed", "1", "--dirty-rate", "0.001"])
-    _step(["ingest", "--path", raw, "--date", a.start_date,
-           "--end-date", str(first_night - dt.timedelta(days=1))])
-    _step(["backfill", "--date", a.start_date, "--end-date", str(first_night - dt.timedelta(days=1))])
+    _step(
+        [
+            "generate",
+            "--out",
+            raw,
+            "--users",
+            str(a.users),
+            "--items",
+            str(a.items),
+            "--days",
+            str(a.days),
+            "--start-date",
+            a.start_date,
+            "--seed",
+            "1",
+            "--dirty-rate",
+            "0.001",
+        ]
+    )
+    _step(
+        [
+            "ingest",
+            "--path",
+            raw,
+            "--date",
+            a.start_date,
+            "--end-date",
+            str(first_night - dt.timedelta(days=1)),
+        ]
+    )
+    _step(
+        ["backfill", "--date", a.start_date, "--end-date", str(first_night - dt.timedelta(days=1))]
+    )
     for i in range(a.nights):
         night = first_night + dt.timedelta(days=i)
         _step(["nightly", "--date", str(night), "--raw", raw])

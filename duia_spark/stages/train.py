@@ -24,7 +24,11 @@ from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
 from duia_spark.data.schema import SEGMENTS
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.session import build_spark_session
-from duia_spark.training.dataset import check_sample_columns, select_training_columns
+from duia_spark.training.dataset import (
+    check_sample_columns,
+    deterministic_layout,
+    select_training_columns,
+)
 from duia_spark.training.loop import TrainJob, train_rank, wants_gpu
 
 NAME = "train"

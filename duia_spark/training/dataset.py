@@ -62,6 +62,23 @@ def select_training_columns(samples: DataFrame, cfg: ModelConfig) -> DataFrame:
     )
 
 
+def deterministic_layout(df: DataFrame, partitions: int) -> DataFrame:
+    """Spread rows over `partitions` files in a pseudo-random but reproducible order.
+
+    Petastorm reads row groups in a seeded order, so the batches are reproducible only if
+    each file holds the same rows in the same order on every run — a plain
+    `repartition(n)` depends on the input's partitioning. A hash of every column decides
+    both the file and the position: well mixed for SGD, identical across runs.
+    """
+    key = F.xxhash64(*[F.col(c) for c in df.columns])
+    return (
+        df.withColumn("_order", key)
+        .repartition(partitions, F.pmod(F.col("_order"), F.lit(partitions)))
+        .sortWithinPartitions("_order")
+        .drop("_order")
+    )
+
+
 def to_batch(
     columns: Mapping[str, np.ndarray | torch.Tensor],
     device: torch.device | str = "cpu",
