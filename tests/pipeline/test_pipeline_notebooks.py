@@ -75,12 +75,15 @@ def kernel(tmp_path_factory):
 
 
 def execute(path: Path, kernel: str, **parameters) -> str:
-    """Run a notebook with its parameters cell replaced; -> all its text output."""
+    """Run a notebook with `parameters` set in its parameters cell; -> its text output."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    # The defaults stay (other knobs of the notebook); the test's values follow them.
+    cell.source += "\n\n# injected by the test\n" + "\n".join(
+        f"{k} = {v!r}" for k, v in parameters.items()
+    )
     NotebookClient(
         nb, kernel_name=kernel, timeout=600, resources={"metadata": {"path": str(path.parent)}}
     ).execute()  # raises CellExecutionError if any cell raises
