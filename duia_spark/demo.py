@@ -9,7 +9,6 @@ import datetime as dt
 import shutil
 import sys
 import time
-from pathlib import Path
 
 from duia_spark.cli import main as duia
 from duia_spark.config import PROJECT_ROOT

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from duia_spark.model.config import ModelConfig
 from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
@@ -56,7 +57,8 @@ class ModelPayload:
         return ModelConfig.from_dict(json.loads(self.files["model_config"]))
 
 
-# One loaded ranker per payload key, per Python worker process.
+# Loaded rankers per Python worker process, by payload key (insertion-ordered).
+MAX_WORKER_MODELS = 4
 _WORKER_MODELS: dict[str, object] = {}
 
 
@@ -78,7 +80,9 @@ def worker_model(payload: ModelPayload):
         model = load_ranker(
             str(paths["weights"]), str(paths["cluster_memory"]), str(paths["model_config"])
         )
-        _WORKER_MODELS.clear()  # a new champion replaces the old one
+        # Evaluation scores with a few models side by side; beyond that, oldest out.
+        while len(_WORKER_MODELS) >= MAX_WORKER_MODELS:
+            _WORKER_MODELS.pop(next(iter(_WORKER_MODELS)))
         _WORKER_MODELS[payload.key] = model
     return model
 
@@ -87,18 +91,22 @@ def broadcast_model(spark: SparkSession, payload: ModelPayload) -> Broadcast:
     return spark.sparkContext.broadcast(payload)
 
 
-def task_scores_ddl(tasks: list[str]) -> str:
-    return ", ".join(
-        ["user_id string", "item_id string", *[f"{task_score_column(t)} float" for t in tasks]]
-    )
-
-
 def score_features(
-    features: DataFrame, model: Broadcast, tasks: list[str], batch_size: int
+    features: DataFrame,
+    model: Broadcast,
+    tasks: list[str],
+    batch_size: int,
+    keep: tuple[str, ...] = ("user_id", "item_id"),
+    column: Callable[[str], str] = task_score_column,
 ) -> DataFrame:
-    """(user_id, item_id, score_<task>...) for rows of model input columns."""
-    inputs = features.select("user_id", "item_id", *ID_COLUMNS, *ARRAY_COLUMNS)
-    names = [task_score_column(t) for t in tasks]
+    """The `keep` columns plus one float score column per task (named by `column`) for
+    rows holding the model's input columns."""
+    model_inputs = [c for c in (*ID_COLUMNS, *ARRAY_COLUMNS) if c not in keep]
+    inputs = features.select(*keep, *model_inputs)
+    names = [column(t) for t in tasks]
+    out_schema = T.StructType(
+        [features.schema[c] for c in keep] + [T.StructField(n, T.FloatType()) for n in names]
+    )
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from duia_spark.training.pyfunc import score_frame
@@ -106,12 +114,12 @@ def score_features(
         ranker = worker_model(model.value)
         for frame in batches:
             scores = score_frame(ranker, frame, batch_size)
-            out = frame[["user_id", "item_id"]].copy()
+            out = frame[list(keep)].copy()
             for task, name in zip(tasks, names, strict=True):
                 out[name] = scores[task].to_numpy()
             yield out
 
-    return inputs.mapInPandas(score, task_scores_ddl(tasks))
+    return inputs.mapInPandas(score, out_schema)
 
 
 def assign_user_clusters(features: DataFrame, model: Broadcast, batch_size: int) -> DataFrame:

@@ -19,8 +19,9 @@ from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
 from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
 from duia_spark.lakehouse import Lakehouse
-from duia_spark.serving import score_with_model
+from duia_spark.scoring.inference import MODEL_FILES, ModelPayload, broadcast_model, score_features
 from duia_spark.session import build_spark_session
+from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
 
 NAME = "evaluate"
 HELP = "evaluate the new model against the champion and baselines; gate the champion alias"
@@ -85,13 +86,30 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     lake = Lakehouse(spark, cfg)
     tracking.configure_mlflow(cfg)
     models, version = find_models(cfg, day, args.version)
-    samples = lake.read("samples").where(F.col("sample_date") == day)
     tasks = list(cfg.model.tasks)
-    scored = samples
+    label_cols = [c for t in tasks for c in label_column(t)]
+    scored = (
+        lake.read("samples")
+        .where(F.col("sample_date") == day)
+        .select(
+            "user_id", "item_id", "segment", "duration_ms", *ID_COLUMNS, *ARRAY_COLUMNS, *label_cols
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for label, (uri, _) in models.items():
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=f"{tmp}/{label}")
-            scored = score_with_model(spark, scored, Path(local), tasks, prefix=f"{label}::")
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=f"{tmp}/{label}")
+            )
+            files = {k: tracking.artifact_file(local, k) for k in MODEL_FILES}
+            payload = ModelPayload.from_files(label, uri, files, threads=1)
+            scored = score_features(
+                scored,
+                broadcast_model(spark, payload),
+                tasks,
+                cfg.score.batch_size,
+                keep=tuple(scored.columns),
+                column=lambda t, label=label: f"{label}::{t}",
+            )
         scored = scored.cache()
         n = scored.count()
         if n == 0:

@@ -123,9 +123,15 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.as_uri())
     parts = max(4, 2 * tc.num_processes)  # at least as many row groups as ranks
     train_conv = make_spark_converter(
-        select_training_columns(train_df, model_cfg).repartition(parts)
+        deterministic_layout(select_training_columns(train_df, model_cfg), parts)
     )
-    val_conv = make_spark_converter(select_training_columns(val_df, model_cfg).coalesce(2))
+    val_conv = make_spark_converter(
+        deterministic_layout(select_training_columns(val_df, model_cfg), 2)
+    )
+    # Petastorm takes its file list from a Set (`inputFiles()`), so its order changes from
+    # run to run; part-NNNNN file names sorted restore the partition order.
+    for conv in (train_conv, val_conv):
+        conv.file_urls = sorted(conv.file_urls)
     ckpt = (
         Path(cfg.resolve_path(tc.checkpoint_dir)) / f"{day}_{model_cfg.variant.replace('+', '_')}"
     )
