@@ -66,13 +66,19 @@ format: setup ## ruff format + autofix
 demo: setup ## generate logs, run the nightly pipeline over the last nights, print the report
 	$(PY) -m duia_spark.demo $(DEMO_ARGS)
 
-bench: bench-model bench-pipeline ## run every benchmark (tables in bench/results/)
+bench: bench-model bench-pipeline bench-train bench-score ## run every benchmark (tables in bench/results/)
 
 bench-model: setup ## model step time / retrieval benchmark
 	$(PY) bench/model.py
 
 bench-pipeline: setup ## Spark feature-job throughput at 1x and 4x data
 	$(PY) bench/pipeline.py
+
+bench-train: setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 processes
+	$(PY) bench/train.py
+
+bench-score: setup ## Spark batch scoring vs in-process rows/s
+	$(PY) bench/score.py
 
 submit: setup ## spark-submit a stage: make submit STAGE=ingest ARGS="--path DIR"
 	PYSPARK_PYTHON=$(PY) $(VENV)/bin/spark-submit --properties-file .duia/spark-submit.conf jobs/$(subst -,_,$(STAGE)).py $(ARGS)
