@@ -107,7 +107,9 @@ def test_the_closed_form_expectations_match_the_generated_signals(spark, month):
     users = spark.createDataFrame(pop.users[["user_id"]].assign(u=pop.users["latent"].map(list)))
     items = spark.createDataFrame(pop.items[["video_id"]].assign(i=pop.items["latent"].map(list)))
     joined = ev.join(users, "user_id").join(items, "video_id")
-    exp = expected_outcomes(latent_affinity(F.col("u"), F.col("i")), F.col("duration_ms").cast("double"))
+    exp = expected_outcomes(
+        latent_affinity(F.col("u"), F.col("i")), F.col("duration_ms").cast("double")
+    )
     row = joined.agg(
         F.avg(F.col("long_view").cast("double")).alias("lv"),
         F.avg(exp["p_long_view"]).alias("p_lv"),
