@@ -25,7 +25,9 @@ def base_cfg(tmp_path_factory):
             "spark.shuffle_partitions=2",
             "spark.log_level=ERROR",
             "spark.driver_memory=2g",
-            "spark.extra={spark.ui.enabled: 'false', spark.sql.adaptive.enabled: 'false'}",
+            "spark.extra={spark.ui.enabled: 'false', spark.sql.adaptive.enabled: 'false', "
+            "spark.default.parallelism: '2', spark.databricks.delta.snapshotPartitions: '2', "
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism: '2'}",
         ]
     )
 

@@ -70,12 +70,12 @@ def kernel(tmp_path_factory):
     install(kernel_name=KERNEL, prefix=str(prefix))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-        mp.setenv("MPLBACKEND", "agg")
         yield KERNEL
 
 
 def execute(path: Path, kernel: str, **parameters) -> str:
-    """Run a notebook with `parameters` set in its parameters cell; -> its text output."""
+    """Run a notebook with `parameters` set in its parameters cell; -> its text output,
+    with "[figure]" for each plot it showed."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
@@ -88,7 +88,9 @@ def execute(path: Path, kernel: str, **parameters) -> str:
         nb, kernel_name=kernel, timeout=600, resources={"metadata": {"path": str(path.parent)}}
     ).execute()  # raises CellExecutionError if any cell raises
     return "\n".join(
-        out.get("text", "") or out.get("data", {}).get("text/plain", "")
+        "[figure]"
+        if "image/png" in out.get("data", {})
+        else out.get("text", "") or out.get("data", {}).get("text/plain", "")
         for c in nb.cells
         if c.cell_type == "code"
         for out in c.outputs
@@ -112,7 +114,7 @@ def test_notebooks_are_committed_without_outputs_and_with_a_parameters_cell():
 
 # What each notebook prints only when it found its data.
 EXPECTED = {
-    "01_activity_and_sequences": ["users per segment", "mean exposures", "fewer than 5 history"],
+    "01_activity_and_sequences": ["activity_date", "mean exposures", "fewer than 5 history"],
     "02_cluster_memory": ["champion: v1", "users of 2026-01-05 on", "nearest items"],
     "03_run_comparison": ["ple+duia", "uvc", "udt_s"],
 }
@@ -128,6 +130,7 @@ def test_notebook_runs_against_a_nightly_run(path, pipeline_state, kernel):
     text = execute(path, kernel, conf_file=None, overrides=pipeline_state)
     for expected in EXPECTED[path.stem]:
         assert expected in text, f"{path.name}: {expected!r} not in its output:\n{text}"
+    assert "[figure]" in text, f"{path.name} showed no plot"
     assert not [m for m in MISSING if m in text], f"{path.name} missed its inputs:\n{text}"
 
 
