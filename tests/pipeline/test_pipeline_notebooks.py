@@ -5,60 +5,21 @@ without outputs."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import nbformat
 import pytest
-from tiny_lake import small_model_overrides
 
-from duia_spark.cli import main
 from duia_spark.config import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
-START = dt.date(2026, 1, 1)
-NIGHT = START + dt.timedelta(days=4)
 KERNEL = "duia-notebook-tests"
-# Every stage up to the quality gate that names the champion; scoring is not needed.
-UNTIL_EVALUATE = "ingest,segment,sequences,item-stats,samples,train,train-baselines,evaluate"
-
-
-def _overrides(state: Path) -> list[str]:
-    return [
-        f"lakehouse.root={state / 'lake'}",
-        f"mlflow.tracking_uri=sqlite:///{state / 'mlflow.db'}",
-        f"mlflow.artifact_root={state / 'art'}",
-        f"train.checkpoint_dir={state / 'ck'}",
-        f"train.petastorm_cache_dir={state / 'ps'}",
-        f"evaluate.truth_dir={state / 'raw' / 'truth'}",
-        "train.train_days=4",
-        *[o for o in small_model_overrides() if not o.startswith("train.epochs")],
-        "train.epochs=1",
-        # The notebooks' kernels start their own small Spark driver.
-        "spark.master=local[2]",
-        "spark.shuffle_partitions=2",
-        "spark.log_level=ERROR",
-        "spark.driver_memory=1g",
-        "spark.extra={spark.ui.enabled: 'false', spark.sql.adaptive.enabled: 'false'}",
-    ]
 
 
 @pytest.fixture(scope="module")
-def pipeline_state(spark, tmp_path_factory) -> list[str]:
-    """120 users × 50 items × 5 days; four days backfilled, the fifth run nightly."""
-    state = tmp_path_factory.mktemp("notebook_state")
-    overrides = _overrides(state)
-    flags = [x for o in overrides for x in ("--set", o)]
-    raw = str(state / "raw")
-    last_backfill = str(NIGHT - dt.timedelta(days=1))
-    for argv in (
-        ["generate", "--out", raw, "--users", "120", "--items", "50", "--days", "5", "--seed", "5"],
-        ["ingest", "--path", raw, "--date", str(START), "--end-date", last_backfill],
-        ["backfill", "--date", str(START), "--end-date", last_backfill],
-        ["nightly", "--date", str(NIGHT), "--raw", raw, "--only", UNTIL_EVALUATE],
-    ):
-        assert main([*argv, *flags]) == 0, f"duia {argv[0]} failed"
-    return overrides
+def pipeline_state(nightly_world) -> list[str]:
+    """The overrides that point at the shared nightly world (tests/pipeline/conftest.py)."""
+    return nightly_world.overrides
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +76,7 @@ def test_notebooks_are_committed_without_outputs_and_with_a_parameters_cell():
 # What each notebook prints only when it found its data.
 EXPECTED = {
     "01_activity_and_sequences": ["activity_date", "mean exposures", "fewer than 5 history"],
-    "02_cluster_memory": ["champion: v1", "users of 2026-01-05 on", "nearest items"],
+    "02_cluster_memory": ["champion: v", "users of ", "nearest items"],
     "03_run_comparison": ["ple+duia", "uvc", "udt_s"],
 }
 

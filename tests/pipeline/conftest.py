@@ -1,0 +1,1 @@
+from nightly_world import nightly_world  # noqa: F401  (session fixture)
