@@ -16,7 +16,7 @@ AIRFLOW_PIN := $(shell sed -n 's/^ *\(apache-airflow==[^ ]*\) *$$/\1/p' setup.cf
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.duia-airflow-$(shell echo $(AIRFLOW_PIN) | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup airflow-setup test test-airflow test-fast lint format demo bench bench-pipeline bench-model submit mlflow-ui clean
+.PHONY: help setup airflow-setup test test-airflow test-fast lint format demo bench bench-pipeline bench-model bench-train bench-score submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
