@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--users", type=int, default=1500)
     p.add_argument("--items", type=int, default=400)
-    p.add_argument("--days", type=int, default=16)
+    p.add_argument("--days", type=int, default=12)
     p.add_argument("--nights", type=int, default=2, help="nightly runs over the last days")
     p.add_argument("--start-date", default="2026-01-01")
     p.add_argument("--keep", action="store_true", help="keep an existing demo folder")
