@@ -28,7 +28,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@rm -f $(VENV)/.duia-setup-*-$(shell echo $(CURDIR) | sha1sum | cut -c1-8)
+	@rm -f $(VENV)/.duia-setup-*  # the venv points at one checkout at a time
 	@touch $@
 
 $(JARS_READY): $(STAMP)
