@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from duia_spark.config import GeneratorConfig
 
@@ -317,6 +316,3 @@ def _write_profiles_and_truth(
     (out / MANIFEST).write_text(
         json.dumps({"generator": asdict(cfg), "dirty_rate": dirty_rate}, indent=2) + "\n"
     )
-
-
-LOG_SCHEMA_STRINGS = T.StructType([T.StructField(c, T.StringType(), True) for c in LOG_COLUMNS])

@@ -36,12 +36,6 @@ REJECTED_SCHEMA = T.StructType(
     ]
 )
 
-# bronze.user_profiles / bronze.item_features: latest snapshot per id (MERGE on the id).
-USER_PROFILE_COLUMNS: tuple[str, ...] = (
-    "user_id", "gender", "age_range", "register_days", "follow_user_num",
-)  # fmt: skip
-ITEM_FEATURE_COLUMNS: tuple[str, ...] = ("item_id", "category", "author_id", "duration_ms")
-
 # Activity segments, as labels and as the integer ids the model sees.
 SEGMENTS: tuple[str, ...] = ("low", "mid", "high")
 SEGMENT_INDEX: dict[str, int] = {s: i for i, s in enumerate(SEGMENTS)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import reduce
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -122,7 +121,3 @@ def ranking_metrics(
                 out[m].setdefault(f"auc/{t}/{s}", float("nan"))
                 out[m].setdefault(f"gauc/{t}/{s}", float("nan"))
     return out
-
-
-def nan_to_none(x: float) -> float | None:
-    return None if x is None or np.isnan(x) else x
