@@ -73,6 +73,10 @@ class IngestConfig:
     max_event_date: str = "2100-01-01"
     # Behaviour when the drop for the requested date has no files: "fail" or "skip".
     on_missing_drop: str = "fail"
+    # MovieLens logs only ratings; per rating, draw this many same-day items the user never
+    # rated as unrated exposures (click = 0, other signals unknown). 0 = off.
+    movielens_unrated_per_rating: int = 0
+    unrated_seed: int = 0  # seed of those draws (deterministic re-runs)
 
 
 @dataclass

@@ -52,6 +52,9 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
+        # Delta replays its log with 50 tasks by default: on a small machine that fixed
+        # cost dominates every read of a small table, so it follows shuffle_partitions.
+        .config("spark.databricks.delta.snapshotPartitions", str(s.shuffle_partitions))
         .config("spark.driver.memory", s.driver_memory)
         .config("spark.pyspark.python", sys.executable)
         .config("spark.ui.showConsoleProgress", "false")

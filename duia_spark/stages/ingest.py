@@ -10,6 +10,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config
+from duia_spark.data.implicit_exposures import IMPLICIT_SOURCE_SUFFIX, sample_unrated_exposures
 from duia_spark.data.ingest import (
     deduplicate_events,
     normalise_item_features,
@@ -97,6 +98,12 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             return 0
         good, bad = split_landed_and_rejected(validated)
         landed = deduplicate_events(good)
+        per_rating = cfg.ingest.movielens_unrated_per_rating
+        if args.source == "movielens" and per_rating > 0:
+            landed = landed.unionByName(
+                sample_unrated_exposures(landed, per_rating, cfg.ingest.unrated_seed)
+            )
+            print(f"[ingest] adding up to {per_rating} unrated exposure(s) per rating (click 0)")
         dates = sorted({r["drop_date"] for r in stats if r["drop_date"] is not None})
         event_dates = sorted(
             {r["drop_date"] for r in stats if r["reason"] is None and r["drop_date"]}
@@ -110,11 +117,20 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
         if drop.items is not None:
             lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
-        n_landed = (
-            lake.read("events").where(F.col("event_date").isin(event_dates)).count()
-            if event_dates
-            else 0
-        )
+        n_landed, n_unrated = 0, 0
+        if event_dates:
+            counts = (
+                lake.read("events")
+                .where(F.col("event_date").isin(event_dates))
+                .agg(
+                    F.count(F.lit(1)).alias("all"),
+                    F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias(
+                        "unrated"
+                    ),
+                )
+                .first()
+            )
+            n_landed, n_unrated = counts["all"] - counts["unrated"], counts["unrated"]
     finally:
         validated.unpersist()
     n_good = sum(r["count"] for r in stats if r["reason"] is None)
@@ -133,6 +149,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     print(
         f"[ingest]   duplicates  {n_good - n_landed:>12,d}  (same user_id, item_id, event_ts; one kept)"
     )
+    if n_unrated:
+        print(f"[ingest]   + unrated   {n_unrated:>12,d}  sampled unrated exposures (click 0)")
     print(f"[ingest]   rejected    {read - n_good:>12,d}  → {lake.path('events_rejected')}")
     for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1]):
         print(f"[ingest]     {reason:<40s} {n:>10,d}")

