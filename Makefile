@@ -10,13 +10,14 @@ JARS_READY := .duia/spark-submit.conf
 DEMO_ARGS ?=
 MLFLOW_DB ?= $(CURDIR)/.duia/demo/mlflow.db
 PYTEST_ARGS ?=
+QUALITY_ARGS ?=
 # The optional Airflow extra lives in its own venv: the scheduler does not need the Spark stack.
 AIRFLOW_VENV ?= $(VENV)-airflow
 AIRFLOW_PIN := $(shell sed -n 's/^ *\(apache-airflow==[^ ]*\) *$$/\1/p' setup.cfg)
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.duia-airflow-$(shell echo $(AIRFLOW_PIN) | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup airflow-setup test test-airflow test-fast lint format demo bench bench-pipeline bench-model bench-train bench-score submit mlflow-ui clean
+.PHONY: help setup airflow-setup test test-airflow test-fast lint format demo bench bench-pipeline bench-model bench-train bench-score bench-quality submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -66,7 +67,7 @@ format: setup ## ruff format + autofix
 demo: setup ## generate logs, run the nightly pipeline over the last nights, print the report
 	$(PY) -m duia_spark.demo $(DEMO_ARGS)
 
-bench: bench-model bench-pipeline bench-train bench-score ## run every benchmark (tables in bench/results/)
+bench: bench-model bench-pipeline bench-train bench-score bench-quality ## run every benchmark (tables in bench/results/)
 
 bench-model: setup ## model step time / retrieval benchmark
 	$(PY) bench/model.py
@@ -79,6 +80,9 @@ bench-train: setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 pr
 
 bench-score: setup ## Spark batch scoring vs in-process rows/s
 	$(PY) bench/score.py
+
+bench-quality: setup ## PLE vs DUIA variants vs torch-rechub per segment, MovieLens + synthetic, 3 seeds
+	$(PY) bench/quality.py $(QUALITY_ARGS)
 
 submit: setup ## spark-submit a stage: make submit STAGE=ingest ARGS="--path DIR"
 	PYSPARK_PYTHON=$(PY) $(VENV)/bin/spark-submit --properties-file .duia/spark-submit.conf jobs/$(subst -,_,$(STAGE)).py $(ARGS)

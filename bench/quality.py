@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import subprocess
@@ -44,6 +45,13 @@ RESULTS = ROOT / "bench" / "results"
 VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
 SEGMENT_GROUPS = ("all", "low", "mid", "high")
 RECHUB = "rechub-ple"
+DUIA_ONLY_SETTINGS = (
+    "k1", "k2", "memory_dim", "hierarchical", "balanced_sampling", "cluster_lr",
+    "dead_centre_window", "dead_centre_min_usage", "recent_queries", "query_tower_hidden",
+    "query_behaviour_dropout", "aux_task", "aux_loss_weight", "top_k", "similarity_threshold",
+    "similarity_threshold_enabled", "attention_temperature", "enhancement_dim",
+    "positive_behaviours", "item_k1", "item_k2",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +61,14 @@ class Dataset:
     val_date: dt.date  # D: epoch selection; training is the train_days before it
     test_days: int  # the days after D
     tasks: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
 
 
 DATASETS = {
     "movielens": Dataset("movielens", "conf/movielens.yaml", dt.date(1998, 3, 27), 7, ("click", "like")),
     "synthetic": Dataset(
-        "synthetic", "conf/demo.yaml", dt.date(2026, 1, 15), 6, ("click", "long_view", "like")
+        "synthetic", "conf/demo.yaml", dt.date(2026, 1, 15), 6, ("click", "long_view", "like"),
+        ("train.epochs=5", "train.early_stopping_patience=2"),
     ),
 }  # fmt: skip
 SYNTHETIC = {"users": 3000, "items": 600, "days": 21, "seed": 1}
@@ -132,7 +142,7 @@ def prepare(ds: Dataset, cfg, work: Path) -> None:
         }
     want = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     missing = [d for d in want if d not in have]
-    if missing:
+    if missing:  # from the first missing date on: sequences advance day by day
         log(f"{ds.name}: backfilling {missing[0]}..{last} ({len(missing)} date(s) missing)")
         stage(cfg, "backfill", "--date", str(missing[0]), "--end-date", str(last))
 
@@ -146,11 +156,22 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
 
     book = work / "runs.json"
     runs = json.loads(book.read_text()) if book.exists() else {}
+
+    # Runs are reused only for the same model and training settings (seed and variant aside).
+    def fingerprint(variant: str) -> str:
+        settings = {**dataclasses.asdict(cfg.model), **dataclasses.asdict(cfg.train)}
+        settings.pop("seed"), settings.pop("variant")
+        if variant == "ple":  # plain PLE builds no memory: its knobs do not change the run
+            for k in DUIA_ONLY_SETTINGS:
+                settings.pop(k, None)
+        text = json.dumps(settings, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
+
     tracking.configure_mlflow(cfg)
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     for seed in seeds:
         for v in variants:
-            key = f"{v}|{seed}"
+            key = f"{v}|{seed}|{fingerprint(v)}"
             if key in runs:
                 continue
             log(f"{ds.name}: training {v} seed {seed}")
@@ -171,7 +192,7 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
             log(
                 f"{ds.name}: {v} seed {seed} → run {last.info.run_id[:8]} in {time.time() - t0:.0f}s"
             )
-    return {(k.split("|")[0], int(k.split("|")[1])): r for k, r in runs.items()}
+    return {(v, seed): runs[f"{v}|{seed}|{fingerprint(v)}"] for v in variants for seed in seeds}
 
 
 def run_health(run_id: str) -> dict[str, float]:
@@ -446,16 +467,27 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
             f"train.checkpoint_dir={work / 'checkpoints'}",
             f"train.petastorm_cache_dir={work / 'petastorm'}",
             "spark.log_level=ERROR",
+            *ds.overrides,
             *overrides,
         ],
     )
     prepare(ds, cfg, work)
     runs = train_runs(ds, cfg, work, variants, seeds)
-    runs = {k: r for k, r in runs.items() if k[0] in variants and k[1] in seeds}
     test = score_test(ds, cfg, runs)
+    test.drop(columns=["user_dense", "item_dense", "hist_items", "pos_items"]).to_parquet(
+        work / "test_scores.parquet"
+    )  # for further analysis: labels, segment, user and every run's scores
     tasks = list(cfg.model.tasks)
     score_cols = {(v, s): {t: test[f"{v}|{s}::{t}"].to_numpy() for t in tasks} for (v, s) in runs}
     models = list(variants)
+    if rechub:
+        try:
+            import torch_rechub  # noqa: F401
+        except ImportError:
+            log(
+                "torch-rechub is not installed: `pip install --no-deps torch-rechub==0.9.0` (skipped)"
+            )
+            rechub = False
     if rechub:
         for s, sc in rechub_scores(ds, cfg, test, seeds).items():
             score_cols[(RECHUB, s)] = {t: sc[:, i] for i, t in enumerate(tasks)}
