@@ -19,7 +19,9 @@ from the product's Spark scoring path; metrics (AUC, GAUC per task and segment) 
 computed on the driver from the test window's scores (small: one row per test
 exposure, a few columns). Differences to `ple` carry two paired tests: a t-test over
 seeds (AUC) and a Wilcoxon signed-rank test over users of the per-user AUC averaged
-over seeds (GAUC). Writes bench/results/quality.md and quality.csv.
+over seeds (GAUC). On the synthetic data, where the generator's truth is known, a simulated
+feed adds expected valid views (UVC) and dwell (UDT) per segment.
+Writes bench/results/<--out>.md and .csv.
 """
 
 from __future__ import annotations
@@ -204,7 +206,12 @@ def run_health(run_id: str) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ scoring the test days
-def score_test(ds: Dataset, cfg, runs: dict[tuple[str, int], str]) -> pd.DataFrame:
+def score_test(
+    ds: Dataset, cfg, runs: dict[tuple[str, int], str], truth: Path | None
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Test rows with every run's scores, and (with the generator's truth folder) the
+    simulated feeds: per run and segment, the expected valid views (UVC) and dwell
+    seconds (UDT) of each user's top `evaluate.feed_size` test exposures."""
     import mlflow
     from pyspark.sql import functions as F
 
@@ -227,8 +234,11 @@ def score_test(ds: Dataset, cfg, runs: dict[tuple[str, int], str]) -> pd.DataFra
     scored = (
         lake.read("samples")
         .where(F.col("sample_date").between(first, last))
-        .select("segment", *ID_COLUMNS, *ARRAY_COLUMNS, *label_cols)
+        .select(
+            "user_id", "item_id", "duration_ms", "segment", *ID_COLUMNS, *ARRAY_COLUMNS, *label_cols
+        )
     )
+    feeds: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for (v, seed), run_id in sorted(runs.items()):
             local = Path(
@@ -246,9 +256,25 @@ def score_test(ds: Dataset, cfg, runs: dict[tuple[str, int], str]) -> pd.DataFra
                 keep=tuple(scored.columns),
                 column=lambda t, v=v, seed=seed: f"{v}|{seed}::{t}",
             )
-        pdf = scored.toPandas()  # the test window only: one row per test exposure
+        scored = scored.cache()
+        pdf = scored.drop("user_id", "item_id", "duration_ms").toPandas()  # the test window only
+        if truth is not None:
+            from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
+
+            truth_scored = with_ground_truth(
+                scored,
+                spark.read.parquet(str(truth / "users.parquet")),
+                spark.read.parquet(str(truth / "items.parquet")),
+            )
+            rank = cfg.evaluate.simulation_rank_task
+            cols = {f"{v}|{s}": f"{v}|{s}::{rank}" for v, s in runs}
+            feeds = [
+                r.asDict()
+                for r in simulate_feeds(truth_scored, cols, cfg.evaluate.feed_size).collect()
+            ]  # runs x 4 segments
+        scored.unpersist()
     log(f"{ds.name}: scored {len(pdf):,} test rows {first}..{last} with {len(runs)} runs")
-    return pdf
+    return pdf, feeds
 
 
 # ------------------------------------------------------------------ torch-rechub's PLE
@@ -452,6 +478,32 @@ def summarise(
     return lines, csv_rows
 
 
+def simulated_feed_table(cfg, feeds: list[dict], variants, seeds) -> list[str]:
+    by = {(f["model"], f["segment"]): f for f in feeds}
+    lines = [
+        f"Simulated feed against the generator's truth: each user's top {cfg.evaluate.feed_size} "
+        f"test-window exposures by the `{cfg.evaluate.simulation_rank_task}` score; UVC = "
+        "expected valid views, UDT = expected dwell seconds per user (mean ± std over seeds; "
+        "the oracle ranks by the true valid-view probability).",
+        "",
+        "| model | " + " | ".join(f"UVC {g}" for g in SEGMENT_GROUPS) + " | UDT low | UDT high |",
+        "| --- |" + " ---: |" * (len(SEGMENT_GROUPS) + 2),
+    ]
+    for v in variants:
+        cells = []
+        for metric, groups in (("uvc", SEGMENT_GROUPS), ("udt_s", ("low", "high"))):
+            for g in groups:
+                vals = np.array(
+                    [by[(f"{v}|{s}", g)][metric] for s in seeds if (f"{v}|{s}", g) in by]
+                )
+                cells.append(f"{vals.mean():.3f} ± {vals.std():.3f}" if vals.size else "n/a")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    oracle = [by.get(("oracle", g), {}).get("uvc", float("nan")) for g in SEGMENT_GROUPS]
+    udt = [by.get(("oracle", g), {}).get("udt_s", float("nan")) for g in ("low", "high")]
+    lines.append("| oracle | " + " | ".join(f"{x:.3f}" for x in oracle + udt) + " |")
+    return [*lines, ""]
+
+
 # ------------------------------------------------------------------ main
 def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub: bool):
     from duia_spark.config import load_config
@@ -473,7 +525,8 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
     )
     prepare(ds, cfg, work)
     runs = train_runs(ds, cfg, work, variants, seeds)
-    test = score_test(ds, cfg, runs)
+    truth = work / "raw" / "truth" if ds.name == "synthetic" else None
+    test, feeds = score_test(ds, cfg, runs, truth)
     test.drop(columns=["user_dense", "item_dense", "hist_items", "pos_items"]).to_parquet(
         work / "test_scores.parquet"
     )  # for further analysis: labels, segment, user and every run's scores
@@ -494,7 +547,10 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
         models.append(RECHUB)
     res = evaluate(test, ds.tasks, score_cols)
     health = {k: run_health(r) for k, r in runs.items() if k[0] != "ple"}
-    return summarise(ds, test, res, models, seeds, health)
+    lines, rows = summarise(ds, test, res, models, seeds, health)
+    if feeds:
+        lines += simulated_feed_table(cfg, feeds, variants, seeds)
+    return lines, rows
 
 
 def main() -> int:
