@@ -13,7 +13,6 @@ so results go to `out_dir`, not through the return value).
 from __future__ import annotations
 
 import functools
-
 import json
 import os
 import random
