@@ -53,6 +53,11 @@ class Retrieval:
     comparisons: int  # centres compared per query
 
 
+# Up to this many level-2 centres, `nearest_leaves` scores all of them with one matrix
+# product instead of gathering the candidate children (measured faster on CPU at 512).
+SMALL_MEMORY_LEAVES = 4096
+
+
 def _top(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """topk along dim 1; max() for k == 1, which is several times faster on CPU."""
     if k == 1:
@@ -185,12 +190,18 @@ class ClusterMemory(nn.Module):
         if self.hierarchical:
             p = min(self.k1, math.ceil(n / self.k2))
             parents = (q @ normalise(self.centres1).T).topk(p, dim=1).indices  # [B, p]
-            norms = self.centres2.norm(dim=-1).clamp_min(1e-8)[parents]  # [B, p, K2]
-            sim = torch.einsum("bpkd,bd->bpk", self.centres2[parents], q)  # [B, p, K2]
-            sim = (sim / norms).flatten(1)  # [B, p*K2]
-            order = sim.topk(min(n, sim.shape[1]), dim=1).indices
             leaf = parents.unsqueeze(-1) * self.k2 + torch.arange(self.k2, device=q.device)
-            return leaf.flatten(1).gather(1, order)
+            leaf = leaf.flatten(1)  # [B, p*K2]: the candidates, children of the p parents
+            if self.k1 * self.k2 <= SMALL_MEMORY_LEAVES:
+                # A small memory: one [B, K1*K2] product is cheaper than gathering a
+                # [B, p, K2, d] copy of the children; only the candidates are read from it.
+                sim = (q @ normalise(self.leaf_centres()).T).gather(1, leaf)
+            else:
+                norms = self.centres2.norm(dim=-1).clamp_min(1e-8)[parents]  # [B, p, K2]
+                sim = torch.einsum("bpkd,bd->bpk", self.centres2[parents], q)  # [B, p, K2]
+                sim = (sim / norms).flatten(1)  # [B, p*K2]
+            order = sim.topk(min(n, sim.shape[1]), dim=1).indices
+            return leaf.gather(1, order)
         sim = q @ normalise(self.leaf_centres()).T  # [B, K1*K2]
         return sim.topk(min(n, sim.shape[1]), dim=1).indices
 

@@ -154,3 +154,19 @@ def test_memories_round_trip_through_safetensors_with_their_config(tmp_path):
     assert bool(fresh.initialised)
     torch.testing.assert_close(fresh.centres2, memory.centres2, rtol=0, atol=0)
     assert torch.equal(fresh.retrieve(points).leaf, memory.retrieve(points).leaf)
+
+
+def test_nearest_leaves_scores_small_memories_with_one_product_and_agrees_with_gathering(
+    monkeypatch,
+):
+    import duia_spark.model.ghca as ghca
+
+    torch.manual_seed(0)
+    memory = ghca.ClusterMemory(64, 8, 16, hierarchical=True, seed=0)
+    q = torch.nn.functional.normalize(torch.randn(256, 16), dim=1)
+    product = memory.nearest_leaves(q, 50)
+    monkeypatch.setattr(ghca, "SMALL_MEMORY_LEAVES", 0)  # force the gathering path
+    gathered = memory.nearest_leaves(q, 50)
+    assert product.shape == gathered.shape == (256, 50)
+    assert torch.equal(product.sort(dim=1).values, gathered.sort(dim=1).values)
+    assert (product[:, 0] == gathered[:, 0]).float().mean() > 0.99
