@@ -152,8 +152,6 @@ def prepare(ds: Dataset, cfg, work: Path) -> None:
 # ------------------------------------------------------------------ training
 def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str, int], str]:
     """(variant, seed) → MLflow run id; runs recorded in runs.json are not trained again."""
-    import mlflow
-
     from duia_spark import tracking
 
     book = work / "runs.json"
@@ -170,7 +168,6 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
     tracking.configure_mlflow(cfg)
-    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     for seed in seeds:
         for v in variants:
             key = f"{v}|{seed}|{fingerprint(v)}"
@@ -181,20 +178,17 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
             t0 = time.time()
             stage(run_cfg, "train", "--date", str(ds.val_date), "--variant", v,
                   "--no-register", "--cold-start")  # fmt: skip
-            exp = exp or mlflow.get_experiment_by_name(cfg.mlflow.experiment)
-            last = mlflow.search_runs(
-                [exp.experiment_id],
-                filter_string=f"tags.variant = '{v}' and tags.kind = 'training'",
-                order_by=["start_time DESC"],
-                max_results=1,
-                output_format="list",
-            )[0]
+            last = tracking.latest_training_run(cfg, v)
             runs[key] = last.info.run_id
             book.write_text(json.dumps(runs, indent=1))
             log(
                 f"{ds.name}: {v} seed {seed} → run {last.info.run_id[:8]} in {time.time() - t0:.0f}s"
             )
     return {(v, seed): runs[f"{v}|{seed}|{fingerprint(v)}"] for v in variants for seed in seeds}
+
+
+def run_label(variant: str, seed: int) -> str:
+    return f"{variant}|{seed}"
 
 
 def run_health(run_id: str) -> dict[str, float]:
@@ -212,17 +206,11 @@ def score_test(
     """Test rows with every run's scores, and (with the generator's truth folder) the
     simulated feeds: per run and segment, the expected valid views (UVC) and dwell
     seconds (UDT) of each user's top `evaluate.feed_size` test exposures."""
-    import mlflow
     from pyspark.sql import functions as F
 
     from duia_spark import tracking
     from duia_spark.lakehouse import Lakehouse
-    from duia_spark.scoring.inference import (
-        MODEL_FILES,
-        ModelPayload,
-        broadcast_model,
-        score_features,
-    )
+    from duia_spark.scoring.inference import score_side_by_side, side_by_side_column
     from duia_spark.session import build_spark_session
     from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
 
@@ -240,23 +228,17 @@ def score_test(
     )
     feeds: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for (v, seed), run_id in sorted(runs.items()):
-            local = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"runs:/{run_id}/model", dst_path=f"{tmp}/{v}-{seed}"
-                )
+        payloads = {
+            run_label(v, seed): tracking.model_payload(
+                f"runs:/{run_id}/model", run_label(v, seed), f"{tmp}/{v}-{seed}"
             )
-            files = {k: tracking.artifact_file(local, k) for k in MODEL_FILES}
-            payload = ModelPayload.from_files(f"{v}-{seed}", run_id, files, threads=1)
-            scored = score_features(
-                scored,
-                broadcast_model(spark, payload),
-                list(cfg.model.tasks),
-                cfg.score.batch_size,
-                keep=tuple(scored.columns),
-                column=lambda t, v=v, seed=seed: f"{v}|{seed}::{t}",
-            )
-        scored = scored.cache()
+            for (v, seed), run_id in sorted(runs.items())
+        }
+    scored = score_side_by_side(
+        spark, scored, payloads, list(cfg.model.tasks), cfg.score.batch_size
+    )
+    scored = scored.cache()
+    try:
         pdf = scored.drop("user_id", "item_id", "duration_ms").toPandas()  # the test window only
         if truth is not None:
             from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
@@ -267,11 +249,12 @@ def score_test(
                 spark.read.parquet(str(truth / "items.parquet")),
             )
             rank = cfg.evaluate.simulation_rank_task
-            cols = {f"{v}|{s}": f"{v}|{s}::{rank}" for v, s in runs}
+            cols = {label: side_by_side_column(label, rank) for label in payloads}
             feeds = [
                 r.asDict()
                 for r in simulate_feeds(truth_scored, cols, cfg.evaluate.feed_size).collect()
             ]  # runs x 4 segments
+    finally:
         scored.unpersist()
     log(f"{ds.name}: scored {len(pdf):,} test rows {first}..{last} with {len(runs)} runs")
     return pdf, feeds
@@ -507,6 +490,7 @@ def simulated_feed_table(cfg, feeds: list[dict], variants, seeds) -> list[str]:
 # ------------------------------------------------------------------ main
 def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub: bool):
     from duia_spark.config import load_config
+    from duia_spark.scoring.inference import side_by_side_column
 
     work = work_root / ds.name
     work.mkdir(parents=True, exist_ok=True)
@@ -531,7 +515,10 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
         work / "test_scores.parquet"
     )  # for further analysis: labels, segment, user and every run's scores
     tasks = list(cfg.model.tasks)
-    score_cols = {(v, s): {t: test[f"{v}|{s}::{t}"].to_numpy() for t in tasks} for (v, s) in runs}
+    score_cols = {
+        (v, s): {t: test[side_by_side_column(run_label(v, s), t)].to_numpy() for t in tasks}
+        for (v, s) in runs
+    }
     models = list(variants)
     if rechub:
         try:

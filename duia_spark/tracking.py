@@ -71,6 +71,35 @@ def download_model_artifacts(cfg: Config, version: str, dst: str) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
 
 
+def latest_training_run(cfg: Config, variant: str, data_date: str | None = None):
+    """The newest training run of `variant` in the configured experiment (for
+    `data_date`, when given), or None."""
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None:
+        return None
+    where = f"tags.variant = '{variant}' and tags.kind = 'training'"
+    if data_date is not None:
+        where = f"tags.data_date = '{data_date}' and {where}"
+    runs = mlflow.search_runs(
+        [exp.experiment_id],
+        filter_string=where,
+        order_by=["start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0] if runs else None
+
+
+def model_payload(uri: str, label: str, dst: str):
+    """A logged or registered pyfunc model (`runs:/…/model`, `models:/…`) downloaded to
+    `dst` and read into the payload the Spark workers score with."""
+    from duia_spark.scoring.inference import MODEL_FILES, ModelPayload
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
+    files = {k: artifact_file(local, k) for k in MODEL_FILES}
+    return ModelPayload.from_files(label, uri, files, threads=1)
+
+
 def artifact_file(model_dir: Path, name: str) -> Path:
     """A logged pyfunc artifact by its key (weights, cluster_memory, model_config).
 

@@ -4,7 +4,8 @@ consumed?" task needs rows that were shown but not consumed.
 For each logged event, `per_event` items are drawn from the events *of the same day*
 (so an item is drawn in proportion to how often it was consumed that day — popular
 items of the moment, not uniform noise and never an item that was not around yet).
-A draw the user consumed at any time in the log is dropped, as are repeated draws;
+A draw the user consumed at any time in `events` (the rows being ingested: with
+`--date`/`--end-date`, that range only) is dropped, as are repeated draws;
 `DRAWS_PER_EXPOSURE` candidates are drawn per wanted exposure and the first survivors
 kept, so a day dominated by one heavy user still yields its exposures.
 The drawn row copies the source event's user, time and day, takes the drawn item,
@@ -29,17 +30,14 @@ def sample_unrated_exposures(events: DataFrame, per_event: int, seed: int) -> Da
     if per_event <= 0:
         return events.limit(0)
     # Rows of each day numbered 0..n_day-1 in a stable order: the draw targets.
-    ranked = events.select(
-        "event_date",
-        "item_id",
-        F.row_number()
-        .over(Window.partitionBy("event_date").orderBy("item_id", "user_id", "event_ts"))
-        .alias("_slot"),
-    ).withColumn("_slot", F.col("_slot") - 1)
-    day_size = events.groupBy("event_date").agg(F.count(F.lit(1)).alias("_n"))
+    day = Window.partitionBy("event_date")
+    numbered = events.withColumn("_n", F.count(F.lit(1)).over(day)).withColumn(
+        "_slot", F.row_number().over(day.orderBy("item_id", "user_id", "event_ts")) - 1
+    )
+    ranked = numbered.select("event_date", "item_id", "_slot")
     # One draw per (event, j): a hash of the event key, j and the seed → a slot of its day.
     draws = (
-        events.join(day_size, "event_date")
+        numbered.drop("_slot")
         .withColumn("_j", F.explode(F.sequence(F.lit(1), F.lit(per_event * DRAWS_PER_EXPOSURE))))
         .withColumn(
             "_slot",

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from duia_spark.data.schema import SEGMENTS
+from duia_spark.scoring.inference import side_by_side_column
 from duia_spark.training.dataset import label_column
 from duia_spark.training.metrics import auc
 
@@ -22,7 +23,7 @@ from duia_spark.training.metrics import auc
 def long_format(scored: DataFrame, models: list[str], tasks: list[str]) -> DataFrame:
     """(model, task, segment, user_idx, label, score) rows for known labels only.
 
-    `scored` holds one score column per model and task, named `{model}::{task}`.
+    `scored` holds one score column per model and task, `side_by_side_column(model, task)`.
     """
     parts = []
     for m in models:
@@ -35,7 +36,7 @@ def long_format(scored: DataFrame, models: list[str], tasks: list[str]) -> DataF
                     F.col("segment"),
                     F.col("user_idx"),
                     (F.col(value) > 0).cast("int").alias("label"),
-                    F.col(f"{m}::{t}").cast("double").alias("score"),
+                    F.col(side_by_side_column(m, t)).cast("double").alias("score"),
                 )
             )
     return reduce(DataFrame.unionByName, parts)

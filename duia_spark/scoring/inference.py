@@ -37,6 +37,11 @@ def task_score_column(task: str) -> str:
     return f"score_{task}"
 
 
+def side_by_side_column(model: str, task: str) -> str:
+    """Score column of one model among several scored side by side (evaluation)."""
+    return f"{model}::{task}"
+
+
 @dataclass(frozen=True)
 class ModelPayload:
     """What travels to the workers: the model's files as bytes, and a key naming them."""
@@ -148,3 +153,24 @@ def assign_user_clusters(features: DataFrame, model: Broadcast, batch_size: int)
                 )
 
     return inputs.mapInPandas(assign, "user_id string, cluster int")
+
+
+def score_side_by_side(
+    spark: SparkSession,
+    features: DataFrame,
+    payloads: dict[str, ModelPayload],
+    tasks: list[str],
+    batch_size: int,
+) -> DataFrame:
+    """`features` plus one `side_by_side_column(label, task)` per model and task."""
+    scored = features
+    for label, payload in payloads.items():
+        scored = score_features(
+            scored,
+            broadcast_model(spark, payload),
+            tasks,
+            batch_size,
+            keep=tuple(scored.columns),
+            column=lambda t, label=label: side_by_side_column(label, t),
+        )
+    return scored

@@ -19,7 +19,7 @@ from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
 from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
 from duia_spark.lakehouse import Lakehouse
-from duia_spark.scoring.inference import MODEL_FILES, ModelPayload, broadcast_model, score_features
+from duia_spark.scoring.inference import score_side_by_side, side_by_side_column
 from duia_spark.session import build_spark_session
 from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
 
@@ -55,22 +55,12 @@ def find_models(cfg: Config, day, version: str | None) -> dict[str, tuple[str, s
     champ = tracking.champion(cfg)
     if champ is not None and str(champ.version) != str(version):
         models["champion"] = (f"models:/{name}/{champ.version}", f"v{champ.version}")
-    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     for variant in cfg.evaluate.baselines:
         if variant == cfg.model.variant:
             continue
-        runs = mlflow.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.data_date = '{day}' and tags.variant = '{variant}' and tags.kind = 'training'",
-            order_by=["start_time DESC"],
-            max_results=1,
-            output_format="list",
-        )
-        if runs:
-            models[variant] = (
-                f"runs:/{runs[0].info.run_id}/model",
-                f"run {runs[0].info.run_id[:8]}",
-            )
+        run = tracking.latest_training_run(cfg, variant, str(day))
+        if run is not None:
+            models[variant] = (f"runs:/{run.info.run_id}/model", f"run {run.info.run_id[:8]}")
         else:
             print(
                 f"[evaluate] baseline {variant} not trained for {day}: skipped (train it with --variant {variant} --no-register)"
@@ -96,21 +86,12 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         )
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for label, (uri, _) in models.items():
-            local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=f"{tmp}/{label}")
-            )
-            files = {k: tracking.artifact_file(local, k) for k in MODEL_FILES}
-            payload = ModelPayload.from_files(label, uri, files, threads=1)
-            scored = score_features(
-                scored,
-                broadcast_model(spark, payload),
-                tasks,
-                cfg.score.batch_size,
-                keep=tuple(scored.columns),
-                column=lambda t, label=label: f"{label}::{t}",
-            )
-        scored = scored.cache()
+        payloads = {
+            label: tracking.model_payload(uri, label, f"{tmp}/{label}")
+            for label, (uri, _) in models.items()
+        }
+    scored = score_side_by_side(spark, scored, payloads, tasks, cfg.score.batch_size).cache()
+    try:
         n = scored.count()
         if n == 0:
             raise ValueError(f"no samples for {day}: run `duia samples --date {day}`")
@@ -127,9 +108,12 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             feeds = {
                 (r["model"], r["segment"]): r.asDict()
                 for r in simulate_feeds(
-                    truth_scored, {m: f"{m}::{rank_task}" for m in models}, cfg.evaluate.feed_size
+                    truth_scored,
+                    {m: side_by_side_column(m, rank_task) for m in models},
+                    cfg.evaluate.feed_size,
                 ).collect()  # models x 4 segments
             }
+    finally:
         scored.unpersist()
     gate = quality_gate(
         metrics["new"],
