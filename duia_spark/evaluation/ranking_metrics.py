@@ -87,7 +87,9 @@ def gauc(long: DataFrame) -> DataFrame:
             ),
             "model string, task string, segment string, user_idx int, user_auc double, weight long",
         )
-        .where(~F.isnan("user_auc"))
+        # A one-class user's NaN arrives from Arrow as null, and isnan(null) is false:
+        # both must go, or their exposures still count in the weights below.
+        .where(F.col("user_auc").isNotNull() & ~F.isnan("user_auc"))
     )
     return (
         _with_all_group(per_user)

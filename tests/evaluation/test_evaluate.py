@@ -23,6 +23,26 @@ from duia_spark.training.metrics import auc, gauc
 VAL_DAY = FIRST_DAY + dt.timedelta(days=N_DAYS - 1)
 
 
+def test_spark_gauc_skips_users_with_one_class_like_numpy_on_rare_labels(spark):
+    rng = np.random.default_rng(5)
+    n = 3000
+    users = rng.integers(0, 80, n)
+    y = (rng.random(n) < 0.03).astype(int)  # rare: most users see no positive
+    s = np.clip(0.3 * y + rng.random(n) * 0.8, 0, 1)
+    pdf = pd.DataFrame(
+        {
+            "user_idx": users.astype("int32"),
+            "segment": "low",
+            "follow": y,
+            "follow_known": 1,
+            "m::follow": s,
+        }
+    )
+    got = ranking_metrics(spark.createDataFrame(pdf), ["m"], ["follow"])["m"]
+    assert got["gauc/follow/all"] == pytest.approx(gauc(users, y, s), abs=1e-9)
+    assert got["gauc/follow/all"] > 0.6  # positives are scored higher within every user
+
+
 def test_spark_auc_and_gauc_match_the_exact_numpy_values(spark):
     rng = np.random.default_rng(3)
     n = 3000
