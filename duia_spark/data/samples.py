@@ -35,7 +35,13 @@ USER_DENSE_FEATURES: tuple[str, ...] = (
     "active_day_share",  # active_days / window_days
     "valid_share",  # valid_interactions / exposures (0 without exposures)
     "profile_known",  # 1 when bronze.user_profiles has the user
+    # Demographics from the profile (0 when unknown): for a user seen for the first
+    # time they are the only user-side signal under the nightly contract.
+    "gender_female",
+    "gender_male",
+    "age_decades",  # years / 10: an age ("49") or the middle of a range ("24-30" -> 2.7)
 )
+PROFILE_COLUMNS = ("register_days", "follow_user_num", "gender", "age_range")
 
 # Sequence list → (samples column, its length's config field).
 SEQUENCE_COLUMNS: dict[str, tuple[str, str]] = {
@@ -147,6 +153,24 @@ def _log1p(c: Column) -> Column:
     return F.log1p(F.greatest(F.coalesce(c.cast("double"), F.lit(0.0)), F.lit(0.0)))
 
 
+def age_years(age_range: Column) -> Column:
+    """A profile's age in years: a number ("49"), the middle of a range ("24-30" -> 27)
+    or the bound of an open one ("50+" -> 50); null for anything else."""
+    s = F.trim(age_range)
+    low = F.regexp_extract(s, r"^([0-9]+(?:\.[0-9]*)?)\s*(?:-\s*[0-9]+|\+)?$", 1)
+    high = F.regexp_extract(s, r"^[0-9]+\s*-\s*([0-9]+)$", 1)
+    return (
+        F.when(low == "", F.lit(None).cast("double"))
+        .when(high != "", (low.cast("double") + high.cast("double")) / 2)
+        .otherwise(low.cast("double"))
+    )
+
+
+def gender_is(gender: Column, code: str) -> Column:
+    """1.0 when the profile's gender starts with `code` ("F", "female", ...), else 0."""
+    return F.when(F.upper(F.trim(gender)).startswith(code), 1.0).otherwise(0.0)
+
+
 def assemble_samples(
     day_events: DataFrame,
     sample_date: dt.date,
@@ -169,14 +193,11 @@ def assemble_samples(
 
     if user_profiles is None:
         profiles = users.select(
-            "user_id",
-            *[F.lit(None).cast("int").alias(c) for c in ("register_days", "follow_user_num")],
+            "user_id", *[F.lit(None).cast("string").alias(c) for c in PROFILE_COLUMNS]
         )
         profiles = profiles.withColumn("_profile", F.lit(0))
     else:
-        profiles = user_profiles.select(
-            "user_id", "register_days", "follow_user_num", F.lit(1).alias("_profile")
-        )
+        profiles = user_profiles.select("user_id", *PROFILE_COLUMNS, F.lit(1).alias("_profile"))
     if item_features is None:
         items = (
             ev.select("item_id")
@@ -227,6 +248,9 @@ def assemble_samples(
         F.coalesce(F.col("active_days") / F.col("window_days"), F.lit(0.0)),
         F.when(exposures > 0, F.col("valid_interactions") / exposures).otherwise(0.0),
         F.coalesce(F.col("_profile"), F.lit(0)).cast("double"),
+        gender_is(F.col("gender"), "F"),
+        gender_is(F.col("gender"), "M"),
+        F.coalesce(age_years(F.col("age_range")) / 10, F.lit(0.0)),
     ]
     duration = F.coalesce(F.col("_item_duration"), F.col("duration_ms"))
     item_parts = [_log1p(duration)]

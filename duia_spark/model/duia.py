@@ -105,7 +105,9 @@ class UserInterestEnhancement(nn.Module):
         else:
             keep = torch.ones_like(r.top_sim, dtype=torch.bool)
         enhancement, mask = pool_by_similarity(top, r.top_sim, keep, self.temperature)
-        children = normalise(memory.centres2.detach())[r.parent]  # [B, K2, m]
+        children = r.children  # [B, K2, m] unit vectors, kept by a hierarchical retrieval
+        if children is None:
+            children = normalise(memory.centres2.detach())[r.parent]
         all_children = torch.ones(children.shape[:2], dtype=torch.bool, device=children.device)
         personal = self.children_attention(target_item, children, all_children)  # [B, m]
         # No kept centre means no trustworthy cluster: zero, never a guess.
@@ -160,8 +162,9 @@ class PositiveBehaviourEnhancement(nn.Module):
     def forward(self, item: Tensor) -> tuple[Tensor, Tensor]:
         """item: [B, d_item] normalised, detached -> enhancement [B, m], mask [B]."""
         memory = self.memory[0]
-        sim = item @ normalise(self.slots.detach()).T  # [B, S]
-        sim = sim.masked_fill(~self.valid_slots(), float("-inf"))
+        # -inf on slots nothing was written to, added inside the product.
+        unwritten = torch.zeros_like(self.writes).masked_fill(~self.valid_slots(), float("-inf"))
+        sim = torch.addmm(unwritten, item, normalise(self.slots.detach()).T)  # [B, S]
         top_sim, top_idx = sim.topk(min(self.top_k, sim.shape[1]), dim=1)  # [B, k]
         keep = torch.isfinite(top_sim)
         if self.threshold_enabled:
@@ -248,33 +251,33 @@ class HistorySequenceEnhancement(nn.Module):
             return self.memory[0].retrieve(normalise(item_table(uniq)), top_k=1).leaf[inverse]
         self._check_cache()
         flat = hist_items.reshape(-1)
-        leaf = self.leaf_cache[flat]
+        leaf = self.leaf_cache[flat].long()
         missing = leaf < 0
         if bool(missing.any()):
-            new = torch.unique(flat[missing])
-            r = self.memory[0].retrieve(normalise(item_table(new)), top_k=1)
-            self.leaf_cache[new] = r.leaf.to(torch.int32)
-            leaf = self.leaf_cache[flat]
-        return leaf.long().view_as(hist_items)
+            new, inverse = torch.unique(flat[missing], return_inverse=True)
+            found = self.memory[0].retrieve(normalise(item_table(new)), top_k=1).leaf
+            self.leaf_cache[new] = found.to(torch.int32)
+            leaf[missing] = found[inverse]
+        return leaf.view_as(hist_items)
 
     def forward(
         self,
-        hist_vectors: Tensor,
+        history_direction: Tensor,
         hist_items: Tensor,
         hist_mask: Tensor,
         item_table: nn.Embedding,
         fallback_anchor: Tensor | None,
         fallback_valid: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """hist_vectors: [B, L, d] main-model item embeddings of the history.
+        """history_direction: [B, d] unit mean of the history's main-model item embeddings
+        (any vector for rows without history), the interest anchor of a short history.
         -> (key table [K1*K2, d], centre index [B, L], mask [B, L]): the enhanced
         sequence as rows of a shared table, for TargetAttention's `shared` keys."""
         memory = self.memory[0]
         with torch.no_grad():
             mapped = self.history_leaves(hist_items, item_table)  # [B, L]
             has_hist = hist_mask.any(dim=1)
-            anchor = normalise((hist_vectors * hist_mask.unsqueeze(-1)).sum(1))  # [B, d]
-            anchor_ok = has_hist
+            anchor, anchor_ok = history_direction, has_hist
             if fallback_anchor is not None:
                 anchor = torch.where(has_hist.unsqueeze(1), anchor, fallback_anchor)
                 anchor_ok = has_hist | fallback_valid

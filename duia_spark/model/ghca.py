@@ -51,11 +51,8 @@ class Retrieval:
     top_idx: Tensor  # [B, k] the k most similar top-level units
     top_sim: Tensor  # [B, k] their cosine similarities
     comparisons: int  # centres compared per query
-
-
-# Up to this many level-2 centres, `nearest_leaves` scores all of them with one matrix
-# product instead of gathering the candidate children (measured faster on CPU at 512).
-SMALL_MEMORY_LEAVES = 4096
+    # [B, K2, d] unit vectors of the winner's children, when asked for (hierarchical)
+    children: Tensor | None = None
 
 
 def _top(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -163,20 +160,28 @@ class ClusterMemory(nn.Module):
 
     # ------------------------------------------------------------------ retrieval
     @torch.no_grad()
-    def retrieve(self, q: Tensor, top_k: int = 1) -> Retrieval:
+    def retrieve(self, q: Tensor, top_k: int = 1, with_children: bool = False) -> Retrieval:
         """q: [B, d] normalised queries. Hierarchical search compares K1 + K2 centres per
-        query; flat search compares all K1 * K2."""
+        query; flat search compares all K1 * K2. `with_children` keeps the winner's
+        children as unit vectors in the result (hierarchical only), for a reader that
+        attends over them."""
         if self.hierarchical:
             sim1 = q @ normalise(self.centres1).T  # [B, K1]
             top_sim, top_idx = _top(sim1, top_k)
             parent = top_idx[:, 0]
-            # Divide by the children's norms after the product: [B, K2] divisions
-            # instead of normalising a gathered [B, K2, d] copy.
             kids = self.centres2.index_select(0, parent)  # [B, K2, d]
             norms = self.centres2.norm(dim=-1).clamp_min(1e-8)[parent]  # [B, K2]
-            sim2 = torch.bmm(kids, q.unsqueeze(-1)).squeeze(-1) / norms  # [B, K2]
+            children = None
+            if with_children:
+                children = kids / norms.unsqueeze(-1)
+                sim2 = torch.bmm(children, q.unsqueeze(-1)).squeeze(-1)  # [B, K2]
+            else:
+                # Divide by the children's norms after the product: [B, K2] divisions
+                # instead of normalising the gathered [B, K2, d] copy.
+                sim2 = torch.bmm(kids, q.unsqueeze(-1)).squeeze(-1) / norms  # [B, K2]
             leaf = parent * self.k2 + sim2.max(dim=1).indices
-            return Retrieval(parent, leaf, parent, top_idx, top_sim, sim1.shape[1] + sim2.shape[1])
+            comparisons = sim1.shape[1] + sim2.shape[1]
+            return Retrieval(parent, leaf, parent, top_idx, top_sim, comparisons, children)
         sim = q @ normalise(self.leaf_centres()).T  # [B, K1*K2]
         top_sim, top_idx = _top(sim, top_k)
         leaf = top_idx[:, 0]
@@ -184,26 +189,26 @@ class ClusterMemory(nn.Module):
 
     @torch.no_grad()
     def nearest_leaves(self, q: Tensor, n: int) -> Tensor:
-        """Indices [B, n] of the n level-2 centres nearest to each query (fewer if the
-        memory is smaller). Hierarchical: the children of the ceil(n / K2) nearest
-        parents, ranked by their own similarity."""
+        """Indices [B, min(n, K1*K2)] of level-2 centres near each query.
+
+        Hierarchical: the children of the ceil(n / K2) nearest parents, nearest parent
+        first; within a parent, its children nearest to the parent's own centre first.
+        That order does not depend on the query, so no child is compared with it: K1
+        comparisons per query, and no [B, p, K2, d] copy of the children. Flat: the n
+        most similar centres."""
         if self.hierarchical:
             p = min(self.k1, math.ceil(n / self.k2))
-            parents = (q @ normalise(self.centres1).T).topk(p, dim=1).indices  # [B, p]
-            leaf = parents.unsqueeze(-1) * self.k2 + torch.arange(self.k2, device=q.device)
-            leaf = leaf.flatten(1)  # [B, p*K2]: the candidates, children of the p parents
-            if self.k1 * self.k2 <= SMALL_MEMORY_LEAVES:
-                # A small memory: one [B, K1*K2] product is cheaper than gathering a
-                # [B, p, K2, d] copy of the children; only the candidates are read from it.
-                sim = (q @ normalise(self.leaf_centres()).T).gather(1, leaf)
-            else:
-                norms = self.centres2.norm(dim=-1).clamp_min(1e-8)[parents]  # [B, p, K2]
-                sim = torch.einsum("bpkd,bd->bpk", self.centres2[parents], q)  # [B, p, K2]
-                sim = (sim / norms).flatten(1)  # [B, p*K2]
-            order = sim.topk(min(n, sim.shape[1]), dim=1).indices
-            return leaf.gather(1, order)
+            _, parents = _top(q @ normalise(self.centres1).T, p)  # [B, p]
+            return self.children_by_centrality()[parents].flatten(1)[:, :n]
         sim = q @ normalise(self.leaf_centres()).T  # [B, K1*K2]
         return sim.topk(min(n, sim.shape[1]), dim=1).indices
+
+    @torch.no_grad()
+    def children_by_centrality(self) -> Tensor:
+        """[K1, K2] leaf indices: each parent's children, nearest to the parent first."""
+        sim = torch.einsum("ikd,id->ik", normalise(self.centres2), normalise(self.centres1))
+        order = sim.argsort(dim=1, descending=True)  # [K1, K2]
+        return torch.arange(self.k1, device=order.device).unsqueeze(1) * self.k2 + order
 
     # ------------------------------------------------------------------ learning
     def clustering_loss(self, q: Tensor, r: Retrieval, weights: Tensor) -> Tensor:

@@ -46,8 +46,8 @@ def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """x: [B, L, d], mask: [B, L] bool -> [B, d]; rows with no valid position give 0."""
-    m = mask.unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+    m = mask.to(x.dtype).unsqueeze(1)  # [B, 1, L]: one product, no masked [B, L, d] copy
+    return torch.bmm(m, x).squeeze(1) / m.sum(2).clamp_min(1.0)
 
 
 class TargetAttention(nn.Module):

@@ -202,13 +202,18 @@ class DuiaRanker(nn.Module):
         aux["item_unit"] = normalise(item.detach())  # [B, d]
 
         user_r = None
+        # Direction of the exposure history (no grad): the query tower's input and UHSE's
+        # interest anchor for short histories.
+        hist_dir = None
+        if self.uie is not None or self.uhse is not None:
+            hist_dir = normalise(masked_mean(hist.detach(), hist_mask))  # [B, d]
         if self.uie is not None:
             # Unit vectors: the tower should read directions, not the embeddings' scale,
             # which starts tiny and drifts as the main model trains.
             behaviour = torch.cat(
                 [
                     normalise(user.detach()),
-                    normalise(masked_mean(hist.detach(), hist_mask)),
+                    hist_dir,
                     normalise(masked_mean(pos.detach(), pos_mask)),
                 ],
                 dim=1,
@@ -218,7 +223,7 @@ class DuiaRanker(nn.Module):
             weights = self.user_memory.segment_weights(segment, b)
             if self.training:
                 self.user_memory.prepare(q_unit, segment)
-            user_r = self.user_memory.retrieve(q_unit, cfg.top_k)
+            user_r = self.user_memory.retrieve(q_unit, cfg.top_k, with_children=True)
             enhancement, personal, uie_mask = self.uie(user_r, target)
             duia_parts += [enhancement, personal, uie_mask.unsqueeze(1).float()]
             aux.update(
@@ -248,7 +253,7 @@ class DuiaRanker(nn.Module):
                 anchor, anchor_ok = self.upbe.slot_anchor(user_r.slot)
                 anchor = normalise(anchor[:, : cfg.embedding_dim])
             # The enhanced sequence: L more keys, rows of the projected centre table.
-            shared = self.uhse(hist, hist_items, hist_mask, self.item_emb, anchor, anchor_ok)
+            shared = self.uhse(hist_dir, hist_items, hist_mask, self.item_emb, anchor, anchor_ok)
             if self.training:
                 self.uhse.remember(batch["item_idx"], item_r.leaf)
         parts.append(self.hist_attention(target, hist, hist_mask, shared))
@@ -330,7 +335,7 @@ class DuiaRanker(nn.Module):
             slot = aux["user_retrieval"].slot
             loss = loss + self.upbe.write_loss(aux["target_unit"], slot, positive, weights)
         if self.item_memory is not None:
-            item_unit = normalise(self.item_emb(batch["item_idx"]).detach())
+            item_unit = aux["item_unit"]
             ones = torch.ones_like(item_unit[:, 0])
             loss = loss + self.item_memory.clustering_loss(item_unit, aux["item_retrieval"], ones)
         return loss

@@ -71,6 +71,35 @@ def test_sample_features_come_only_from_before_the_run_date(
     assert y["long_view_known"] == 1
 
 
+def test_profile_demographics_reach_user_dense_and_unknown_ones_stay_zero(
+    spark, lake, write_events, run_stage
+):
+    write_events(EVENTS)
+    profiles = spark.createDataFrame(
+        [("u1", "F", "24-30", 12, 3)],
+        "user_id string, gender string, age_range string, register_days int, follow_user_num int",
+    )
+    lake.upsert(profiles, "user_profiles", ["user_id"])
+    for stage in FEATURE_STAGES:
+        assert run_stage(stage, "--date", str(D)) == 0
+    dense = {
+        r["user_id"]: dict(zip(USER_DENSE_FEATURES, r["user_dense"], strict=True))
+        for r in lake.read("samples").collect()
+    }
+    u1, u2 = dense["u1"], dense["u2"]
+    assert (u1["gender_female"], u1["gender_male"]) == (1.0, 0.0)
+    assert u1["age_decades"] == pytest.approx(2.7)
+    assert u1["log1p_register_days"] == pytest.approx(math.log1p(12))
+    assert u1["profile_known"] == 1.0
+    # u2 has no profile row: every profile feature is 0, never a guess.
+    assert (u2["gender_female"], u2["gender_male"], u2["age_decades"], u2["profile_known"]) == (
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    )
+
+
 def test_samples_match_the_model_batch_contract(spark, lake, cfg, write_events, run_stage):
     write_events(EVENTS)
     for stage in FEATURE_STAGES:

@@ -10,7 +10,7 @@ from duia_spark.model.duia import (
     UserInterestEnhancement,
 )
 from duia_spark.model.ghca import ClusterMemory
-from duia_spark.model.layers import normalise
+from duia_spark.model.layers import masked_mean, normalise
 
 
 def _memory_in_positive_orthant(dim: int = 8) -> ClusterMemory:
@@ -115,7 +115,8 @@ def test_uhse_maps_history_to_item_centres_and_fills_short_histories():
         uhse.key_proj.bias.zero_()
     hist_items = torch.tensor([[3, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
     hist_mask = hist_items > 0
-    key_table, index, mask = uhse(table(hist_items), hist_items, hist_mask, table, None, None)
+    direction = normalise(masked_mean(table(hist_items).detach(), hist_mask))
+    key_table, index, mask = uhse(direction, hist_items, hist_mask, table, None, None)
     keys = key_table[index]  # [B, L, d]
 
     leaves = normalise(memory.leaf_centres().detach())
@@ -126,9 +127,7 @@ def test_uhse_maps_history_to_item_centres_and_fills_short_histories():
     assert not mask[1].any()  # no history and no fallback anchor: nothing is invented
 
     anchor = normalise(torch.tensor([[0.0, 1.0, 0.0, 0.0]] * 2))
-    _, _, mask = uhse(
-        table(hist_items), hist_items, hist_mask, table, anchor, torch.tensor([True, True])
-    )
+    _, _, mask = uhse(direction, hist_items, hist_mask, table, anchor, torch.tensor([True, True]))
     assert mask[1].all()  # UPBE's positive-item direction anchors an empty history
 
 

@@ -156,17 +156,23 @@ def test_memories_round_trip_through_safetensors_with_their_config(tmp_path):
     assert torch.equal(fresh.retrieve(points).leaf, memory.retrieve(points).leaf)
 
 
-def test_nearest_leaves_scores_small_memories_with_one_product_and_agrees_with_gathering(
-    monkeypatch,
-):
-    import duia_spark.model.ghca as ghca
-
+def test_nearest_leaves_walk_the_nearest_parents_children_most_central_first():
     torch.manual_seed(0)
-    memory = ghca.ClusterMemory(64, 8, 16, hierarchical=True, seed=0)
+    memory = ClusterMemory(64, 8, 16, hierarchical=True, seed=0)
     q = torch.nn.functional.normalize(torch.randn(256, 16), dim=1)
-    product = memory.nearest_leaves(q, 50)
-    monkeypatch.setattr(ghca, "SMALL_MEMORY_LEAVES", 0)  # force the gathering path
-    gathered = memory.nearest_leaves(q, 50)
-    assert product.shape == gathered.shape == (256, 50)
-    assert torch.equal(product.sort(dim=1).values, gathered.sort(dim=1).values)
-    assert (product[:, 0] == gathered[:, 0]).float().mean() > 0.99
+    leaves = memory.nearest_leaves(q, 50)
+    assert leaves.shape == (256, 50)
+    assert all(len(set(row.tolist())) == 50 for row in leaves)  # no centre twice
+    # The first K2 are the children of the parent a retrieval picks, in the order of
+    # their similarity to that parent's centre; then the next parent's children.
+    parent = memory.retrieve(q).parent
+    assert torch.equal(leaves[:, :8] // 8, parent.unsqueeze(1).expand(-1, 8))
+    c1 = torch.nn.functional.normalize(memory.centres1.detach(), dim=1)
+    c2 = torch.nn.functional.normalize(memory.leaf_centres().detach(), dim=1)
+    to_parent = (c2[leaves[:, :8]] * c1[parent].unsqueeze(1)).sum(-1)  # [B, 8]
+    assert (to_parent[:, :-1] >= to_parent[:, 1:]).all()
+    second = (q @ c1.T).topk(2, dim=1).indices[:, 1]
+    assert torch.equal(leaves[:, 8:16] // 8, second.unsqueeze(1).expand(-1, 8))
+    # Asking for more than the memory holds gives every centre once.
+    small = ClusterMemory(3, 2, 16, seed=1)
+    assert sorted(small.nearest_leaves(q[:1], 50)[0].tolist()) == list(range(6))
