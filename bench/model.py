@@ -13,7 +13,9 @@ Three measurements, each against a goal:
 3. Our PLE block vs torch-rechub's `torch_rechub.models.multi_task.PLE` with the same
    tasks, levels, experts, hidden sizes and input width. Goal: ours is faster.
 
-Each step-time variant runs in its own subprocess so that peak memory is its own.
+Step times come from rounds of fresh processes in which all variants take turns on
+the same batches, so each ratio compares steps taken a fraction of a second apart;
+peak memory comes from one process per variant, so that it is the variant's own.
 CPU time is reported next to wall time because the machine may be shared: CPU time
 is far less sensitive to other processes than wall time.
 """
@@ -89,77 +91,95 @@ def timed(fn, steps: int, warmup: int) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------- 1. step time
-def step_worker(variant: str, steps: int, warmup: int) -> dict:
+def memory_worker(variant: str, steps: int) -> dict:
+    """Peak resident memory of `steps` training steps of one variant, alone in a process."""
     cfg = bench_config(variant)
     model = build_ranker(cfg)
     model.train()
-    # Fresh batches every step: the UHSE item-centre cache meets new items as it would.
-    batches = [random_batch(cfg, seed) for seed in range(steps + warmup)]
-    it = iter(batches)  # warmup + steps calls in all, the first one below
-
-    def step() -> None:
-        batch = next(it)
-        model.zero_grad(set_to_none=False)
-        total, _ = model.loss(batch, model(batch))
-        total.backward()
-
-    step()  # first step allocates gradients and seeds the memories
+    batches = [random_batch(cfg, seed) for seed in range(steps + 1)]
+    train_step(model, batches[0])  # first step allocates gradients and seeds the memories
     before = peak_resident_bytes()
     reset_peak_resident()
-    wall, cpu = timed(step, steps, warmup - 1)
-    peak = peak_resident_bytes()
+    for batch in batches[1:]:
+        train_step(model, batch)
     return {
         "variant": variant,
-        "wall_ms": wall,
-        "cpu_ms": cpu,
-        "peak_rss_mb": peak / 2**20,
+        "peak_rss_mb": peak_resident_bytes() / 2**20,
         "rss_before_steps_mb": before / 2**20,
         "ple_input_dim": model.ple_input_dim,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
     }
 
 
+def train_step(model, batch: dict[str, torch.Tensor]) -> None:
+    model.zero_grad(set_to_none=False)
+    total, _ = model.loss(batch, model(batch))
+    total.backward()
+
+
+def paired_worker(steps: int, warmup: int) -> dict:
+    """Every variant in one process, stepping in turn on the same batches (the order
+    rotates every step). A variant's step is compared with PLE's step on the same batch a
+    fraction of a second apart, so a shared machine's drift cancels out of the ratio."""
+    models = {}
+    for variant in VARIANTS:
+        models[variant] = build_ranker(bench_config(variant))
+        models[variant].train()
+    # Fresh batches every step: the UHSE item-centre cache meets new items as it would.
+    batches = [random_batch(bench_config("ple"), seed) for seed in range(steps + warmup)]
+    wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for i, batch in enumerate(batches):
+        order = VARIANTS[i % len(VARIANTS) :] + VARIANTS[: i % len(VARIANTS)]
+        for variant in order:
+            t, c = time.perf_counter(), time.process_time()
+            train_step(models[variant], batch)
+            if i >= warmup:
+                wall[variant].append((time.perf_counter() - t) * 1e3)
+                cpu[variant].append((time.process_time() - c) * 1e3)
+    out = {}
+    for v in VARIANTS:
+        out[v] = {
+            "wall_ms": statistics.median(wall[v]),
+            "cpu_ms": statistics.median(cpu[v]),
+            "cpu_ratio": statistics.median(a / b for a, b in zip(cpu[v], cpu["ple"], strict=False)),
+            "wall_ratio": statistics.median(
+                a / b for a, b in zip(wall[v], wall["ple"], strict=False)
+            ),
+        }
+    return out
+
+
+def _subprocess_json(*argv: str) -> dict:
+    cmd = [sys.executable, __file__, *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_step_benchmarks(steps: int, warmup: int, threads: int, rounds: int) -> list[dict]:
-    """`rounds` rounds, each running every variant once (in its own process). A shared
-    machine's speed drifts between processes, so each round's variants are compared with
-    that round's PLE, and the median of those ratios is the figure reported."""
-    per_round: list[dict[str, dict]] = []
+    """`rounds` fresh processes of `paired_worker`; reported: the median over rounds of
+    each round's median per-step ratio to PLE (and its range), and median step times.
+    Peak memory comes from one process per variant, so that it is the variant's own."""
+    per_round = []
     for rnd in range(rounds):
-        got = {}
-        for variant in VARIANTS:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--worker",
-                variant,
-                "--steps",
-                str(steps),
-                "--warmup",
-                str(warmup),
-                "--threads",
-                str(threads),
-            ]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            got[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+        got = _subprocess_json(
+            "--paired-worker", "--steps", str(steps), "--warmup", str(warmup),
+            "--threads", str(threads),
+        )  # fmt: skip
         per_round.append(got)
-        ratios = ", ".join(
-            f"{v} {got[v]['cpu_ms'] / got['ple']['cpu_ms']:.2f}x" for v in VARIANTS if v != "ple"
-        )
+        ratios = ", ".join(f"{v} {got[v]['cpu_ratio']:.2f}x" for v in VARIANTS if v != "ple")
         print(f"  round {rnd + 1}/{rounds}: {ratios}", flush=True)
     rows = []
     for variant in VARIANTS:
         runs = [r[variant] for r in per_round]
-        ratio = [r[variant]["cpu_ms"] / r["ple"]["cpu_ms"] for r in per_round]
-        wall_ratio = [r[variant]["wall_ms"] / r["ple"]["wall_ms"] for r in per_round]
-        row = dict(runs[0])
+        row = _subprocess_json("--memory-worker", variant, "--threads", str(threads))
         row.update(
             wall_ms=statistics.median(x["wall_ms"] for x in runs),
             cpu_ms=statistics.median(x["cpu_ms"] for x in runs),
-            peak_rss_mb=max(x["peak_rss_mb"] for x in runs),
-            cpu_ratio=statistics.median(ratio),
-            cpu_ratio_min=min(ratio),
-            cpu_ratio_max=max(ratio),
-            wall_ratio=statistics.median(wall_ratio),
+            cpu_ratio=statistics.median(x["cpu_ratio"] for x in runs),
+            cpu_ratio_min=min(x["cpu_ratio"] for x in runs),
+            cpu_ratio_max=max(x["cpu_ratio"] for x in runs),
+            wall_ratio=statistics.median(x["wall_ratio"] for x in runs),
         )
         rows.append(row)
     return rows
@@ -260,9 +280,11 @@ def write_report(steps_rows, retrieval_rows, ple_rows, args) -> str:
         f"{args.rounds} rounds)",
         "",
         "Defaults of `ModelConfig` (K1=512, K2=10, memory d=64, item memory 64x8, "
-        "6 tasks, L=50, P=20), 100k users and items, fresh random batch every step. Each "
-        "round runs every variant once; `x PLE` is the median over rounds of the ratio to "
-        "that round's PLE (range in brackets); ms columns are medians over rounds.",
+        "6 tasks, L=50, P=20), 100k users and items, a fresh random batch every step. Each "
+        "round is a fresh process in which all variants take turns on the same batches; "
+        "`x PLE` is the median over rounds of the round's median ratio of a variant's step "
+        "to PLE's step on the same batch (range over rounds in brackets); ms columns are "
+        "medians over rounds. Peak RSS: each variant alone in its own process.",
         "",
         "| variant | wall ms | x PLE | CPU ms | x PLE (CPU) | peak RSS MB | PLE input | params (M) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -371,11 +393,15 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=5, help="step-time rounds (median ratio reported)"
     )
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--paired-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.worker:
-        print(json.dumps(step_worker(args.worker, args.steps, args.warmup)))
+    if args.paired_worker:
+        print(json.dumps(paired_worker(args.steps, args.warmup)))
+        return
+    if args.memory_worker:
+        print(json.dumps(memory_worker(args.memory_worker, steps=3)))
         return
     if args.quick:
         args.steps, args.warmup, args.repeats, args.rounds = 3, 2, 2, 1

@@ -45,7 +45,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
-SEGMENT_GROUPS = ("all", "low", "mid", "high")
+SEGMENT_GROUPS = ("all", "low", "mid", "high", "low/new", "low/returning")
+FEED_GROUPS = ("all", "low", "mid", "high")  # the simulated feed reports segments only
+# low/new: low-active rows whose user had no exposure history at the start of the day
+# (first day seen); low/returning: low-active rows of users with some history.
 RECHUB = "rechub-ple"
 DUIA_ONLY_SETTINGS = (
     "k1", "k2", "memory_dim", "hierarchical", "balanced_sampling", "cluster_lr",
@@ -353,12 +356,26 @@ def user_aucs(users, labels, scores) -> dict[int, float]:
     return out
 
 
+def segment_group_masks(test: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row masks of SEGMENT_GROUPS; `history` is True where the user had history."""
+    seg = test["segment"].to_numpy()
+    history = test["history"].to_numpy()
+    return {
+        "all": np.ones(len(test), dtype=bool),
+        "low": seg == "low",
+        "mid": seg == "mid",
+        "high": seg == "high",
+        "low/new": (seg == "low") & ~history,
+        "low/returning": (seg == "low") & history,
+    }
+
+
 def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[str, np.ndarray]]):
     """Per (model, seed): {(task, segment): (auc, gauc, {user: auc})}."""
     from duia_spark.training.dataset import label_column
     from duia_spark.training.metrics import auc, gauc
 
-    seg = test["segment"].to_numpy()
+    groups = segment_group_masks(test)
     users = test["user_idx"].to_numpy()
     res = {}
     for key, scores in score_cols.items():
@@ -368,7 +385,7 @@ def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[s
             y = (test[value].to_numpy() > 0).astype(int)
             k = test[known].to_numpy() > 0
             for g in SEGMENT_GROUPS:
-                m = k & ((seg == g) if g != "all" else True)
+                m = k & groups[g]
                 s = scores[t]
                 cells[(t, g)] = (
                     auc(y[m], s[m]),
@@ -384,15 +401,14 @@ def summarise(
 ) -> tuple[list[str], list[dict]]:
     from scipy import stats
 
-    n_seg = test.groupby("segment").agg(rows=("user_idx", "size"), users=("user_idx", "nunique"))
+    masks = segment_group_masks(test)
     lines = [
         f"### {ds.name}",
         "",
         "Test rows per segment: "
         + ", ".join(
-            f"{s} {int(n_seg.loc[s, 'rows']):,} rows / {int(n_seg.loc[s, 'users'])} users"
-            for s in ("low", "mid", "high")
-            if s in n_seg.index
+            f"{g} {int(masks[g].sum()):,} rows / {test.loc[masks[g], 'user_idx'].nunique()} users"
+            for g in SEGMENT_GROUPS[1:]
         ),  # fmt: skip
         "",
     ]
@@ -469,19 +485,19 @@ def simulated_feed_table(cfg, feeds: list[dict], variants, seeds) -> list[str]:
         "expected valid views, UDT = expected dwell seconds per user (mean ± std over seeds; "
         "the oracle ranks by the true valid-view probability).",
         "",
-        "| model | " + " | ".join(f"UVC {g}" for g in SEGMENT_GROUPS) + " | UDT low | UDT high |",
-        "| --- |" + " ---: |" * (len(SEGMENT_GROUPS) + 2),
+        "| model | " + " | ".join(f"UVC {g}" for g in FEED_GROUPS) + " | UDT low | UDT high |",
+        "| --- |" + " ---: |" * (len(FEED_GROUPS) + 2),
     ]
     for v in variants:
         cells = []
-        for metric, groups in (("uvc", SEGMENT_GROUPS), ("udt_s", ("low", "high"))):
+        for metric, groups in (("uvc", FEED_GROUPS), ("udt_s", ("low", "high"))):
             for g in groups:
                 vals = np.array(
                     [by[(f"{v}|{s}", g)][metric] for s in seeds if (f"{v}|{s}", g) in by]
                 )
                 cells.append(f"{vals.mean():.3f} ± {vals.std():.3f}" if vals.size else "n/a")
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
-    oracle = [by.get(("oracle", g), {}).get("uvc", float("nan")) for g in SEGMENT_GROUPS]
+    oracle = [by.get(("oracle", g), {}).get("uvc", float("nan")) for g in FEED_GROUPS]
     udt = [by.get(("oracle", g), {}).get("udt_s", float("nan")) for g in ("low", "high")]
     lines.append("| oracle | " + " | ".join(f"{x:.3f}" for x in oracle + udt) + " |")
     return [*lines, ""]
@@ -511,6 +527,7 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
     runs = train_runs(ds, cfg, work, variants, seeds)
     truth = work / "raw" / "truth" if ds.name == "synthetic" else None
     test, feeds = score_test(ds, cfg, runs, truth)
+    test["history"] = [bool(np.any(h)) for h in test["hist_items"]]
     test.drop(columns=["user_dense", "item_dense", "hist_items", "pos_items"]).to_parquet(
         work / "test_scores.parquet"
     )  # for further analysis: labels, segment, user and every run's scores

@@ -12,6 +12,7 @@ the main loss never moves a centre and the clustering loss never moves the model
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from duia_spark.model.ghca import ClusterMemory, Retrieval, per_centre_mean_distance
@@ -99,7 +100,7 @@ class UserInterestEnhancement(nn.Module):
     def forward(self, r: Retrieval, target_item: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> enhancement [B, m], personalised enhancement [B, m], mask [B] (1 = kept a centre)."""
         memory = self.memory[0]
-        top = normalise(memory.slot_centres().detach())[r.top_idx]  # [B, k, m]
+        top = F.embedding(r.top_idx, normalise(memory.slot_centres().detach()))  # [B, k, m]
         if self.threshold_enabled:
             keep = r.top_sim >= self.threshold
         else:
@@ -169,7 +170,7 @@ class PositiveBehaviourEnhancement(nn.Module):
         keep = torch.isfinite(top_sim)
         if self.threshold_enabled:
             keep &= top_sim >= self.threshold
-        users = normalise(memory.slot_centres().detach())[top_idx]  # [B, k, m]
+        users = F.embedding(top_idx, normalise(memory.slot_centres().detach()))  # [B, k, m]
         top_sim = torch.where(keep, top_sim, torch.zeros_like(top_sim))
         return pool_by_similarity(users, top_sim, keep, self.temperature)
 
@@ -191,7 +192,7 @@ class PositiveBehaviourEnhancement(nn.Module):
             return self.slots.sum() * 0.0  # keeps P in the graph for DDP
         return per_centre_mean_distance(
             item.detach()[positive],
-            self.slots[slot[positive]],
+            self.slots.index_select(0, slot[positive]),
             slot[positive],
             weights[positive],
             self.slots.shape[0],

@@ -77,7 +77,9 @@ def balanced_segment_weights(segment: Tensor | None, batch: int, n_segments: int
 def per_centre_mean_distance(
     queries: Tensor, centres: Tensor, idx: Tensor, weights: Tensor, n: int
 ) -> Tensor:
-    """sum_c (weighted mean over c's queries of ||q - C_c||^2); grads reach `centres` only."""
+    """sum_c (weighted mean over c's queries of ||q - C_c||^2); grads reach `centres` only.
+    `centres` [B, d] is each query's own centre; gather it with `index_select`, whose
+    backward is an `index_add_`, not the slower accumulating `index_put_` of `t[idx]`."""
     dist2 = (queries - centres).pow(2).sum(-1)  # [B]
     won = torch.zeros(n, dtype=weights.dtype, device=weights.device).index_add_(0, idx, weights)
     return (weights * dist2 / won[idx].clamp_min(1e-12)).sum()
@@ -214,13 +216,11 @@ class ClusterMemory(nn.Module):
     def clustering_loss(self, q: Tensor, r: Retrieval, weights: Tensor) -> Tensor:
         """L_clu on detached queries; gradients reach the centres and nothing else."""
         q = q.detach()
-        loss = per_centre_mean_distance(
-            q, self.leaf_centres()[r.leaf], r.leaf, weights, self.k1 * self.k2
-        )
+        leaves = self.leaf_centres().index_select(0, r.leaf)
+        loss = per_centre_mean_distance(q, leaves, r.leaf, weights, self.k1 * self.k2)
         if self.hierarchical:
-            loss = loss + per_centre_mean_distance(
-                q, self.centres1[r.parent], r.parent, weights, self.k1
-            )
+            parents = self.centres1.index_select(0, r.parent)
+            loss = loss + per_centre_mean_distance(q, parents, r.parent, weights, self.k1)
         return loss
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from duia_spark import tracking
 from duia_spark.config import Config
+from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
 from duia_spark.evaluation.gate import quality_gate
 from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
@@ -68,6 +69,26 @@ def find_models(cfg: Config, day, version: str | None) -> dict[str, tuple[str, s
     return models, version
 
 
+def incompatible_models(payloads: dict, cfg: Config) -> list[str]:
+    """Labels of models trained on other feature widths than this config's samples (a
+    champion from before a feature was added, say): they cannot score these samples."""
+    wanted = {
+        "user_dense": len(USER_DENSE_FEATURES),
+        "item_dense": len(item_dense_features(cfg.item_stats)),
+    }
+    out = []
+    for label, payload in payloads.items():
+        mc = payload.model_config()
+        has = {"user_dense": mc.n_user_dense, "item_dense": mc.n_item_dense}
+        if has != wanted:
+            print(
+                f"[evaluate] {label} was trained on widths {has}, the samples have {wanted}: "
+                "it cannot score them and is left out of the comparison"
+            )
+            out.append(label)
+    return out
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
     if args.date is None:
         raise ValueError("evaluate needs --date D")
@@ -90,6 +111,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             label: tracking.model_payload(uri, label, f"{tmp}/{label}")
             for label, (uri, _) in models.items()
         }
+    for label in incompatible_models(payloads, cfg):
+        if label == "new":
+            raise ValueError(
+                f"v{version} was trained on other feature widths than {day}'s samples "
+                "(see above): retrain it"
+            )
+        models.pop(label), payloads.pop(label)
     scored = score_side_by_side(spark, scored, payloads, tasks, cfg.score.batch_size).cache()
     try:
         n = scored.count()

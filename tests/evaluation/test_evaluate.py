@@ -142,3 +142,21 @@ def test_evaluate_promotes_a_passing_model_and_a_failed_gate_keeps_the_champion(
     assert "quality gate: FAILED" in out and "champion (v1)" in out
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert client.get_model_version(name, "2").tags["gate"] == "failed"
+
+
+def test_models_trained_on_other_feature_widths_are_named_and_left_out(cfg, capsys):
+    from types import SimpleNamespace
+
+    from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
+    from duia_spark.model.config import ModelConfig
+    from duia_spark.stages.evaluate import incompatible_models
+
+    def payload(n_user_dense):
+        mc = ModelConfig(
+            n_user_dense=n_user_dense, n_item_dense=len(item_dense_features(cfg.item_stats))
+        )
+        return SimpleNamespace(model_config=lambda: mc)
+
+    payloads = {"new": payload(len(USER_DENSE_FEATURES)), "champion": payload(8)}
+    assert incompatible_models(payloads, cfg) == ["champion"]
+    assert "champion was trained on widths" in capsys.readouterr().out

@@ -119,3 +119,23 @@ def test_samples_without_their_upstream_partition_say_which_stage_to_run(
     write_events(EVENTS)
     with pytest.raises(MissingInputError, match="run `duia segment --date 2026-03-10`"):
         run_stage("samples", "--date", str(D))
+
+
+def test_profile_age_and_gender_parsing(spark):
+    from duia_spark.data.samples import age_years, gender_is
+
+    raw = [("49", "M"), ("24-30", "f"), ("50+", "U"), (" 18 - 23 ", "female"), ("n/a", None)]
+    df = spark.createDataFrame(raw, "age string, gender string")
+    got = df.select(
+        age_years(F.col("age")).alias("years"),
+        gender_is(F.col("gender"), "F").alias("female"),
+        gender_is(F.col("gender"), "M").alias("male"),
+    ).collect()
+    assert [r["years"] for r in got] == [49.0, 27.0, 50.0, 20.5, None]
+    assert [(r["female"], r["male"]) for r in got] == [
+        (0.0, 1.0),
+        (1.0, 0.0),
+        (0.0, 0.0),
+        (1.0, 0.0),
+        (0.0, 0.0),
+    ]
