@@ -578,8 +578,7 @@ def main() -> int:
     lines = [
         "# Quality: PLE vs PLE+DUIA per activity segment",
         "",
-        f"Command: `python bench/quality.py --datasets {a.datasets} --seeds {a.seeds}"
-        + "".join(f" --set {s}" for s in a.set) + "`, "
+        "Command: `python bench/quality.py " + " ".join(sys.argv[1:]) + "`, "
         + time.strftime("%Y-%m-%d") + ", CPU.",
         "",
     ]  # fmt: skip
