@@ -50,6 +50,7 @@ FEED_GROUPS = ("all", "low", "mid", "high")  # the simulated feed reports segmen
 # low/new: low-active rows whose user had no exposure history at the start of the day
 # (first day seen); low/returning: low-active rows of users with some history.
 RECHUB = "rechub-ple"
+SCORE_CHUNK = 4  # runs per Spark pass: each run's UDF gets its own Python worker per task
 DUIA_ONLY_SETTINGS = (
     "k1", "k2", "memory_dim", "hierarchical", "balanced_sampling", "cluster_lr",
     "dead_centre_window", "dead_centre_min_usage", "recent_queries", "query_tower_hidden",
@@ -213,7 +214,7 @@ def score_test(
 
     from duia_spark import tracking
     from duia_spark.lakehouse import Lakehouse
-    from duia_spark.scoring.inference import score_side_by_side, side_by_side_column
+    from duia_spark.scoring.inference import score_side_by_side
     from duia_spark.session import build_spark_session
     from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
 
@@ -222,45 +223,66 @@ def score_test(
     first = ds.val_date + dt.timedelta(days=1)
     last = ds.val_date + dt.timedelta(days=ds.test_days)
     label_cols = [c for t in ds.tasks for c in label_column(t)]
-    scored = (
+    rows = (
         lake.read("samples")
         .where(F.col("sample_date").between(first, last))
         .select(
             "user_id", "item_id", "duration_ms", "segment", *ID_COLUMNS, *ARRAY_COLUMNS, *label_cols
         )
+        .withColumn("_row", F.monotonically_increasing_id())
+        .cache()
     )
-    feeds: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        payloads = {
-            run_label(v, seed): tracking.model_payload(
-                f"runs:/{run_id}/model", run_label(v, seed), f"{tmp}/{v}-{seed}"
-            )
-            for (v, seed), run_id in sorted(runs.items())
-        }
-    scored = score_side_by_side(
-        spark, scored, payloads, list(cfg.model.tasks), cfg.score.batch_size
-    )
-    scored = scored.cache()
+    labels = sorted(runs)
+    # Many runs at once would put every model in every Python worker: score them in
+    # chunks, one Spark pass each, and join the score columns on the row id.
+    chunks = [labels[i : i + SCORE_CHUNK] for i in range(0, len(labels), SCORE_CHUNK)]
+    feeds: dict[tuple[str, str], dict] = {}
+    pdf = None
     try:
-        pdf = scored.drop("user_id", "item_id", "duration_ms").toPandas()  # the test window only
-        if truth is not None:
-            from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
-
-            truth_scored = with_ground_truth(
-                scored,
-                spark.read.parquet(str(truth / "users.parquet")),
-                spark.read.parquet(str(truth / "items.parquet")),
-            )
-            rank = cfg.evaluate.simulation_rank_task
-            cols = {label: side_by_side_column(label, rank) for label in payloads}
-            feeds = [
-                r.asDict()
-                for r in simulate_feeds(truth_scored, cols, cfg.evaluate.feed_size).collect()
-            ]  # runs x 4 segments
+        for chunk in chunks:
+            with tempfile.TemporaryDirectory() as tmp:
+                payloads = {
+                    run_label(v, seed): tracking.model_payload(
+                        f"runs:/{runs[(v, seed)]}/model", run_label(v, seed), f"{tmp}/{v}-{seed}"
+                    )
+                    for (v, seed) in chunk
+                }
+            scored = score_side_by_side(
+                spark, rows, payloads, list(cfg.model.tasks), cfg.score.batch_size
+            ).cache()
+            try:
+                if pdf is None:  # the test window only
+                    pdf = scored.drop("user_id", "item_id", "duration_ms").toPandas()
+                else:
+                    cols = [c for c in scored.columns if c not in rows.columns]
+                    more = scored.select("_row", *cols).toPandas()
+                    pdf = pdf.merge(more, on="_row", how="inner", validate="one_to_one")
+                if truth is not None:
+                    feeds.update(simulated_feeds(spark, cfg, scored, list(payloads), truth))
+            finally:
+                scored.unpersist()
     finally:
-        scored.unpersist()
+        rows.unpersist()
     log(f"{ds.name}: scored {len(pdf):,} test rows {first}..{last} with {len(runs)} runs")
-    return pdf, feeds
+    return pdf.drop(columns=["_row"]), list(feeds.values())
+
+
+def simulated_feeds(spark, cfg, scored, labels: list[str], truth: Path) -> dict:
+    """{(model, segment): feed} of the simulated feed for the runs `labels` (and the oracle)."""
+    from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
+    from duia_spark.scoring.inference import side_by_side_column
+
+    truth_scored = with_ground_truth(
+        scored,
+        spark.read.parquet(str(truth / "users.parquet")),
+        spark.read.parquet(str(truth / "items.parquet")),
+    )
+    rank = cfg.evaluate.simulation_rank_task
+    cols = {label: side_by_side_column(label, rank) for label in labels}
+    return {
+        (r["model"], r["segment"]): r.asDict()
+        for r in simulate_feeds(truth_scored, cols, cfg.evaluate.feed_size).collect()
+    }  # runs x 4 segments
 
 
 # ------------------------------------------------------------------ torch-rechub's PLE
