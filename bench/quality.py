@@ -50,7 +50,7 @@ FEED_GROUPS = ("all", "low", "mid", "high")  # the simulated feed reports segmen
 # low/new: low-active rows whose user had no exposure history at the start of the day
 # (first day seen); low/returning: low-active rows of users with some history.
 RECHUB = "rechub-ple"
-SCORE_CHUNK = 4  # runs per Spark pass: each run's UDF gets its own Python worker per task
+SCORE_CHUNK = 4  # runs per Spark pass (= the scoring workers' model cache, MAX_WORKER_MODELS)
 DUIA_ONLY_SETTINGS = (
     "k1", "k2", "memory_dim", "hierarchical", "balanced_sampling", "cluster_lr",
     "dead_centre_window", "dead_centre_min_usage", "recent_queries", "query_tower_hidden",
@@ -233,8 +233,8 @@ def score_test(
         .cache()
     )
     labels = sorted(runs)
-    # Many runs at once would put every model in every Python worker: score them in
-    # chunks, one Spark pass each, and join the score columns on the row id.
+    # Every Python worker holds all the models of a pass: score many runs in chunks,
+    # one Spark pass each, and join the score columns on the row id.
     chunks = [labels[i : i + SCORE_CHUNK] for i in range(0, len(labels), SCORE_CHUNK)]
     feeds: dict[tuple[str, str], dict] = {}
     pdf = None

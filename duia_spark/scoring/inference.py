@@ -162,15 +162,30 @@ def score_side_by_side(
     tasks: list[str],
     batch_size: int,
 ) -> DataFrame:
-    """`features` plus one `side_by_side_column(label, task)` per model and task."""
-    scored = features
-    for label, payload in payloads.items():
-        scored = score_features(
-            scored,
-            broadcast_model(spark, payload),
-            tasks,
-            batch_size,
-            keep=tuple(scored.columns),
-            column=lambda t, label=label: side_by_side_column(label, t),
-        )
-    return scored
+    """`features` plus one `side_by_side_column(label, task)` per model and task.
+
+    One `mapInPandas` scores every model: a Python worker loads them all once and scores
+    each Arrow batch with each in turn. (A pass per model would give every model its own
+    Python worker per task, each with torch loaded.) Keep the models at most
+    `MAX_WORKER_MODELS`, or the workers' model cache reloads them for every task."""
+    models = {label: broadcast_model(spark, payload) for label, payload in payloads.items()}
+    keep = list(features.columns)
+    names = {label: [side_by_side_column(label, t) for t in tasks] for label in payloads}
+    out_schema = T.StructType(
+        list(features.schema.fields)
+        + [T.StructField(n, T.FloatType()) for label in payloads for n in names[label]]
+    )
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from duia_spark.training.pyfunc import score_frame
+
+        rankers = {label: worker_model(model.value) for label, model in models.items()}
+        for frame in batches:
+            out = frame[keep].copy()
+            for label, ranker in rankers.items():
+                scores = score_frame(ranker, frame, batch_size)
+                for task, name in zip(tasks, names[label], strict=True):
+                    out[name] = scores[task].to_numpy()
+            yield out
+
+    return features.mapInPandas(score, out_schema)
