@@ -50,7 +50,6 @@ FEED_GROUPS = ("all", "low", "mid", "high")  # the simulated feed reports segmen
 # low/new: low-active rows whose user had no exposure history at the start of the day
 # (first day seen); low/returning: low-active rows of users with some history.
 RECHUB = "rechub-ple"
-SCORE_CHUNK = 4  # runs per Spark pass (= the scoring workers' model cache, MAX_WORKER_MODELS)
 DUIA_ONLY_SETTINGS = (
     "k1", "k2", "memory_dim", "hierarchical", "balanced_sampling", "cluster_lr",
     "dead_centre_window", "dead_centre_min_usage", "recent_queries", "query_tower_hidden",
@@ -214,7 +213,7 @@ def score_test(
 
     from duia_spark import tracking
     from duia_spark.lakehouse import Lakehouse
-    from duia_spark.scoring.inference import score_side_by_side
+    from duia_spark.scoring.inference import MAX_WORKER_MODELS, score_side_by_side
     from duia_spark.session import build_spark_session
     from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
 
@@ -235,7 +234,8 @@ def score_test(
     labels = sorted(runs)
     # Every Python worker holds all the models of a pass: score many runs in chunks,
     # one Spark pass each, and join the score columns on the row id.
-    chunks = [labels[i : i + SCORE_CHUNK] for i in range(0, len(labels), SCORE_CHUNK)]
+    per_pass = MAX_WORKER_MODELS  # what a scoring worker keeps loaded
+    chunks = [labels[i : i + per_pass] for i in range(0, len(labels), per_pass)]
     feeds: dict[tuple[str, str], dict] = {}
     pdf = None
     try:

@@ -27,6 +27,8 @@ from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from duia_spark.config import Config
+from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
 from duia_spark.model.config import ModelConfig
 from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
 
@@ -35,6 +37,21 @@ MODEL_FILES = ("weights", "cluster_memory", "model_config")
 
 def task_score_column(task: str) -> str:
     return f"score_{task}"
+
+
+def feature_width_mismatches(model_cfg: ModelConfig, cfg: Config) -> list[str]:
+    """What a model would read at another width than this config's samples hold
+    ("<what>: model M, config C"); empty when it fits."""
+    widths = {
+        "sequences.exposures_len": (model_cfg.seq_len, cfg.sequences.exposures_len),
+        "sequences.positives_len": (model_cfg.pos_seq_len, cfg.sequences.positives_len),
+        "item_stats (item_dense width)": (
+            model_cfg.n_item_dense,
+            len(item_dense_features(cfg.item_stats)),
+        ),
+        "user_dense width": (model_cfg.n_user_dense, len(USER_DENSE_FEATURES)),
+    }
+    return [f"{k}: model {m}, config {c}" for k, (m, c) in widths.items() if m != c]
 
 
 def side_by_side_column(model: str, task: str) -> str:

@@ -14,13 +14,16 @@ from pyspark.sql import functions as F
 
 from duia_spark import tracking
 from duia_spark.config import Config
-from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
 from duia_spark.evaluation.gate import quality_gate
 from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
 from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
 from duia_spark.lakehouse import Lakehouse
-from duia_spark.scoring.inference import score_side_by_side, side_by_side_column
+from duia_spark.scoring.inference import (
+    feature_width_mismatches,
+    score_side_by_side,
+    side_by_side_column,
+)
 from duia_spark.session import build_spark_session
 from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
 
@@ -72,18 +75,13 @@ def find_models(cfg: Config, day, version: str | None) -> dict[str, tuple[str, s
 def incompatible_models(payloads: dict, cfg: Config) -> list[str]:
     """Labels of models trained on other feature widths than this config's samples (a
     champion from before a feature was added, say): they cannot score these samples."""
-    wanted = {
-        "user_dense": len(USER_DENSE_FEATURES),
-        "item_dense": len(item_dense_features(cfg.item_stats)),
-    }
     out = []
     for label, payload in payloads.items():
-        mc = payload.model_config()
-        has = {"user_dense": mc.n_user_dense, "item_dense": mc.n_item_dense}
-        if has != wanted:
+        wrong = feature_width_mismatches(payload.model_config(), cfg)
+        if wrong:
             print(
-                f"[evaluate] {label} was trained on widths {has}, the samples have {wanted}: "
-                "it cannot score them and is left out of the comparison"
+                f"[evaluate] {label} was trained on other feature widths ({'; '.join(wrong)}): "
+                "it cannot score these samples and is left out of the comparison"
             )
             out.append(label)
     return out
@@ -117,7 +115,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
                 f"v{version} was trained on other feature widths than {day}'s samples "
                 "(see above): retrain it"
             )
-        models.pop(label), payloads.pop(label)
+        del models[label], payloads[label]
     scored = score_side_by_side(spark, scored, payloads, tasks, cfg.score.batch_size).cache()
     try:
         n = scored.count()

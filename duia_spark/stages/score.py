@@ -22,7 +22,6 @@ from pyspark.sql import functions as F
 
 from duia_spark import tracking
 from duia_spark.config import Config
-from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
 from duia_spark.data.vocabulary import VOCABULARY_SCHEMA
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.scoring import candidates as cand
@@ -31,6 +30,7 @@ from duia_spark.scoring.inference import (
     ModelPayload,
     assign_user_clusters,
     broadcast_model,
+    feature_width_mismatches,
     score_features,
 )
 from duia_spark.scoring.ranking import effective_task_weights, rank_top_k
@@ -82,16 +82,7 @@ def download_champion(cfg: Config, dst: Path) -> tuple[str, dict[str, Path]]:
 
 def check_model_fits_features(model_cfg, cfg: Config, version: str) -> None:
     """The champion must read the feature widths this config's samples have."""
-    widths = {
-        "sequences.exposures_len": (model_cfg.seq_len, cfg.sequences.exposures_len),
-        "sequences.positives_len": (model_cfg.pos_seq_len, cfg.sequences.positives_len),
-        "item_stats (item_dense width)": (
-            model_cfg.n_item_dense,
-            len(item_dense_features(cfg.item_stats)),
-        ),
-        "user_dense width": (model_cfg.n_user_dense, len(USER_DENSE_FEATURES)),
-    }
-    wrong = [f"{k}: model {m}, config {c}" for k, (m, c) in widths.items() if m != c]
+    wrong = feature_width_mismatches(model_cfg, cfg)
     if wrong:
         raise ValueError(
             f"champion v{version} was trained on other feature widths ({'; '.join(wrong)}); "

@@ -159,4 +159,6 @@ def test_models_trained_on_other_feature_widths_are_named_and_left_out(cfg, caps
 
     payloads = {"new": payload(len(USER_DENSE_FEATURES)), "champion": payload(8)}
     assert incompatible_models(payloads, cfg) == ["champion"]
-    assert "champion was trained on widths" in capsys.readouterr().out
+    assert "champion was trained on other feature widths (user_dense width: model 8" in (
+        capsys.readouterr().out
+    )
