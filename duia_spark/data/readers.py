@@ -269,16 +269,42 @@ def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
     return RawDrop(events=_union(frames), users=users, items=items)
 
 
+# MovieLens-1M codes age as the lower bound of a range (README of ML-1M); the ranges are
+# passed on so the samples read their middle. "Under 18" has no lower bound: unknown.
+ML1M_AGE_RANGES = {
+    "18": "18-24", "25": "25-34", "35": "35-44", "45": "45-49", "50": "50-55", "56": "56+",
+}  # fmt: skip
+
+
+def title_item_id(title: Column) -> Column:
+    """ML-1M's RecBole export keys items by title ("Toy Story (1995)"), which is not a
+    valid id; the id becomes "m" + the first 16 hex digits of the title's SHA-256:
+    stable across runs and files, and the same in events and item features."""
+    return F.concat(F.lit("m"), F.substring(F.sha2(F.col(title), 256), 1, 16))
+
+
+def movielens_files(folder: Path) -> tuple[Path, Path | None, Path | None]:
+    """The (.inter, .user, .item) files of a RecBole MovieLens export (`ml-100k`,
+    `ml-1m`, ...) in `folder`; profiles and item features are optional."""
+    inters = sorted(folder.glob("ml-*.inter"))
+    if len(inters) != 1:
+        found = ", ".join(p.name for p in inters) or "none"
+        raise RawInputError(f"{folder}: expected one MovieLens file ml-*.inter, found {found}")
+    stem = inters[0].with_suffix("")
+    user, item = stem.with_suffix(".user"), stem.with_suffix(".item")
+    return inters[0], user if user.exists() else None, item if item.exists() else None
+
+
 def read_movielens(spark: SparkSession, path: str) -> RawDrop:
-    """MovieLens-100K in RecBole's layout (`ml-100k.inter|.user|.item`, typed headers).
+    """MovieLens in RecBole's layout (`ml-100k.inter|.user|.item`, or `ml-1m.*`; typed
+    headers). ML-100K ages are years; ML-1M ages are range codes, read as the range, and
+    its items are keyed by title, re-keyed by `title_item_id`.
 
     A rating is an exposure (click = 1); a rating >= 4 is a like and a long view.
     Other signals are not in the data and stay null.
     """
-    folder = Path(path)
-    inter = folder / "ml-100k.inter"
-    if not inter.exists():
-        raise RawInputError(f"{path}: MovieLens file ml-100k.inter not found")
+    inter, user_file, item_file = movielens_files(Path(path))
+    ml1m = inter.name == "ml-1m.inter"
     rename = {"user_id": "user_id", "item_id": "item_id", "timestamp": "time_ms", "rating": "like"}
     ev = read_delimited_file(
         spark,
@@ -302,21 +328,28 @@ def read_movielens(spark: SparkSession, path: str) -> RawDrop:
             ),
         }
     ).withColumn("long_view", F.when(rating.isNull(), F.lit(None)).otherwise(F.col("like")))
+    if ml1m:
+        ev = ev.withColumn("item_id", title_item_id("item_id"))
     users = items = None
-    if (folder / "ml-100k.user").exists():
-        u = _read_recbole_table(spark, folder / "ml-100k.user")
+    if user_file is not None:
+        u = _read_recbole_table(spark, user_file)
+        age = F.trim(F.col("age"))
+        if ml1m:
+            codes = F.create_map(*[F.lit(x) for kv in ML1M_AGE_RANGES.items() for x in kv])
+            age = codes[F.regexp_replace(age, r"\.0+$", "")]
         users = u.select(
             "user_id",
             F.col("gender").alias("gender"),
-            F.col("age").alias("age_range"),
+            age.alias("age_range"),
             F.lit(None).cast("string").alias("register_days"),
             F.lit(None).cast("string").alias("follow_user_num"),
         )
-    if (folder / "ml-100k.item").exists():
-        i = _read_recbole_table(spark, folder / "ml-100k.item")
+    if item_file is not None:
+        i = _read_recbole_table(spark, item_file)
+        genres = "class" if "class" in i.columns else "genre"
         items = i.select(
-            "item_id",
-            F.split(F.col("class"), " ").getItem(0).alias("category"),
+            title_item_id("item_id").alias("item_id") if ml1m else F.col("item_id"),
+            F.split(F.col(genres), " ").getItem(0).alias("category"),
             F.lit(None).cast("string").alias("author_id"),
             F.lit(None).cast("string").alias("duration_ms"),
         )

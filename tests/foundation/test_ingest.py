@@ -1,6 +1,7 @@
 """Ingest: every good row lands once, every bad row is quarantined with its reason."""
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,38 @@ def test_movielens_ratings_become_exposures_and_high_ratings_likes(cfg, lake, tm
     )  # collect() gives local time
     assert "invalid_signal:like" in lake.read("events_rejected").first().reason
     assert lake.read("item_features").first().category == "Comedy"
+
+
+def test_movielens_1m_layout_reads_title_ids_genres_and_age_codes(cfg, lake, tmp_path):
+    d = tmp_path / "ml-1m"
+    d.mkdir()
+    (d / "ml-1m.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "1m_1\tToy Story (1995)\t5\t978300760\n1m_2\tJumanji (1995)\t2\t978302109\n"
+    )
+    (d / "ml-1m.user").write_text(
+        "user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token\n"
+        "1m_1\t1\tF\t10\t48067\n1m_2\t25\tM\t16\t70072\n"
+    )
+    (d / "ml-1m.item").write_text(
+        "item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
+        "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\n"
+    )
+    assert ingest(cfg, d, "--source", "movielens") == 0
+    rows = {r.user_id: r for r in lake.read("events").collect()}
+    toy_story = "m" + hashlib.sha256(b"Toy Story (1995)").hexdigest()[:16]
+    assert rows["1m_1"].item_id == toy_story and rows["1m_1"].like == 1
+    assert rows["1m_2"].like == 0
+    assert lake.read("item_features").first()[:2] == (toy_story, "Animation")
+    ages = {r.user_id: r.age_range for r in lake.read("user_profiles").collect()}
+    assert ages == {"1m_1": None, "1m_2": "25-34"}  # code 1 = "under 18": no range
+
+
+def test_movielens_folder_without_one_inter_file_is_an_error(cfg, tmp_path, capsys):
+    d = tmp_path / "ml"
+    d.mkdir()
+    assert ingest(cfg, d, "--source", "movielens") == 1
+    assert "expected one MovieLens file ml-*.inter, found none" in capsys.readouterr().err
 
 
 def test_movielens_unrated_exposures_are_same_day_items_the_user_never_rated(cfg, lake, tmp_path):
