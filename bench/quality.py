@@ -187,11 +187,16 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
         text = json.dumps(settings, sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:8]
 
+    # A run trained for another split date is another run.
+    split = "" if ds.val_date == DATASETS[ds.name].val_date else f"|D={ds.val_date}"
+
+    def key(v: str, seed: int) -> str:
+        return f"{v}|{seed}|{fingerprint(v)}{split}"
+
     tracking.configure_mlflow(cfg)
     for seed in seeds:
         for v in variants:
-            key = f"{v}|{seed}|{fingerprint(v)}"
-            if key in runs:
+            if key(v, seed) in runs:
                 continue
             log(f"{ds.name}: training {v} seed {seed}")
             run_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, seed=seed))
@@ -199,12 +204,12 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
             stage(run_cfg, "train", "--date", str(ds.val_date), "--variant", v,
                   "--no-register", "--cold-start")  # fmt: skip
             last = tracking.latest_training_run(cfg, v)
-            runs[key] = last.info.run_id
+            runs[key(v, seed)] = last.info.run_id
             book.write_text(json.dumps(runs, indent=1))
             log(
                 f"{ds.name}: {v} seed {seed} → run {last.info.run_id[:8]} in {time.time() - t0:.0f}s"
             )
-    return {(v, seed): runs[f"{v}|{seed}|{fingerprint(v)}"] for v in variants for seed in seeds}
+    return {(v, seed): runs[key(v, seed)] for v in variants for seed in seeds}
 
 
 def run_label(variant: str, seed: int) -> str:
@@ -444,6 +449,8 @@ def summarise(
     lines = [
         f"### {ds.name}",
         "",
+        f"Split: select the epoch on D = {ds.val_date}, test on the {ds.test_days} days after it.",
+        "",
         "Test rows per segment: "
         + ", ".join(
             f"{g} {int(masks[g].sum()):,} rows / {test.loc[masks[g], 'user_idx'].nunique()} users"
@@ -608,6 +615,8 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every dataset (e.g. model.k1=128)")  # fmt: skip
     p.add_argument("--out", default="quality", help="results file stem under bench/results/")
+    p.add_argument("--val-date", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
+                   help="split date D for every dataset (default: each dataset's own)")  # fmt: skip
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     variants = [v for v in a.variants.split(",") if v]
@@ -623,8 +632,11 @@ def main() -> int:
     ]  # fmt: skip
     csv_rows = []
     for name in a.datasets.split(","):
+        ds = DATASETS[name]
+        if a.val_date:
+            ds = dataclasses.replace(ds, val_date=a.val_date)
         ds_lines, ds_rows = run_dataset(
-            DATASETS[name], Path(a.work_dir), seeds, variants, a.set, not a.no_rechub
+            ds, Path(a.work_dir), seeds, variants, a.set, not a.no_rechub
         )
         lines += ds_lines
         csv_rows += ds_rows
