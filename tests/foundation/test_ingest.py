@@ -146,18 +146,25 @@ def test_kuairand_subsets_with_missing_columns_land_with_null_signals(cfg, lake,
     assert rej.reason == "timestamp_outside_drop_date"
 
 
-def test_movielens_ratings_become_exposures_and_high_ratings_likes(cfg, lake, tmp_path):
-    d = tmp_path / "ml-100k"
+def recbole_export(tmp_path: Path, name: str, **files: str) -> Path:
+    """A folder `name` holding `name.<ext>` for every ext=text given (inter, user, item)."""
+    d = tmp_path / name
     d.mkdir()
-    (d / "ml-100k.inter").write_text(
-        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        "196\t242\t3\t881250949\n186\t302\t5\t891717742\n22\t377\tx\t878887116\n"
-    )
-    (d / "ml-100k.user").write_text(
-        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n196\t49\tM\twriter\t55105\n"
-    )
-    (d / "ml-100k.item").write_text(
-        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n242\tKolya\t1996\tComedy Drama\n"
+    for ext, text in files.items():
+        (d / f"{name}.{ext}").write_text(text)
+    return d
+
+
+def test_movielens_ratings_become_exposures_and_high_ratings_likes(cfg, lake, tmp_path):
+    d = recbole_export(
+        tmp_path,
+        "ml-100k",
+        inter="user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "196\t242\t3\t881250949\n186\t302\t5\t891717742\n22\t377\tx\t878887116\n",
+        user="user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
+        "196\t49\tM\twriter\t55105\n",
+        item="item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "242\tKolya\t1996\tComedy Drama\n",
     )
     assert ingest(cfg, d, "--source", "movielens") == 0
     rows = {r.user_id: r for r in lake.read("events").collect()}
@@ -172,19 +179,15 @@ def test_movielens_ratings_become_exposures_and_high_ratings_likes(cfg, lake, tm
 
 
 def test_movielens_1m_layout_reads_title_ids_genres_and_age_codes(cfg, lake, tmp_path):
-    d = tmp_path / "ml-1m"
-    d.mkdir()
-    (d / "ml-1m.inter").write_text(
-        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        "1m_1\tToy Story (1995)\t5\t978300760\n1m_2\tJumanji (1995)\t2\t978302109\n"
-    )
-    (d / "ml-1m.user").write_text(
-        "user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token\n"
-        "1m_1\t1\tF\t10\t48067\n1m_2\t25\tM\t16\t70072\n"
-    )
-    (d / "ml-1m.item").write_text(
-        "item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
-        "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\n"
+    d = recbole_export(
+        tmp_path,
+        "ml-1m",
+        inter="user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "1m_1\tToy Story (1995)\t5\t978300760\n1m_2\tJumanji (1995)\t2\t978302109\n",
+        user="user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token\n"
+        "1m_1\t1\tF\t10\t48067\n1m_2\t25\tM\t16\t70072\n",
+        item="item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
+        "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\n",
     )
     assert ingest(cfg, d, "--source", "movielens") == 0
     rows = {r.user_id: r for r in lake.read("events").collect()}
@@ -204,16 +207,16 @@ def test_movielens_folder_without_one_inter_file_is_an_error(cfg, tmp_path, caps
 
 
 def test_movielens_unrated_exposures_are_same_day_items_the_user_never_rated(cfg, lake, tmp_path):
-    d = tmp_path / "ml-100k"
-    d.mkdir()
     day1, day2 = 881250949, 881250949 + 86_400
     ratings = [  # user, item, rating, time: u1 rated i1 and i2, never i3 or i4
         ("u1", "i1", 5, day1), ("u2", "i3", 4, day1), ("u3", "i1", 2, day1),
         ("u1", "i2", 3, day2), ("u2", "i4", 5, day2), ("u3", "i4", 1, day2),
     ]  # fmt: skip
-    (d / "ml-100k.inter").write_text(
-        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings)
+    d = recbole_export(
+        tmp_path,
+        "ml-100k",
+        inter="user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings),
     )
     draw = ("--source", "movielens", "--set", "ingest.movielens_unrated_per_rating=1")
     assert ingest(cfg, d, *draw) == 0
