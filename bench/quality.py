@@ -1,6 +1,7 @@
 """Quality study: PLE vs the DUIA variants per activity segment, with an external PLE.
 
     python bench/quality.py [--datasets movielens,synthetic] [--seeds 0,1,2]   (make bench-quality)
+    python bench/quality.py --datasets movielens-1m [--val-date 2000-12-10]
 
 Each dataset goes through the product's own jobs — `duia ingest`, `duia backfill`
 (segment → sequences → item-stats → samples) and `duia train` — into its own lakehouse
