@@ -336,7 +336,7 @@ def read_movielens(spark: SparkSession, path: str) -> RawDrop:
         age = F.trim(F.col("age"))
         if ml1m:
             codes = F.create_map(*[F.lit(x) for kv in ML1M_AGE_RANGES.items() for x in kv])
-            age = codes[F.regexp_replace(age, r"\.0+$", "")]
+            age = codes[_as_number(age).cast("int").cast("string")]  # "25.0" -> "25"
         users = u.select(
             "user_id",
             F.col("gender").alias("gender"),
