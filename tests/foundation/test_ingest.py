@@ -183,7 +183,8 @@ def test_movielens_1m_layout_reads_title_ids_genres_and_age_codes(cfg, lake, tmp
         tmp_path,
         "ml-1m",
         inter="user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        "1m_1\tToy Story (1995)\t5\t978300760\n1m_2\tJumanji (1995)\t2\t978302109\n",
+        "1m_1\tToy Story (1995)\t5\t978300760\n1m_2\tJumanji (1995)\t2\t978302109\n"
+        "1m_3\t \t4\t978302109\n",
         user="user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token\n"
         "1m_1\t1\tF\t10\t48067\n1m_2\t25\tM\t16\t70072\n",
         item="item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
@@ -194,6 +195,8 @@ def test_movielens_1m_layout_reads_title_ids_genres_and_age_codes(cfg, lake, tmp
     toy_story = "m" + hashlib.sha256(b"Toy Story (1995)").hexdigest()[:16]
     assert rows["1m_1"].item_id == toy_story and rows["1m_1"].like == 1
     assert rows["1m_2"].like == 0
+    assert "1m_3" not in rows  # a blank title is no id: quarantined, not hashed
+    assert lake.read("events_rejected").first().reason == "missing_item_id"
     assert lake.read("item_features").first()[:2] == (toy_story, "Animation")
     ages = {r.user_id: r.age_range for r in lake.read("user_profiles").collect()}
     assert ages == {"1m_1": None, "1m_2": "25-34"}  # code 1 = "under 18": no range
