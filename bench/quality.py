@@ -59,8 +59,12 @@ DUIA_ONLY_SETTINGS = (
     "dead_centre_window", "dead_centre_min_usage", "recent_queries", "query_tower_hidden",
     "query_behaviour_dropout", "aux_task", "aux_loss_weight", "top_k", "similarity_threshold",
     "similarity_threshold_enabled", "attention_temperature", "enhancement_dim",
-    "positive_behaviours", "item_k1", "item_k2",
+    "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
 )  # fmt: skip
+# Knobs added after runs were first cached: at these values they are left out of a run's
+# fingerprint, so the runs trained before the knob existed (which had this behaviour)
+# are still reused.
+LATER_SETTINGS = {"enhancement_fusion": "input", "enhanced_tasks": []}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +186,9 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
     def fingerprint(variant: str) -> str:
         settings = {**dataclasses.asdict(cfg.model), **dataclasses.asdict(cfg.train)}
         settings.pop("seed"), settings.pop("variant")
+        for k, default in LATER_SETTINGS.items():
+            if settings.get(k) == default:
+                settings.pop(k)
         if variant == "ple":  # plain PLE builds no memory: its knobs do not change the run
             for k in DUIA_ONLY_SETTINGS:
                 settings.pop(k, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
+FUSIONS = ("input", "towers")
 DEFAULT_TASKS = ["click", "long_view", "like", "follow", "comment", "share"]
 PLAY_TIME_LOSSES = ("mse_log1p", "weighted_logistic")
 
@@ -80,6 +81,12 @@ class ModelConfig:
     # UIE and UPBE vectors are linearly mapped to this width before they join the PLE
     # input (0 = concatenate them as they are, as the paper describes).
     enhancement_dim: int = 32
+    # Where the UIE/UPBE vectors join the ranker. "input": the PLE input, read by every
+    # expert and gate (as the paper describes). "towers": late fusion, the vectors skip
+    # the experts and join the input of the task towers named in `enhanced_tasks`.
+    enhancement_fusion: str = "input"
+    # Fusion "towers" only: the tasks whose towers read the enhancement ([] = all).
+    enhanced_tasks: list[str] = field(default_factory=list)
     positive_behaviours: list[str] = field(
         default_factory=lambda: ["long_view", "like", "share", "follow"]
     )
@@ -112,6 +119,19 @@ class ModelConfig:
                 raise ValueError(f"model.{name}: must be >= 1")
         if not 0.0 <= self.query_behaviour_dropout < 1.0:
             raise ValueError("model.query_behaviour_dropout: must be in [0, 1)")
+        if self.enhancement_fusion not in FUSIONS:
+            raise ValueError(
+                f"model.enhancement_fusion: expected one of {FUSIONS}, "
+                f"got {self.enhancement_fusion!r}"
+            )
+        unknown = [t for t in self.enhanced_tasks if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"model.enhanced_tasks: {unknown} are not in model.tasks {self.tasks}")
+        if self.enhanced_tasks and self.enhancement_fusion != "towers":
+            raise ValueError(
+                "model.enhanced_tasks: only enhancement_fusion 'towers' can enhance some "
+                "tasks and not others (the PLE input is shared by every task)"
+            )
         if self.enhancement_dim < 0:
             raise ValueError("model.enhancement_dim: must be >= 0 (0 = no projection)")
         for name in ("n_users", "n_items", "n_categories", "n_authors"):

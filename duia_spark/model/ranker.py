@@ -110,7 +110,14 @@ class DuiaRanker(nn.Module):
             self.duia_proj: nn.Linear | None = None
             if duia_width and cfg.enhancement_dim > 0:
                 self.duia_proj = nn.Linear(duia_width, cfg.enhancement_dim)
-                width += cfg.enhancement_dim
+                duia_width = cfg.enhancement_dim
+            # Late fusion ("towers"): the vectors skip the experts, have their own batch
+            # norm, and reach only the towers of the enhanced tasks.
+            self.tower_norm: nn.BatchNorm1d | None = None
+            tower_extra = 0
+            if duia_width and cfg.enhancement_fusion == "towers":
+                self.tower_norm = nn.BatchNorm1d(duia_width)
+                tower_extra = duia_width
             else:
                 width += duia_width
             self.input_norm = nn.BatchNorm1d(width)
@@ -122,8 +129,15 @@ class DuiaRanker(nn.Module):
                 cfg.shared_experts,
                 cfg.expert_hidden,
                 cfg.tower_hidden,
+                tower_extra,
             )
         self.ple_input_dim = width
+        enhanced = cfg.enhanced_tasks or cfg.tasks
+        self.register_buffer(
+            "enhanced_task_mask",
+            torch.tensor([float(t in enhanced) for t in cfg.tasks]),
+            persistent=False,
+        )
         task_index = {t: i for i, t in enumerate(cfg.tasks)}
         self.regression = [cfg.is_regression(t) for t in cfg.tasks]
         binary = [t for t, r in zip(cfg.tasks, self.regression, strict=True) if not r]
@@ -140,6 +154,7 @@ class DuiaRanker(nn.Module):
             if not any(p.is_meta for p in child.parameters()):
                 child.to(device)
         self.task_weights = self.task_weights.to(device)
+        self.enhanced_task_mask = self.enhanced_task_mask.to(device)
         if materialise:
             self.materialise(device)
 
@@ -258,25 +273,32 @@ class DuiaRanker(nn.Module):
                 self.uhse.remember(batch["item_idx"], item_r.leaf)
         parts.append(self.hist_attention(target, hist, hist_mask, shared))
 
+        tower_extra = None
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
-            parts.append(duia if self.duia_proj is None else self.duia_proj(duia))
-        logits = self.ple(self._normalise_input(torch.cat(parts, dim=1)))  # [B, T]
+            if self.duia_proj is not None:
+                duia = self.duia_proj(duia)
+            if self.tower_norm is None:
+                parts.append(duia)
+            else:  # [B, T, e]: zero for the towers of tasks that are not enhanced
+                duia = self._batch_norm(self.tower_norm, duia)
+                tower_extra = duia.unsqueeze(1) * self.enhanced_task_mask.view(1, -1, 1)
+        x = self._batch_norm(self.input_norm, torch.cat(parts, dim=1))
+        logits = self.ple(x, tower_extra)  # [B, T]
 
         if self.training:
             self._observe(aux, segment, labels)
         return {"logits": logits, "aux": aux}
 
-    def _normalise_input(self, x: Tensor) -> Tensor:
-        """Per-feature standardisation of the PLE input: embeddings start near 0.05,
-        dense features near 1 and memory vectors are unit length; without it the
-        experts see mostly whichever part happens to be largest."""
+    def _batch_norm(self, norm: nn.BatchNorm1d, x: Tensor) -> Tensor:
+        """Per-feature standardisation of the PLE input (and of late-fused DUIA vectors):
+        embeddings start near 0.05, dense features near 1 and memory vectors are unit
+        length; without it the experts see mostly whichever part happens to be largest."""
         if self.training and x.shape[0] == 1:  # batch statistics need two rows
-            norm = self.input_norm
             return F.batch_norm(
                 x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
             )
-        return self.input_norm(x)
+        return norm(x)
 
     @torch.no_grad()
     def _observe(self, aux: dict, segment: Tensor | None, labels: Tensor | None) -> None:

@@ -68,6 +68,35 @@ def test_variant_switches_add_exactly_their_modules(make_config):
             assert projected.ple_input_dim == base + 8
 
 
+def test_tower_fusion_reaches_only_the_enhanced_tasks(make_config, make_batch):
+    # No UHSE here: its enhanced history reaches every task through the experts.
+    cfg = make_config(variant="ple+uie+upbe", enhancement_fusion="towers", enhanced_tasks=["click"])
+    model = build_ranker(cfg)
+    assert model.ple_input_dim == DuiaRanker(make_config(variant="ple")).ple_input_dim
+    assert model.ple.tower_extra_dim == cfg.enhancement_dim
+    _train(model, make_batch, steps=3)
+    model.eval()
+    b = make_batch(cfg, 32, seed=5, labels=False)
+    before = model(b)["logits"]
+    with torch.no_grad():  # move every user centre: the UIE and UPBE vectors change
+        model.user_memory.centres1.mul_(-1.0)
+        model.user_memory.centres2.mul_(-1.0)
+    after = model(b)["logits"]
+    click = cfg.tasks.index("click")
+    others = [t for t in range(len(cfg.tasks)) if t != click]
+    assert not torch.allclose(after[:, click], before[:, click])
+    torch.testing.assert_close(after[:, others], before[:, others])
+
+
+def test_config_rejects_enhanced_tasks_it_cannot_honour():
+    with pytest.raises(ValueError, match="enhancement_fusion"):
+        ModelConfig(enhancement_fusion="experts")
+    with pytest.raises(ValueError, match=r"enhanced_tasks: \['likes'\]"):
+        ModelConfig(enhancement_fusion="towers", enhanced_tasks=["likes"])
+    with pytest.raises(ValueError, match="only enhancement_fusion 'towers'"):
+        ModelConfig(enhanced_tasks=["click"])
+
+
 def test_clustering_loss_leaves_main_model_gradients_untouched(make_config, make_batch):
     cfg = make_config(variant="ple+duia")
     model = build_ranker(cfg)
