@@ -81,6 +81,10 @@ class ModelConfig:
     # UIE and UPBE vectors are linearly mapped to this width before they join the PLE
     # input (0 = concatenate them as they are, as the paper describes).
     enhancement_dim: int = 32
+    # UPBE also yields two explicit affinities (cosines): the user's query, and UIE's
+    # enhancement, against the user clusters that consume the target item positively.
+    # A dot product is what an MLP learns worst from the two vectors side by side.
+    upbe_affinity: bool = False
     # Where the UIE/UPBE vectors join the ranker. "input": the PLE input, read by every
     # expert and gate (as the paper describes). "towers": late fusion, the vectors skip
     # the experts and join the input of the task towers named in `enhanced_tasks`.

@@ -99,7 +99,7 @@ class DuiaRanker(nn.Module):
                     cfg.similarity_threshold_enabled,
                     cfg.attention_temperature,
                 )
-                duia_width += m + 1
+                duia_width += m + 1 + (2 if cfg.upbe_affinity else 0)
             if cfg.use_uhse:
                 # Items carry no activity segment: the item memory is not balanced.
                 self.item_memory = self._memory(cfg.item_k1, cfg.item_k2, d, False, 1)
@@ -253,6 +253,15 @@ class DuiaRanker(nn.Module):
             # Read before this batch writes, so no row sees its own label.
             upbe_vec, upbe_mask = self.upbe(aux["target_unit"])
             duia_parts += [upbe_vec, upbe_mask.unsqueeze(1).float()]
+            if cfg.upbe_affinity:
+                # "Is this user like the users who liked this item?" as numbers, not
+                # left for the experts to find in two 64-wide vectors. Zero without
+                # a written slot (upbe_vec is zero there).
+                item_users = normalise(upbe_vec)
+                duia_parts += [
+                    (q_unit * item_users).sum(1, keepdim=True),
+                    (normalise(enhancement) * item_users).sum(1, keepdim=True),
+                ]
             aux["upbe_mask"] = upbe_mask
 
         shared = None

@@ -88,6 +88,25 @@ def test_tower_fusion_reaches_only_the_enhanced_tasks(make_config, make_batch):
     torch.testing.assert_close(after[:, others], before[:, others])
 
 
+def test_upbe_affinity_feeds_the_cosines_of_user_and_item_clusters(make_config, make_batch):
+    cfg = make_config(variant="ple+uie+upbe", upbe_affinity=True)
+    model = build_ranker(cfg)
+    m = cfg.memory_dim
+    assert model.duia_proj.in_features == (2 * m + 1) + (m + 1) + 2
+    _train(model, make_batch, steps=3)  # UPBE slots written
+    model.eval()
+    seen = {}
+    model.duia_proj.register_forward_hook(lambda mod, args, out: seen.update(x=args[0]))
+    b = make_batch(cfg, 32, seed=9, labels=False)
+    aux = model(b)["aux"]
+    item_users, written = model.upbe(aux["target_unit"])
+    assert bool(written.any())
+    item_users = torch.nn.functional.normalize(item_users, dim=1, eps=1e-8)
+    expected = (aux["user_query"] * item_users).sum(1)
+    torch.testing.assert_close(seen["x"][:, -2], expected)
+    assert torch.all(seen["x"][~written, -2:] == 0)
+
+
 def test_config_rejects_enhanced_tasks_it_cannot_honour():
     with pytest.raises(ValueError, match="enhancement_fusion"):
         ModelConfig(enhancement_fusion="experts")
