@@ -60,12 +60,17 @@ DUIA_ONLY_SETTINGS = (
     "query_behaviour_dropout", "aux_task", "aux_loss_weight", "top_k", "similarity_threshold",
     "similarity_threshold_enabled", "attention_temperature", "enhancement_dim",
     "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
-    "upbe_affinity",
+    "upbe_affinity", "enhanced_segments",
 )  # fmt: skip
 # Knobs added after runs were first cached: at these values they are left out of a run's
 # fingerprint, so the runs trained before the knob existed (which had this behaviour)
 # are still reused.
-LATER_SETTINGS = {"enhancement_fusion": "input", "enhanced_tasks": [], "upbe_affinity": False}
+LATER_SETTINGS = {
+    "enhancement_fusion": "input",
+    "enhanced_tasks": [],
+    "upbe_affinity": False,
+    "enhanced_segments": [],
+}
 
 
 @dataclasses.dataclass(frozen=True)

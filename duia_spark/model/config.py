@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
 FUSIONS = ("input", "towers")
+# Activity segment ids of the batch contract (`segment`: 0 low, 1 mid, 2 high), the
+# same as duia_spark.data.schema.SEGMENT_INDEX (the model package imports no Spark).
+SEGMENT_IDS = {"low": 0, "mid": 1, "high": 2}
 DEFAULT_TASKS = ["click", "long_view", "like", "follow", "comment", "share"]
 PLAY_TIME_LOSSES = ("mse_log1p", "weighted_logistic")
 
@@ -85,6 +88,10 @@ class ModelConfig:
     # enhancement, against the user clusters that consume the target item positively.
     # A dot product is what an MLP learns worst from the two vectors side by side.
     upbe_affinity: bool = False
+    # Activity segments whose rows receive the UIE/UPBE vectors ([] = all). Rows of the
+    # other segments get zeros (and mask 0) in their place, as a user the memory does
+    # not know would; the memories still learn from every row.
+    enhanced_segments: list[str] = field(default_factory=list)
     # Where the UIE/UPBE vectors join the ranker. "input": the PLE input, read by every
     # expert and gate (as the paper describes). "towers": late fusion, the vectors skip
     # the experts and join the input of the task towers named in `enhanced_tasks`.
@@ -131,6 +138,11 @@ class ModelConfig:
         unknown = [t for t in self.enhanced_tasks if t not in self.tasks]
         if unknown:
             raise ValueError(f"model.enhanced_tasks: {unknown} are not in model.tasks {self.tasks}")
+        unknown = [s for s in self.enhanced_segments if s not in SEGMENT_IDS]
+        if unknown:
+            raise ValueError(
+                f"model.enhanced_segments: {unknown} are not segments {list(SEGMENT_IDS)}"
+            )
         if self.enhanced_tasks and self.enhancement_fusion != "towers":
             raise ValueError(
                 "model.enhanced_tasks: only enhancement_fusion 'towers' can enhance some "

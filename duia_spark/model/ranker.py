@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from duia_spark.model.config import ModelConfig
+from duia_spark.model.config import SEGMENT_IDS, ModelConfig
 from duia_spark.model.deferred_init import make_embedding, materialise_embeddings_
 from duia_spark.model.duia import (
     HistorySequenceEnhancement,
@@ -132,6 +132,12 @@ class DuiaRanker(nn.Module):
                 tower_extra,
             )
         self.ple_input_dim = width
+        # 1 for the segments whose rows receive the UIE/UPBE vectors ([] = all of them).
+        segment_mask = None
+        if cfg.enhanced_segments:
+            ids = torch.tensor([SEGMENT_IDS[s] for s in cfg.enhanced_segments])
+            segment_mask = torch.zeros(len(SEGMENT_IDS)).index_fill_(0, ids, 1.0)
+        self.register_buffer("enhanced_segment_mask", segment_mask, persistent=False)
         enhanced = cfg.enhanced_tasks or cfg.tasks
         self.register_buffer(
             "enhanced_task_mask",
@@ -155,6 +161,8 @@ class DuiaRanker(nn.Module):
                 child.to(device)
         self.task_weights = self.task_weights.to(device)
         self.enhanced_task_mask = self.enhanced_task_mask.to(device)
+        if self.enhanced_segment_mask is not None:
+            self.enhanced_segment_mask = self.enhanced_segment_mask.to(device)
         if materialise:
             self.materialise(device)
 
@@ -285,6 +293,13 @@ class DuiaRanker(nn.Module):
         tower_extra = None
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
+            if self.enhanced_segment_mask is not None:
+                if segment is None:
+                    raise ValueError(
+                        "model.enhanced_segments needs batch['segment'] to know which rows "
+                        "receive the DUIA vectors"
+                    )
+                duia = duia * self.enhanced_segment_mask[segment].unsqueeze(1)
             if self.duia_proj is not None:
                 duia = self.duia_proj(duia)
             if self.tower_norm is None:

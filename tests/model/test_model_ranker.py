@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 
-from duia_spark.model.config import VARIANTS, ModelConfig
+from duia_spark.data.schema import SEGMENT_INDEX
+from duia_spark.model.config import SEGMENT_IDS, VARIANTS, ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 
 
@@ -107,6 +108,31 @@ def test_upbe_affinity_feeds_the_cosines_of_user_and_item_clusters(make_config, 
     assert torch.all(seen["x"][~written, -2:] == 0)
 
 
+def test_enhanced_segments_leave_other_rows_without_the_memories(make_config, make_batch):
+    # No UHSE: its enhanced history is not part of the gated vectors.
+    cfg = make_config(variant="ple+uie+upbe", enhanced_segments=["low"])
+    model = build_ranker(cfg)
+    _train(model, make_batch, steps=3)
+    model.eval()
+    b = make_batch(cfg, 64, seed=11, labels=False)
+    low = b["segment"] == SEGMENT_INDEX["low"]
+    assert bool(low.any()) and bool((~low).any())
+    before = model(b)["logits"]
+    with torch.no_grad():
+        model.user_memory.centres1.mul_(-1.0)
+        model.user_memory.centres2.mul_(-1.0)
+    after = model(b)["logits"]
+    torch.testing.assert_close(after[~low], before[~low])
+    assert not torch.allclose(after[low], before[low])
+    del b["segment"]
+    with pytest.raises(ValueError, match="needs batch\\['segment'\\]"):
+        model(b)
+
+
+def test_model_segment_ids_match_the_tables():
+    assert SEGMENT_IDS == SEGMENT_INDEX
+
+
 def test_config_rejects_enhanced_tasks_it_cannot_honour():
     with pytest.raises(ValueError, match="enhancement_fusion"):
         ModelConfig(enhancement_fusion="experts")
@@ -114,6 +140,8 @@ def test_config_rejects_enhanced_tasks_it_cannot_honour():
         ModelConfig(enhancement_fusion="towers", enhanced_tasks=["likes"])
     with pytest.raises(ValueError, match="only enhancement_fusion 'towers'"):
         ModelConfig(enhanced_tasks=["click"])
+    with pytest.raises(ValueError, match="enhanced_segments: \\['new'\\]"):
+        ModelConfig(enhanced_segments=["new"])
 
 
 def test_clustering_loss_leaves_main_model_gradients_untouched(make_config, make_batch):
