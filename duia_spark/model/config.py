@@ -88,9 +88,10 @@ class ModelConfig:
     # enhancement, against the user clusters that consume the target item positively.
     # A dot product is what an MLP learns worst from the two vectors side by side.
     upbe_affinity: bool = False
-    # Activity segments whose rows receive the UIE/UPBE vectors ([] = all). Rows of the
-    # other segments get zeros (and mask 0) in their place, as a user the memory does
-    # not know would; the memories still learn from every row.
+    # Activity segments whose rows receive the DUIA enhancements ([] = all). Rows of the
+    # other segments get zeros (and mask 0) for the UIE/UPBE vectors, as a user the
+    # memory does not know would, and attend over their own history only (no UHSE
+    # keys); the memories still learn from every row.
     enhanced_segments: list[str] = field(default_factory=list)
     # Where the UIE/UPBE vectors join the ranker. "input": the PLE input, read by every
     # expert and gate (as the paper describes). "towers": late fusion, the vectors skip

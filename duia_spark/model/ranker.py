@@ -286,6 +286,10 @@ class DuiaRanker(nn.Module):
                 anchor = normalise(anchor[:, : cfg.embedding_dim])
             # The enhanced sequence: L more keys, rows of the projected centre table.
             shared = self.uhse(hist_dir, hist_items, hist_mask, self.item_emb, anchor, anchor_ok)
+            rows = self._enhanced_rows(segment)
+            if rows is not None:  # other segments' rows attend over their own history only
+                table, leaf, enhanced_mask = shared
+                shared = (table, leaf, enhanced_mask & rows.bool().unsqueeze(1))
             if self.training:
                 self.uhse.remember(batch["item_idx"], item_r.leaf)
         parts.append(self.hist_attention(target, hist, hist_mask, shared))
@@ -293,13 +297,9 @@ class DuiaRanker(nn.Module):
         tower_extra = None
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
-            if self.enhanced_segment_mask is not None:
-                if segment is None:
-                    raise ValueError(
-                        "model.enhanced_segments needs batch['segment'] to know which rows "
-                        "receive the DUIA vectors"
-                    )
-                duia = duia * self.enhanced_segment_mask[segment].unsqueeze(1)
+            rows = self._enhanced_rows(segment)
+            if rows is not None:
+                duia = duia * rows.unsqueeze(1)
             if self.duia_proj is not None:
                 duia = self.duia_proj(duia)
             if self.tower_norm is None:
@@ -313,6 +313,17 @@ class DuiaRanker(nn.Module):
         if self.training:
             self._observe(aux, segment, labels)
         return {"logits": logits, "aux": aux}
+
+    def _enhanced_rows(self, segment: Tensor | None) -> Tensor | None:
+        """[B] 1.0 for rows of `cfg.enhanced_segments`, 0.0 otherwise; None = every row."""
+        if self.enhanced_segment_mask is None:
+            return None
+        if segment is None:
+            raise ValueError(
+                "model.enhanced_segments needs batch['segment'] to know which rows "
+                "receive the DUIA enhancements"
+            )
+        return self.enhanced_segment_mask[segment]
 
     def _batch_norm(self, norm: nn.BatchNorm1d, x: Tensor) -> Tensor:
         """Per-feature standardisation of the PLE input (and of late-fused DUIA vectors):

@@ -109,8 +109,7 @@ def test_upbe_affinity_feeds_the_cosines_of_user_and_item_clusters(make_config, 
 
 
 def test_enhanced_segments_leave_other_rows_without_the_memories(make_config, make_batch):
-    # No UHSE: its enhanced history is not part of the gated vectors.
-    cfg = make_config(variant="ple+uie+upbe", enhanced_segments=["low"])
+    cfg = make_config(variant="ple+duia", enhanced_segments=["low"])
     model = build_ranker(cfg)
     _train(model, make_batch, steps=3)
     model.eval()
@@ -118,9 +117,10 @@ def test_enhanced_segments_leave_other_rows_without_the_memories(make_config, ma
     low = b["segment"] == SEGMENT_INDEX["low"]
     assert bool(low.any()) and bool((~low).any())
     before = model(b)["logits"]
-    with torch.no_grad():
-        model.user_memory.centres1.mul_(-1.0)
-        model.user_memory.centres2.mul_(-1.0)
+    with torch.no_grad():  # move every centre: UIE, UPBE and the enhanced history change
+        for memory in (model.user_memory, model.item_memory):
+            memory.centres1.mul_(-1.0)
+            memory.centres2.mul_(-1.0)
     after = model(b)["logits"]
     torch.testing.assert_close(after[~low], before[~low])
     assert not torch.allclose(after[low], before[low])
