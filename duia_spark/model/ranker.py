@@ -295,19 +295,28 @@ class DuiaRanker(nn.Module):
         parts.append(self.hist_attention(target, hist, hist_mask, shared))
 
         tower_extra = None
+        rows = None  # [B] 1.0 where the row receives the vectors (enhanced_segments)
+        duia_width = 0
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
-            rows = self._enhanced_rows(segment)
-            if rows is not None:
-                duia = duia * rows.unsqueeze(1)
             if self.duia_proj is not None:
                 duia = self.duia_proj(duia)
+            rows = self._enhanced_rows(segment)
+            duia_width = duia.shape[1]
             if self.tower_norm is None:
                 parts.append(duia)
             else:  # [B, T, e]: zero for the towers of tasks that are not enhanced
                 duia = self._batch_norm(self.tower_norm, duia)
+                if rows is not None:
+                    duia = duia * rows.unsqueeze(1)
                 tower_extra = duia.unsqueeze(1) * self.enhanced_task_mask.view(1, -1, 1)
         x = self._batch_norm(self.input_norm, torch.cat(parts, dim=1))
+        if rows is not None and tower_extra is None:
+            # Zeroed after the batch norm: a row outside enhanced_segments sees exact
+            # zeros, in training and serving alike, not a value that moves with the
+            # batch's statistics.
+            keep = x[:, :-duia_width]
+            x = torch.cat([keep, x[:, -duia_width:] * rows.unsqueeze(1)], dim=1)
         logits = self.ple(x, tower_extra)  # [B, T]
 
         if self.training:
