@@ -132,7 +132,7 @@ class DuiaRanker(nn.Module):
                 tower_extra,
             )
         self.ple_input_dim = width
-        # 1 for the segments whose rows receive the UIE/UPBE vectors ([] = all of them).
+        # 1 for the segments whose rows receive the DUIA enhancements ([] = all of them).
         segment_mask = None
         if cfg.enhanced_segments:
             ids = torch.tensor([SEGMENT_IDS[s] for s in cfg.enhanced_segments])
@@ -205,6 +205,8 @@ class DuiaRanker(nn.Module):
         user = self.user_emb(batch["user_idx"])  # [B, d]
         segment = batch.get("segment")
         labels = batch.get("labels")
+        # [B] 1.0 where the row receives the DUIA enhancements (enhanced_segments)
+        rows = self._enhanced_rows(segment) if self.user_memory is not None else None
         target = torch.cat(
             [item, self.category_emb(batch["category_idx"]), self.author_emb(batch["author_idx"])],
             dim=1,
@@ -286,7 +288,6 @@ class DuiaRanker(nn.Module):
                 anchor = normalise(anchor[:, : cfg.embedding_dim])
             # The enhanced sequence: L more keys, rows of the projected centre table.
             shared = self.uhse(hist_dir, hist_items, hist_mask, self.item_emb, anchor, anchor_ok)
-            rows = self._enhanced_rows(segment)
             if rows is not None:  # other segments' rows attend over their own history only
                 table, leaf, enhanced_mask = shared
                 shared = (table, leaf, enhanced_mask & rows.bool().unsqueeze(1))
@@ -295,13 +296,11 @@ class DuiaRanker(nn.Module):
         parts.append(self.hist_attention(target, hist, hist_mask, shared))
 
         tower_extra = None
-        rows = None  # [B] 1.0 where the row receives the vectors (enhanced_segments)
         duia_width = 0
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
             if self.duia_proj is not None:
                 duia = self.duia_proj(duia)
-            rows = self._enhanced_rows(segment)
             duia_width = duia.shape[1]
             if self.tower_norm is None:
                 parts.append(duia)
