@@ -62,15 +62,10 @@ DUIA_ONLY_SETTINGS = (
     "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
     "upbe_affinity", "enhanced_segments",
 )  # fmt: skip
-# Knobs added after runs were first cached: at these values they are left out of a run's
-# fingerprint, so the runs trained before the knob existed (which had this behaviour)
-# are still reused.
-LATER_SETTINGS = {
-    "enhancement_fusion": "input",
-    "enhanced_tasks": [],
-    "upbe_affinity": False,
-    "enhanced_segments": [],
-}
+# Knobs added after runs were first cached: at their ModelConfig default they are left
+# out of a run's fingerprint, so the runs trained before the knob existed (which had
+# the default's behaviour) are still reused.
+LATER_SETTINGS = ("enhancement_fusion", "enhanced_tasks", "upbe_affinity", "enhanced_segments")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +179,7 @@ def prepare(ds: Dataset, cfg, work: Path) -> None:
 def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str, int], str]:
     """(variant, seed) → MLflow run id; runs recorded in runs.json are not trained again."""
     from duia_spark import tracking
+    from duia_spark.model.config import ModelConfig
 
     book = work / "runs.json"
     runs = json.loads(book.read_text()) if book.exists() else {}
@@ -192,8 +188,9 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
     def fingerprint(variant: str) -> str:
         settings = {**dataclasses.asdict(cfg.model), **dataclasses.asdict(cfg.train)}
         settings.pop("seed"), settings.pop("variant")
-        for k, default in LATER_SETTINGS.items():
-            if settings.get(k) == default:
+        defaults = dataclasses.asdict(ModelConfig())
+        for k in LATER_SETTINGS:
+            if settings.get(k) == defaults[k]:
                 settings.pop(k)
         if variant == "ple":  # plain PLE builds no memory: its knobs do not change the run
             for k in DUIA_ONLY_SETTINGS:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
+from duia_spark.model.config import SEGMENT_IDS
+
 # Binary behaviour signals, in the order the model's tasks default to.
 SIGNALS: tuple[str, ...] = ("click", "long_view", "like", "follow", "comment", "share", "hate")
 # Millisecond measurements that travel with an exposure.
@@ -37,5 +39,6 @@ REJECTED_SCHEMA = T.StructType(
 )
 
 # Activity segments, as labels and as the integer ids the model sees.
-SEGMENTS: tuple[str, ...] = ("low", "mid", "high")
-SEGMENT_INDEX: dict[str, int] = {s: i for i, s in enumerate(SEGMENTS)}
+# The ids are the model's batch contract (ModelConfig's module imports no Spark).
+SEGMENT_INDEX: dict[str, int] = dict(SEGMENT_IDS)
+SEGMENTS: tuple[str, ...] = tuple(sorted(SEGMENT_INDEX, key=SEGMENT_INDEX.get))

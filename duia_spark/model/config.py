@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
 FUSIONS = ("input", "towers")
-# Activity segment ids of the batch contract (`segment`: 0 low, 1 mid, 2 high), the
-# same as duia_spark.data.schema.SEGMENT_INDEX (the model package imports no Spark).
+# Activity segment ids of the batch contract (`segment`: 0 low, 1 mid, 2 high); the
+# tables' segment labels (duia_spark.data.schema) are read from here.
 SEGMENT_IDS = {"low": 0, "mid": 1, "high": 2}
 DEFAULT_TASKS = ["click", "long_view", "like", "follow", "comment", "share"]
 PLAY_TIME_LOSSES = ("mse_log1p", "weighted_logistic")
