@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
-FUSIONS = ("input", "towers")
+FUSIONS = ("input", "towers", "residual")
 # Activity segment ids of the batch contract (`segment`: 0 low, 1 mid, 2 high); the
 # tables' segment labels (duia_spark.data.schema) are read from here.
 SEGMENT_IDS = {"low": 0, "mid": 1, "high": 2}
@@ -96,8 +96,11 @@ class ModelConfig:
     # Where the UIE/UPBE vectors join the ranker. "input": the PLE input, read by every
     # expert and gate (as the paper describes). "towers": late fusion, the vectors skip
     # the experts and join the input of the task towers named in `enhanced_tasks`.
+    # "residual": the PLE ranker trains as variant "ple" does, without them; a head
+    # reads them (and UHSE's enhanced sequence) and adds a residual logit per task,
+    # learnt with the base held fixed (duia_spark/model/residual.py).
     enhancement_fusion: str = "input"
-    # Fusion "towers" only: the tasks whose towers read the enhancement ([] = all).
+    # Fusion "towers" or "residual": the tasks the enhancement reaches ([] = all).
     enhanced_tasks: list[str] = field(default_factory=list)
     positive_behaviours: list[str] = field(
         default_factory=lambda: ["long_view", "like", "share", "follow"]
@@ -144,10 +147,10 @@ class ModelConfig:
             raise ValueError(
                 f"model.enhanced_segments: {unknown} are not segments {list(SEGMENT_IDS)}"
             )
-        if self.enhanced_tasks and self.enhancement_fusion != "towers":
+        if self.enhanced_tasks and self.enhancement_fusion == "input":
             raise ValueError(
-                "model.enhanced_tasks: only enhancement_fusion 'towers' can enhance some "
-                "tasks and not others (the PLE input is shared by every task)"
+                "model.enhanced_tasks: only enhancement_fusion 'towers' or 'residual' can "
+                "enhance some tasks and not others (the PLE input is shared by every task)"
             )
         if self.enhancement_dim < 0:
             raise ValueError("model.enhancement_dim: must be >= 0 (0 = no projection)")

@@ -36,6 +36,7 @@ from duia_spark.model.ghca import ClusterMemory, load_memories, save_memories
 from duia_spark.model.layers import TargetAttention, masked_mean, normalise
 from duia_spark.model.optim import RankerOptimizer
 from duia_spark.model.ple import PLE
+from duia_spark.model.residual import EnhancementResidual
 
 
 class DuiaRanker(nn.Module):
@@ -63,6 +64,11 @@ class DuiaRanker(nn.Module):
             self.pos_attention = TargetAttention(target_dim, d)
             # user + target (3d) + dense + pooled positive history + pooled history
             width = d + target_dim + cfg.n_user_dense + cfg.n_item_dense + 2 * d
+            residual = cfg.use_uie and cfg.enhancement_fusion == "residual"
+            if residual:
+                # Residual fusion: the base ranker is built first, from the same draws
+                # as variant "ple" (whose init it then equals), DUIA's modules after it.
+                self._build_ple(width, 0)
 
             self.user_memory: ClusterMemory | None = None
             self.item_memory: ClusterMemory | None = None
@@ -114,23 +120,23 @@ class DuiaRanker(nn.Module):
             # Late fusion ("towers"): the vectors skip the experts, have their own batch
             # norm, and reach only the towers of the enhanced tasks.
             self.tower_norm: nn.BatchNorm1d | None = None
+            # Residual fusion: a head corrects the base ranker's logits (residual.py);
+            # UHSE's enhanced sequence reaches it as its own target-attention pool.
+            self.residual: EnhancementResidual | None = None
+            self.uhse_attention: TargetAttention | None = None
             tower_extra = 0
-            if duia_width and cfg.enhancement_fusion == "towers":
+            if residual:
+                if self.uhse is not None:
+                    self.uhse_attention = TargetAttention(target_dim, d)
+                    duia_width += d
+                self.residual = EnhancementResidual(duia_width, width, n_tasks, cfg.tower_hidden)
+            elif duia_width and cfg.enhancement_fusion == "towers":
                 self.tower_norm = nn.BatchNorm1d(duia_width)
                 tower_extra = duia_width
             else:
                 width += duia_width
-            self.input_norm = nn.BatchNorm1d(width)
-            self.ple = PLE(
-                width,
-                n_tasks,
-                cfg.ple_levels,
-                cfg.experts_per_task,
-                cfg.shared_experts,
-                cfg.expert_hidden,
-                cfg.tower_hidden,
-                tower_extra,
-            )
+            if not residual:
+                self._build_ple(width, tower_extra)
         self.ple_input_dim = width
         # 1 for the segments whose rows receive the DUIA enhancements ([] = all of them).
         segment_mask = None
@@ -165,6 +171,20 @@ class DuiaRanker(nn.Module):
             self.enhanced_segment_mask = self.enhanced_segment_mask.to(device)
         if materialise:
             self.materialise(device)
+
+    def _build_ple(self, width: int, tower_extra: int) -> None:
+        cfg = self.cfg
+        self.input_norm = nn.BatchNorm1d(width)
+        self.ple = PLE(
+            width,
+            len(cfg.tasks),
+            cfg.ple_levels,
+            cfg.experts_per_task,
+            cfg.shared_experts,
+            cfg.expert_hidden,
+            cfg.tower_hidden,
+            tower_extra,
+        )
 
     def _memory(self, k1: int, k2: int, dim: int, balanced: bool, offset: int) -> ClusterMemory:
         cfg = self.cfg
@@ -249,7 +269,10 @@ class DuiaRanker(nn.Module):
             if self.training:
                 self.user_memory.prepare(q_unit, segment)
             user_r = self.user_memory.retrieve(q_unit, cfg.top_k, with_children=True)
-            enhancement, personal, uie_mask = self.uie(user_r, target)
+            # A residual head's inputs carry no gradient into the base ranker.
+            enhancement, personal, uie_mask = self.uie(
+                user_r, target.detach() if self.residual is not None else target
+            )
             duia_parts += [enhancement, personal, uie_mask.unsqueeze(1).float()]
             aux.update(
                 user_query=q_unit,
@@ -293,34 +316,52 @@ class DuiaRanker(nn.Module):
                 shared = (table, leaf, enhanced_mask & rows.bool().unsqueeze(1))
             if self.training:
                 self.uhse.remember(batch["item_idx"], item_r.leaf)
-        parts.append(self.hist_attention(target, hist, hist_mask, shared))
+        if self.residual is None:
+            parts.append(self.hist_attention(target, hist, hist_mask, shared))
+        else:  # the base attends over its own history; the enhanced sequence is DUIA's
+            parts.append(self.hist_attention(target, hist, hist_mask))
+            if shared is not None:
+                nothing = hist_mask[:, :0]  # [B, 0]: the pool reads the shared keys only
+                duia_parts.append(
+                    self.uhse_attention(target.detach(), hist.detach()[:, :0], nothing, shared)
+                )
 
         tower_extra = None
-        duia_width = 0
+        duia = None
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
-            if self.duia_proj is not None:
+            if self.duia_proj is not None and self.residual is None:
                 duia = self.duia_proj(duia)
-            duia_width = duia.shape[1]
-            if self.tower_norm is None:
-                parts.append(duia)
-            else:  # [B, T, e]: zero for the towers of tasks that are not enhanced
+            elif self.duia_proj is not None:  # UHSE's pool (last, d wide) is not projected
+                width = self.duia_proj.in_features
+                duia = torch.cat([self.duia_proj(duia[:, :width]), duia[:, width:]], dim=1)
+            if self.tower_norm is not None:  # [B, T, e]: zero for tasks not enhanced
                 duia = self._batch_norm(self.tower_norm, duia)
                 if rows is not None:
                     duia = duia * rows.unsqueeze(1)
                 tower_extra = duia.unsqueeze(1) * self.enhanced_task_mask.view(1, -1, 1)
+            elif self.residual is None:
+                parts.append(duia)
         x = self._batch_norm(self.input_norm, torch.cat(parts, dim=1))
-        if rows is not None and tower_extra is None:
+        if rows is not None and duia is not None and tower_extra is None and self.residual is None:
             # Zeroed after the batch norm: a row outside enhanced_segments sees exact
             # zeros, in training and serving alike, not a value that moves with the
             # batch's statistics.
-            keep = x[:, :-duia_width]
-            x = torch.cat([keep, x[:, -duia_width:] * rows.unsqueeze(1)], dim=1)
+            keep = x[:, : -duia.shape[1]]
+            x = torch.cat([keep, x[:, -duia.shape[1] :] * rows.unsqueeze(1)], dim=1)
         logits = self.ple(x, tower_extra)  # [B, T]
+        out = {"logits": logits, "aux": aux}
+        if self.residual is not None:
+            residual = self.residual(self._batch_norm(self.residual.norm, duia), x, logits)
+            residual = residual * self.enhanced_task_mask
+            if rows is not None:
+                residual = residual * rows.unsqueeze(1)
+            aux["enhanced_rows"] = rows
+            out.update(base_logits=logits, residual=residual, logits=logits + residual)
 
         if self.training:
             self._observe(aux, segment, labels)
-        return {"logits": logits, "aux": aux}
+        return out
 
     def _enhanced_rows(self, segment: Tensor | None) -> Tensor | None:
         """[B] 1.0 for rows of `cfg.enhanced_segments`, 0.0 otherwise; None = every row."""
@@ -375,19 +416,38 @@ class DuiaRanker(nn.Module):
         if "labels" not in batch:
             raise ValueError("loss() needs batch['labels']")
         labels = batch["labels"].float()
-        logits = out["logits"]
+        # Residual fusion: the task losses train the base ranker on its own logits.
+        logits = out.get("base_logits", out["logits"])
         parts: dict[str, Tensor] = {}
         total = logits.new_zeros(())
         for t, task in enumerate(self.cfg.tasks):
             task_loss = self._task_loss(logits[:, t], labels[:, t], self.regression[t])
             parts[task] = task_loss
             total = total + self.task_weights[t] * task_loss
+        if "residual" in out:
+            residual_loss = self._residual_loss(labels, out)
+            parts["residual"] = residual_loss
+            total = total + residual_loss
         if self.query_tower is not None and self.aux_task_index is not None:
             aux_logit = out["aux"]["aux_logit"]
             aux_loss = self._task_loss(aux_logit, labels[:, self.aux_task_index], False)
             parts["aux"] = aux_loss
             total = total + self.cfg.aux_loss_weight * aux_loss
         return total, parts
+
+    def _residual_loss(self, labels: Tensor, out: dict) -> Tensor:
+        """The served logits' task losses with the base held fixed, on the enhanced rows
+        only: they train the residual head and nothing else."""
+        served = out["base_logits"].detach() + out["residual"]
+        rows = out["aux"]["enhanced_rows"]
+        if rows is not None:  # other rows' labels count as unknown here
+            labels = labels.masked_fill(~rows.bool().unsqueeze(1), float("nan"))
+        total = served.new_zeros(())
+        for t in range(len(self.cfg.tasks)):
+            if float(self.enhanced_task_mask[t]):
+                task_loss = self._task_loss(served[:, t], labels[:, t], self.regression[t])
+                total = total + self.task_weights[t] * task_loss
+        return total
 
     def clustering_loss(self, batch: dict[str, Tensor], out: dict) -> Tensor:
         """GHCA loss of the user memory, UPBE writes and the item memory, on detached

@@ -129,6 +129,55 @@ def test_enhanced_segments_leave_other_rows_without_the_memories(make_config, ma
         model(b)
 
 
+def test_residual_fusion_trains_its_base_exactly_as_plain_ple(make_config, make_batch):
+    cfg = make_config(variant="ple+duia", enhancement_fusion="residual")
+    plain = build_ranker(make_config(variant="ple"))
+    model = build_ranker(cfg)
+    assert model.ple_input_dim == plain.ple_input_dim
+    base = plain.state_dict()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in base.items())
+    b = make_batch(cfg, 32, seed=21, labels=False)
+    # The head's last layer starts at zero: an untrained model serves the base's scores.
+    torch.testing.assert_close(model.predict(b), plain.predict(b), rtol=0, atol=0)
+    _train(plain, make_batch, steps=4)
+    _train(model, make_batch, steps=4)
+    for name, value in plain.state_dict().items():  # the memories did not move the base
+        torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    out = model.eval()(b)
+    torch.testing.assert_close(out["base_logits"], plain.eval()(b)["logits"], rtol=0, atol=0)
+    assert out["residual"].abs().sum() > 0  # the head learnt a correction
+    torch.testing.assert_close(out["logits"], out["base_logits"] + out["residual"])
+
+
+def test_residual_fusion_reaches_only_enhanced_segments_and_tasks(make_config, make_batch):
+    cfg = make_config(
+        variant="ple+duia",
+        enhancement_fusion="residual",
+        enhanced_segments=["low"],
+        enhanced_tasks=["click"],
+    )
+    model = build_ranker(cfg)
+    _train(model, make_batch, steps=4)
+    model.eval()
+    b = make_batch(cfg, 64, seed=12, labels=False)
+    low = b["segment"] == SEGMENT_INDEX["low"]
+    out = model(b)
+    click = cfg.tasks.index("click")
+    others = [t for t in range(len(cfg.tasks)) if t != click]
+    assert torch.all(out["residual"][~low] == 0)
+    assert torch.all(out["residual"][:, others] == 0)
+    assert torch.all(out["residual"][low, click] != 0)
+    before = out["logits"]
+    with torch.no_grad():  # move every centre: only the residual of low rows may change
+        for memory in (model.user_memory, model.item_memory):
+            memory.centres1.mul_(-1.0)
+            memory.centres2.mul_(-1.0)
+    after = model(b)["logits"]
+    torch.testing.assert_close(after[~low], before[~low], rtol=0, atol=0)
+    torch.testing.assert_close(after[:, others], before[:, others], rtol=0, atol=0)
+    assert not torch.allclose(after[low, click], before[low, click])
+
+
 def test_model_segment_ids_match_the_tables():
     assert SEGMENT_IDS == SEGMENT_INDEX
 
@@ -138,7 +187,7 @@ def test_config_rejects_enhanced_tasks_it_cannot_honour():
         ModelConfig(enhancement_fusion="experts")
     with pytest.raises(ValueError, match=r"enhanced_tasks: \['likes'\]"):
         ModelConfig(enhancement_fusion="towers", enhanced_tasks=["likes"])
-    with pytest.raises(ValueError, match="only enhancement_fusion 'towers'"):
+    with pytest.raises(ValueError, match="only enhancement_fusion 'towers' or 'residual'"):
         ModelConfig(enhanced_tasks=["click"])
     with pytest.raises(ValueError, match="enhanced_segments: \\['new'\\]"):
         ModelConfig(enhanced_segments=["new"])

@@ -1,0 +1,39 @@
+"""Residual fusion: DUIA's vectors correct a base ranker that never reads them.
+
+With `enhancement_fusion: residual` the PLE ranker is built and trained exactly as
+variant "ple" builds and trains it: its input holds no DUIA vector, its history
+attention has no enhanced keys, and only its own task losses reach it. A small head
+reads the DUIA vectors beside the (detached) base input and base logits and adds one
+residual logit per task:
+
+    logit = base(x) + head([enhancement, x, base(x)])
+
+The head learns from the loss of that sum with the base held fixed (its gradient
+stops at the base), on the rows of `enhanced_segments` only. Its last layer starts
+at zero, so an untrained head serves the base ranker's scores. What the memories
+add is then a correction the head has to earn against a ranker that learned without
+them, and rows outside `enhanced_segments` get the base ranker's score unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from duia_spark.model.layers import mlp
+
+
+class EnhancementResidual(nn.Module):
+    """[B, e] enhancement (batch-normalised by `norm`), [B, c] base input, [B, T] base
+    logits -> [B, T] residual logits. The base's tensors are detached here."""
+
+    def __init__(self, enhancement_dim: int, context_dim: int, n_tasks: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(enhancement_dim)
+        self.net = mlp(enhancement_dim + context_dim + n_tasks, hidden, n_tasks)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, enhancement: Tensor, context: Tensor, base_logits: Tensor) -> Tensor:
+        features = [enhancement, context.detach(), base_logits.detach()]
+        return self.net(torch.cat(features, dim=1))
