@@ -175,6 +175,32 @@ def prepare(ds: Dataset, cfg, work: Path) -> None:
         stage(cfg, "backfill", "--date", str(missing[0]), "--end-date", str(last))
 
 
+def training_mix(ds: Dataset, cfg) -> dict[str, tuple[int, int, float, float]]:
+    """Per segment of the training window: rows, users, share of rows without history
+    and mean history length (a Spark aggregate; three rows reach the driver). What the
+    model learns from, beside what it is tested on."""
+    from pyspark.sql import functions as F
+
+    from duia_spark.lakehouse import Lakehouse
+    from duia_spark.session import build_spark_session
+
+    lake = Lakehouse(build_spark_session(cfg, "duia-quality"), cfg)
+    first = ds.val_date - dt.timedelta(days=cfg.train.train_days)
+    rows = (
+        lake.read("samples")
+        .where((F.col("sample_date") >= first) & (F.col("sample_date") < ds.val_date))
+        .groupBy("segment")
+        .agg(
+            F.count("*").alias("rows"),
+            F.countDistinct("user_id").alias("users"),
+            F.avg((F.col("hist_len") == 0).cast("double")).alias("no_history"),
+            F.avg("hist_len").alias("hist_len"),
+        )
+        .collect()
+    )
+    return {r["segment"]: (r["rows"], r["users"], r["no_history"], r["hist_len"]) for r in rows}
+
+
 # ------------------------------------------------------------------ training
 def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str, int], str]:
     """(variant, seed) → MLflow run id; runs recorded in runs.json are not trained again."""
@@ -452,7 +478,7 @@ def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[s
 
 
 def summarise(
-    ds: Dataset, test: pd.DataFrame, res, models, seeds, health
+    ds: Dataset, test: pd.DataFrame, res, models, seeds, health, mix
 ) -> tuple[list[str], list[dict]]:
     from scipy import stats
 
@@ -467,6 +493,18 @@ def summarise(
             f"{g} {int(masks[g].sum()):,} rows / {test.loc[masks[g], 'user_idx'].nunique()} users"
             for g in SEGMENT_GROUPS[1:]
         ),  # fmt: skip
+        "",
+        "Test rows' exposure history, mean length: "
+        + ", ".join(
+            f"{g} {test.loc[masks[g], 'hist_len'].mean():.1f}" for g in SEGMENT_GROUPS[1:4]
+        ),
+        "",
+        "Training rows per segment (share without history, mean history length): "
+        + ", ".join(
+            f"{g} {mix[g][0]:,} rows / {mix[g][1]} users ({mix[g][2]:.0%}, {mix[g][3]:.1f})"
+            for g in SEGMENT_GROUPS[1:4]
+            if g in mix
+        ),
         "",
     ]
     csv_rows = []
@@ -585,6 +623,7 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
     truth = work / "raw" / "truth" if ds.name == "synthetic" else None
     test, feeds = score_test(ds, cfg, runs, truth)
     test["history"] = [bool(np.any(h)) for h in test["hist_items"]]
+    test["hist_len"] = [int(np.count_nonzero(h)) for h in test["hist_items"]]
     test.drop(columns=["user_dense", "item_dense", "hist_items", "pos_items"]).to_parquet(
         work / "test_scores.parquet"
     )  # for further analysis: labels, segment, user and every run's scores
@@ -608,7 +647,7 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
         models.append(RECHUB)
     res = evaluate(test, ds.tasks, score_cols)
     health = {k: run_health(r) for k, r in runs.items() if k[0] != "ple"}
-    lines, rows = summarise(ds, test, res, models, seeds, health)
+    lines, rows = summarise(ds, test, res, models, seeds, health, training_mix(ds, cfg))
     if feeds:
         lines += simulated_feed_table(cfg, feeds, variants, seeds)
     return lines, rows
