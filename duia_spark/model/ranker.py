@@ -425,8 +425,11 @@ class DuiaRanker(nn.Module):
             parts[task] = task_loss
             total = total + self.task_weights[t] * task_loss
         if "residual" in out:
-            residual_loss = self._residual_loss(labels, out)
+            served = out["base_logits"].detach() + out["residual"]
+            residual_loss = self._residual_loss(labels, served, out)
             parts["residual"] = residual_loss
+            # The base's own loss on the same rows: what the head has to beat.
+            parts["residual_base"] = self._residual_loss(labels, out["base_logits"].detach(), out)
             total = total + residual_loss
         if self.query_tower is not None and self.aux_task_index is not None:
             aux_logit = out["aux"]["aux_logit"]
@@ -435,10 +438,9 @@ class DuiaRanker(nn.Module):
             total = total + self.cfg.aux_loss_weight * aux_loss
         return total, parts
 
-    def _residual_loss(self, labels: Tensor, out: dict) -> Tensor:
-        """The served logits' task losses with the base held fixed, on the enhanced rows
-        only: they train the residual head and nothing else."""
-        served = out["base_logits"].detach() + out["residual"]
+    def _residual_loss(self, labels: Tensor, served: Tensor, out: dict) -> Tensor:
+        """Task losses of `served` (base logits, detached, + residual) on the enhanced
+        rows and tasks: they train the residual head and nothing else."""
         rows = out["aux"]["enhanced_rows"]
         if rows is not None:  # other rows' labels count as unknown here
             labels = labels.masked_fill(~rows.bool().unsqueeze(1), float("nan"))

@@ -146,6 +146,10 @@ def test_residual_fusion_trains_its_base_exactly_as_plain_ple(make_config, make_
     out = model.eval()(b)
     torch.testing.assert_close(out["base_logits"], plain.eval()(b)["logits"], rtol=0, atol=0)
     assert out["residual"].abs().sum() > 0  # the head learnt a correction
+    b = make_batch(cfg, 48, seed=0)  # a training batch: the head lowers its loss there
+    _, parts = model.train().loss(b, model(b))
+    assert parts["residual"] < parts["residual_base"]
+    assert "residual" not in plain.loss(b, plain(b))[1]
     torch.testing.assert_close(out["logits"], out["base_logits"] + out["residual"])
 
 
