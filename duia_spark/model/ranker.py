@@ -145,6 +145,7 @@ class DuiaRanker(nn.Module):
             segment_mask = torch.zeros(len(SEGMENT_IDS)).index_fill_(0, ids, 1.0)
         self.register_buffer("enhanced_segment_mask", segment_mask, persistent=False)
         enhanced = cfg.enhanced_tasks or cfg.tasks
+        self.enhanced_task_index = [t for t, task in enumerate(cfg.tasks) if task in enhanced]
         self.register_buffer(
             "enhanced_task_mask",
             torch.tensor([float(t in enhanced) for t in cfg.tasks]),
@@ -333,8 +334,8 @@ class DuiaRanker(nn.Module):
             if self.duia_proj is not None and self.residual is None:
                 duia = self.duia_proj(duia)
             elif self.duia_proj is not None:  # UHSE's pool (last, d wide) is not projected
-                width = self.duia_proj.in_features
-                duia = torch.cat([self.duia_proj(duia[:, :width]), duia[:, width:]], dim=1)
+                n = self.duia_proj.in_features
+                duia = torch.cat([self.duia_proj(duia[:, :n]), duia[:, n:]], dim=1)
             if self.tower_norm is not None:  # [B, T, e]: zero for tasks not enhanced
                 duia = self._batch_norm(self.tower_norm, duia)
                 if rows is not None:
@@ -445,10 +446,9 @@ class DuiaRanker(nn.Module):
         if rows is not None:  # other rows' labels count as unknown here
             labels = labels.masked_fill(~rows.bool().unsqueeze(1), float("nan"))
         total = served.new_zeros(())
-        for t in range(len(self.cfg.tasks)):
-            if float(self.enhanced_task_mask[t]):
-                task_loss = self._task_loss(served[:, t], labels[:, t], self.regression[t])
-                total = total + self.task_weights[t] * task_loss
+        for t in self.enhanced_task_index:
+            task_loss = self._task_loss(served[:, t], labels[:, t], self.regression[t])
+            total = total + self.task_weights[t] * task_loss
         return total
 
     def clustering_loss(self, batch: dict[str, Tensor], out: dict) -> Tensor:
