@@ -622,8 +622,8 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
     runs = train_runs(ds, cfg, work, variants, seeds)
     truth = work / "raw" / "truth" if ds.name == "synthetic" else None
     test, feeds = score_test(ds, cfg, runs, truth)
-    test["history"] = [bool(np.any(h)) for h in test["hist_items"]]
     test["hist_len"] = [int(np.count_nonzero(h)) for h in test["hist_items"]]
+    test["history"] = test["hist_len"] > 0
     test.drop(columns=["user_dense", "item_dense", "hist_items", "pos_items"]).to_parquet(
         work / "test_scores.parquet"
     )  # for further analysis: labels, segment, user and every run's scores

@@ -146,11 +146,8 @@ class DuiaRanker(nn.Module):
         self.register_buffer("enhanced_segment_mask", segment_mask, persistent=False)
         enhanced = cfg.enhanced_tasks or cfg.tasks
         self.enhanced_task_index = [t for t, task in enumerate(cfg.tasks) if task in enhanced]
-        self.register_buffer(
-            "enhanced_task_mask",
-            torch.tensor([float(t in enhanced) for t in cfg.tasks]),
-            persistent=False,
-        )
+        task_mask = torch.zeros(n_tasks).index_fill_(0, torch.tensor(self.enhanced_task_index), 1.0)
+        self.register_buffer("enhanced_task_mask", task_mask, persistent=False)
         task_index = {t: i for i, t in enumerate(cfg.tasks)}
         self.regression = [cfg.is_regression(t) for t in cfg.tasks]
         binary = [t for t, r in zip(cfg.tasks, self.regression, strict=True) if not r]
@@ -299,6 +296,7 @@ class DuiaRanker(nn.Module):
             aux["upbe_mask"] = upbe_mask
 
         shared = None
+        uhse_pool = None  # residual fusion: the head's pool of the enhanced sequence
         if self.uhse is not None:
             if self.training:
                 self.item_memory.prepare(aux["item_unit"], None)
@@ -321,21 +319,20 @@ class DuiaRanker(nn.Module):
             parts.append(self.hist_attention(target, hist, hist_mask, shared))
         else:  # the base attends over its own history; the enhanced sequence is DUIA's
             parts.append(self.hist_attention(target, hist, hist_mask))
-            if shared is not None:
+            if shared is not None:  # the head reads it as its own pool (not projected)
                 nothing = hist_mask[:, :0]  # [B, 0]: the pool reads the shared keys only
-                duia_parts.append(
-                    self.uhse_attention(target.detach(), hist.detach()[:, :0], nothing, shared)
+                uhse_pool = self.uhse_attention(
+                    target.detach(), hist.detach()[:, :0], nothing, shared
                 )
 
         tower_extra = None
         duia = None
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
-            if self.duia_proj is not None and self.residual is None:
+            if self.duia_proj is not None:
                 duia = self.duia_proj(duia)
-            elif self.duia_proj is not None:  # UHSE's pool (last, d wide) is not projected
-                n = self.duia_proj.in_features
-                duia = torch.cat([self.duia_proj(duia[:, :n]), duia[:, n:]], dim=1)
+            if uhse_pool is not None:
+                duia = torch.cat([duia, uhse_pool], dim=1)
             if self.tower_norm is not None:  # [B, T, e]: zero for tasks not enhanced
                 duia = self._batch_norm(self.tower_norm, duia)
                 if rows is not None:
@@ -419,12 +416,7 @@ class DuiaRanker(nn.Module):
         labels = batch["labels"].float()
         # Residual fusion: the task losses train the base ranker on its own logits.
         logits = out.get("base_logits", out["logits"])
-        parts: dict[str, Tensor] = {}
-        total = logits.new_zeros(())
-        for t, task in enumerate(self.cfg.tasks):
-            task_loss = self._task_loss(logits[:, t], labels[:, t], self.regression[t])
-            parts[task] = task_loss
-            total = total + self.task_weights[t] * task_loss
+        total, parts = self._task_losses(logits, labels, range(len(self.cfg.tasks)))
         if "residual" in out:
             served = out["base_logits"].detach() + out["residual"]
             residual_loss = self._residual_loss(labels, served, out)
@@ -445,11 +437,19 @@ class DuiaRanker(nn.Module):
         rows = out["aux"]["enhanced_rows"]
         if rows is not None:  # other rows' labels count as unknown here
             labels = labels.masked_fill(~rows.bool().unsqueeze(1), float("nan"))
-        total = served.new_zeros(())
-        for t in self.enhanced_task_index:
-            task_loss = self._task_loss(served[:, t], labels[:, t], self.regression[t])
+        return self._task_losses(served, labels, self.enhanced_task_index)[0]
+
+    def _task_losses(
+        self, logits: Tensor, labels: Tensor, tasks
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Weighted sum of the listed tasks' losses, and each task's loss by name."""
+        parts: dict[str, Tensor] = {}
+        total = logits.new_zeros(())
+        for t in tasks:
+            task_loss = self._task_loss(logits[:, t], labels[:, t], self.regression[t])
+            parts[self.cfg.tasks[t]] = task_loss
             total = total + self.task_weights[t] * task_loss
-        return total
+        return total, parts
 
     def clustering_loss(self, batch: dict[str, Tensor], out: dict) -> Tensor:
         """GHCA loss of the user memory, UPBE writes and the item memory, on detached
