@@ -55,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def failure_line(e: BaseException) -> str:
+    """One line for a failure. A JVM error (Py4JJavaError) reads as its Java exception's
+    first line, not the Java stack trace its text carries (that is printed by --debug)."""
+    java = getattr(e, "java_exception", None)
+    if java is not None:
+        first = (str(java).strip().splitlines() or [""])[0]
+        return f"{first} (--debug prints the Java stack trace)"
+    return f"{type(e).__name__}: {e}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.overrides)
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the CLI's job is a clear message and a non-zero exit
         if args.debug:
             traceback.print_exc()
-        print(f"duia {args.stage}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"duia {args.stage}: failed: {failure_line(e)}", file=sys.stderr)
         return 1
 
 

@@ -43,6 +43,7 @@ class SparkConfig:
 class TablesConfig:
     events: str = "bronze/events"
     events_rejected: str = "bronze/events_rejected"
+    files_rejected: str = "bronze/files_rejected"
     user_profiles: str = "bronze/user_profiles"
     item_features: str = "bronze/item_features"
     user_activity: str = "silver/user_activity"
@@ -73,6 +74,10 @@ class IngestConfig:
     max_event_date: str = "2100-01-01"
     # Behaviour when the drop for the requested date has no files: "fail" or "skip".
     on_missing_drop: str = "fail"
+    # A raw file that cannot be read at all (truncated or corrupt Parquet, cut-short gzip):
+    # "fail" names it and stops; "quarantine" records it in bronze.files_rejected and
+    # lands the rest of the drop.
+    on_corrupt_file: str = "fail"
     # MovieLens logs only ratings; per rating, draw this many same-day items the user never
     # rated as unrated exposures (click = 0, other signals unknown). 0 = off.
     movielens_unrated_per_rating: int = 0

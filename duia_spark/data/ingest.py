@@ -9,12 +9,20 @@ All pure DataFrame → DataFrame.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from duia_spark.config import IngestConfig
-from duia_spark.data.schema import DURATIONS, EVENT_KEY, EVENTS_SCHEMA, SIGNALS
+from duia_spark.data.readers import RejectedFile
+from duia_spark.data.schema import (
+    DURATIONS,
+    EVENT_KEY,
+    EVENTS_SCHEMA,
+    FILES_REJECTED_SCHEMA,
+    SIGNALS,
+)
 
 _ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,128}$"
 _INT_PATTERN = r"^-?[0-9]+(\.0+)?$"
@@ -120,6 +128,14 @@ def split_landed_and_rejected(validated: DataFrame) -> tuple[DataFrame, DataFram
         "drop_date",
     )
     return good, bad
+
+
+def rejected_files_frame(
+    spark: SparkSession, files: Iterable[RejectedFile], source: str, ingest_ts: dt.datetime
+) -> DataFrame:
+    """`bronze.files_rejected` rows: one per raw file set aside whole."""
+    rows = [(f.path, f.size_bytes, f.reason, source, ingest_ts, f.drop_date) for f in files]
+    return spark.createDataFrame(rows, FILES_REJECTED_SCHEMA)
 
 
 def deduplicate_events(events: DataFrame) -> DataFrame:

@@ -14,12 +14,16 @@ Canonical raw columns (all strings unless noted):
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from duia_spark.data.generator import ITEMS_FILE, LOG_DIR, USERS_FILE
 from duia_spark.data.schema import DURATIONS, SIGNALS
@@ -45,17 +49,33 @@ KUAIRAND_LOG_COLUMNS = {
 KUAIRAND_REQUIRED = ("user_id", "video_id", "time_ms")
 
 
+BOM = "\ufeff"  # UTF-8 byte-order mark, as spreadsheet tools write it
+
+
 class RawInputError(ValueError):
     """A raw input path or file cannot be read as the named source."""
 
 
 @dataclass(frozen=True)
+class RejectedFile:
+    """A raw file that cannot be read at all (truncated, corrupt), set aside whole."""
+
+    path: str
+    size_bytes: int
+    reason: str
+    drop_date: dt.date | None
+
+
+@dataclass(frozen=True)
 class RawDrop:
-    """What one ingest run reads: events plus optional profile snapshots."""
+    """What one ingest run reads: events plus optional profile snapshots, the drop days
+    read, and the files set aside under `ingest.on_corrupt_file: quarantine`."""
 
     events: DataFrame
     users: DataFrame | None = None
     items: DataFrame | None = None
+    drop_dates: tuple[dt.date, ...] = ()
+    rejected_files: tuple[RejectedFile, ...] = ()
 
 
 def _split_outside_quotes(sep: str) -> str:
@@ -70,13 +90,17 @@ def _unquote(c: Column) -> Column:
 
 
 def read_header(spark: SparkSession, file: str) -> str:
-    """First line of a text file (local or any Hadoop filesystem)."""
+    """First line of a text file (local or any Hadoop filesystem; `.gz` is decompressed),
+    without the UTF-8 byte-order mark spreadsheet tools write in front of it."""
     if "://" not in file or file.startswith("file:"):
         local = file.removeprefix("file:")
-        with open(local, encoding="utf-8", errors="replace") as fh:
-            return fh.readline().rstrip("\r\n")
-    row = spark.read.text(file).limit(1).first()
-    return row[0] if row else ""
+        opener = gzip.open if local.endswith(".gz") else open
+        with opener(local, "rt", encoding="utf-8", errors="replace") as fh:
+            line = fh.readline().rstrip("\r\n")
+    else:
+        row = spark.read.text(file).limit(1).first()
+        line = row[0] if row else ""
+    return line.removeprefix(BOM)
 
 
 def read_delimited_file(
@@ -103,7 +127,8 @@ def read_delimited_file(
         raise RawInputError(
             f"{file}: header {header_line!r} lacks required column(s) {', '.join(missing) or '(empty file)'}"
         )
-    lines = spark.read.text(file).withColumnRenamed("value", "raw_row")
+    # Spark splits lines on \n, \r\n and \r alike; only the first line can carry a BOM.
+    lines = spark.read.text(file).select(F.regexp_replace("value", f"^{BOM}", "").alias("raw_row"))
     lines = lines.where(F.col("raw_row") != F.lit(header_line)).where(F.trim("raw_row") != "")
     parts = F.split(F.col("raw_row"), _split_outside_quotes(sep if sep != "\t" else "\\t"))
     df = lines.withColumn("_parts", parts)
@@ -151,33 +176,85 @@ def list_drop_dates(root: str) -> list[dt.date]:
     return dates
 
 
-def read_daily_drops(spark: SparkSession, root: str, dates: Sequence[dt.date]) -> RawDrop:
+def probe_raw_file(file: str) -> str | None:
+    """Why a local raw file cannot be read, or None when it can.
+
+    Run on every file of a drop before the one big read, so that a bad file is named
+    instead of failing the whole union with a Java stack trace. Cheap: a Parquet file's
+    footer (schema and row-group index, at the end of the file: what truncation loses) is
+    parsed; a gzip'd file is decompressed through to its end-of-stream check (length and
+    CRC), without keeping the text. Plain text needs no probe: its bad lines are
+    quarantined row by row.
+    """
+    kind = "Parquet" if file.endswith(".parquet") else "gzip"
+    try:
+        if file.endswith(".parquet"):
+            pq.read_metadata(file)
+        elif file.endswith(".gz"):
+            with gzip.open(file, "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+    except (OSError, EOFError, ValueError, zlib.error) as e:  # ArrowInvalid is a ValueError
+        return f"corrupt or truncated {kind} file ({' '.join(str(e).split())})"
+    return None
+
+
+def _empty_raw_frame(spark: SparkSession) -> DataFrame:
+    """The canonical raw frame with no rows: every file of the drops was set aside."""
+    strings = [*CANONICAL_RAW, "raw_row", "source_file"]
+    fields = [T.StructField(c, T.StringType()) for c in strings]
+    fields += [
+        T.StructField("malformed", T.BooleanType()),
+        T.StructField("drop_date", T.DateType()),
+    ]
+    return spark.createDataFrame([], T.StructType(fields))
+
+
+def read_daily_drops(
+    spark: SparkSession, root: str, dates: Sequence[dt.date], on_corrupt_file: str = "fail"
+) -> RawDrop:
     """Read `root/log/<YYYY-MM-DD>/{csv,parquet}/` drops (KuaiRand-shaped columns).
 
     A day with both CSV and Parquet copies is read from CSV (the copies are the same
-    export; reading both would only create duplicates).
+    export; reading both would only create duplicates). Every file is probed first
+    (`probe_raw_file`): a corrupt or truncated one fails the read naming the file, or with
+    `on_corrupt_file="quarantine"` is left out and listed in `RawDrop.rejected_files`.
     """
-    frames = []
+    frames, rejected = [], []
     for day in dates:
         day_dir = Path(root) / LOG_DIR / day.isoformat()
         if not day_dir.is_dir():
             raise RawInputError(f"{day_dir}: no drop for {day.isoformat()}")
         csvs = _list_files(day_dir, (".csv", ".csv.gz", ".tsv"))
         parquets = _list_files(day_dir, (".parquet",))
+        if not csvs and not parquets:
+            raise RawInputError(f"{day_dir}: drop folder holds no .csv/.tsv/.parquet files")
+        readable = []
+        for f in csvs or parquets:
+            reason = probe_raw_file(f)
+            if reason is None:
+                readable.append(f)
+            elif on_corrupt_file == "quarantine":
+                rejected.append(RejectedFile(f, Path(f).stat().st_size, reason, day))
+            else:
+                raise RawInputError(
+                    f"{f}: {reason}; ingest.on_corrupt_file=quarantine sets it aside and "
+                    "lands the rest of the drop"
+                )
         if csvs:
-            for f in csvs:
+            for f in readable:
                 sep = "\t" if f.endswith(".tsv") else ","
                 frames.append(
                     read_delimited_file(spark, f, sep, KUAIRAND_LOG_COLUMNS, KUAIRAND_REQUIRED, day)
                 )
-        elif parquets:
-            frames.append(_read_parquet_drop(spark, str(day_dir), parquets, day))
-        else:
-            raise RawInputError(f"{day_dir}: drop folder holds no .csv/.tsv/.parquet files")
+        elif readable:
+            frames.append(_read_parquet_drop(spark, str(day_dir), readable, day))
     return RawDrop(
-        events=_union(frames),
+        events=_union(frames) if frames else _empty_raw_frame(spark),
         users=_read_profile_csv(spark, Path(root) / USERS_FILE, {"user_id": "user_id"}),
         items=_read_profile_csv(spark, Path(root) / ITEMS_FILE, {"video_id": "item_id"}),
+        drop_dates=tuple(dates),
+        rejected_files=tuple(rejected),
     )
 
 

@@ -38,6 +38,18 @@ REJECTED_SCHEMA = T.StructType(
     ]
 )
 
+# A raw file set aside whole (ingest.on_corrupt_file: quarantine): truncated, corrupt.
+FILES_REJECTED_SCHEMA = T.StructType(
+    [
+        T.StructField("path", T.StringType(), False),
+        T.StructField("size_bytes", T.LongType(), False),
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("source", T.StringType(), False),
+        T.StructField("ingest_ts", T.TimestampType(), False),
+        T.StructField("drop_date", T.DateType(), False),
+    ]
+)
+
 # Activity segments, as labels and as the integer ids the model sees.
 # The ids are the model's batch contract (ModelConfig's module imports no Spark).
 SEGMENT_INDEX: dict[str, int] = dict(SEGMENT_IDS)

@@ -9,12 +9,13 @@ import time
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from duia_spark.config import Config
+from duia_spark.config import Config, ConfigError
 from duia_spark.data.implicit_exposures import IMPLICIT_SOURCE_SUFFIX, sample_unrated_exposures
 from duia_spark.data.ingest import (
     deduplicate_events,
     normalise_item_features,
     normalise_user_profiles,
+    rejected_files_frame,
     split_landed_and_rejected,
     validate_raw_events,
 )
@@ -32,6 +33,7 @@ from duia_spark.session import build_spark_session
 NAME = "ingest"
 HELP = "ingest raw interaction logs into bronze.events (bad rows → bronze.events_rejected)"
 SOURCES = ("synthetic", "kuairand", "movielens")
+ON_CORRUPT_FILE = ("fail", "quarantine")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,13 +63,38 @@ def _read(spark, args: argparse.Namespace, cfg: Config) -> RawDrop | None:
         print(
             f"[ingest] reading {len(wanted)} daily drop(s) {wanted[0]}..{wanted[-1]} from {args.path}"
         )
-        return read_daily_drops(spark, args.path, wanted)
+        return read_daily_drops(spark, args.path, wanted, cfg.ingest.on_corrupt_file)
     if args.source == "kuairand":
         return read_kuairand(spark, args.path)
     return read_movielens(spark, args.path)
 
 
+def _record_rejected_files(
+    lake: Lakehouse, drop: RawDrop, source: str, ingest_ts: dt.datetime
+) -> None:
+    """Replace the drop days' rows of bronze.files_rejected (a re-ingest after a file was
+    fixed clears its row)."""
+    if drop.rejected_files or (drop.drop_dates and lake.exists("files_rejected")):
+        rows = rejected_files_frame(lake.spark, drop.rejected_files, source, ingest_ts)
+        lake.replace_partitions(
+            rows, "files_rejected", "drop_date", drop.drop_dates, f"source = '{source}'"
+        )
+
+
+def _print_rejected_files(lake: Lakehouse, drop: RawDrop) -> None:
+    if drop.rejected_files:
+        n = len(drop.rejected_files)
+        print(f"[ingest]   files set aside {n:>8,d}  → {lake.path('files_rejected')}")
+        for f in drop.rejected_files:
+            print(f"[ingest]     {f.path}: {f.reason}")
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
+    if cfg.ingest.on_corrupt_file not in ON_CORRUPT_FILE:
+        raise ConfigError(
+            f"ingest.on_corrupt_file: expected one of {', '.join(ON_CORRUPT_FILE)}, "
+            f"got {cfg.ingest.on_corrupt_file!r}"
+        )
     spark = build_spark_session(cfg, "duia-ingest")
     lake = Lakehouse(spark, cfg)
     t0 = time.time()
@@ -75,6 +102,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if drop is None:
         return 0
     ingest_ts = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
+    _record_rejected_files(lake, drop, args.source, ingest_ts)
     validated = validate_raw_events(drop.events, cfg.ingest, args.source, ingest_ts)
     if args.source != "synthetic" and args.date:
         # Whole-file sources: keep only the requested dates (bad rows keep their drop date).
@@ -95,6 +123,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         read = sum(r["count"] for r in stats)
         if read == 0:
             print(f"[ingest] {args.path}: no rows to ingest")
+            _print_rejected_files(lake, drop)
             return 0
         good, bad = split_landed_and_rejected(validated)
         landed = deduplicate_events(good)
@@ -154,5 +183,6 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     print(f"[ingest]   rejected    {read - n_good:>12,d}  → {lake.path('events_rejected')}")
     for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1]):
         print(f"[ingest]     {reason:<40s} {n:>10,d}")
+    _print_rejected_files(lake, drop)
     print(f"[ingest] done in {time.time() - t0:.1f}s")
     return 0
