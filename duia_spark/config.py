@@ -136,6 +136,27 @@ class ItemStatsConfig:
 
 
 @dataclass
+class FeaturesConfig:
+    """Side information each source declares (`docs/model.md`, "Side features").
+
+    Categorical columns are hashed into their number of buckets (0 = missing) and get one
+    embedding each; numeric columns are appended to user_dense / item_dense as
+    sign(x)·log1p(|x|)."""
+
+    # Profile columns (bronze.user_profiles.attributes) -> hash buckets.
+    user_categorical: dict[str, int] = field(default_factory=dict)
+    user_numeric: list[str] = field(default_factory=list)
+    # Item table columns (bronze.item_features.attributes) -> hash buckets.
+    item_categorical: dict[str, int] = field(default_factory=dict)
+    item_numeric: list[str] = field(default_factory=list)
+    # An item column holding its upload date: days since upload at D (freshness),
+    # appended to item_dense ("" = off).
+    item_upload_date: str = ""
+    # Columns of the exposure itself (bronze.events: `tab`, the app surface) -> buckets.
+    context_categorical: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class TrainConfig:
     train_days: int = 14
     epochs: int = 3
@@ -214,6 +235,13 @@ class EvaluateConfig:
         default_factory=lambda: {"all": 0.005, "low": 0.01, "mid": 0.01, "high": 0.01}
     )
     auc_bins: int = 100_000  # score buckets of the Spark AUC
+    # The baseline guard: when a baseline of the same night beats the new model beyond
+    # gate_tolerances in any segment on any guarded metric x task, the baseline is
+    # registered and gated in its place (the new model never serves).
+    baseline_guard: bool = True
+    guard_metrics: list[str] = field(default_factory=lambda: ["auc"])
+    guard_tasks: list[str] = field(default_factory=list)  # [] = every model task
+    guard_min_positives: int = 100  # cells with fewer positives on D are not guarded
 
 
 @dataclass
@@ -223,6 +251,15 @@ class MlflowConfig:
     experiment: str = "duia-ranker"
     registered_model: str = "duia-ranker"
     champion_alias: str = "champion"
+
+
+@dataclass
+class OpsConfig:
+    # A run of a date holds a lease (`<lakehouse.root>/_leases/<date>.json`) whose
+    # heartbeat a background thread refreshes every `heartbeat_seconds`; a lease whose
+    # heartbeat is older than `lease_ttl_seconds` belongs to a dead run and is taken over.
+    lease_ttl_seconds: float = 300.0
+    heartbeat_seconds: float = 30.0
 
 
 @dataclass
@@ -236,11 +273,13 @@ class Config:
     activity: ActivityConfig = field(default_factory=ActivityConfig)
     sequences: SequenceConfig = field(default_factory=SequenceConfig)
     item_stats: ItemStatsConfig = field(default_factory=ItemStatsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
 
     def resolve_path(self, path: str) -> str:
         """Relative paths in config are relative to the project root, not the cwd."""

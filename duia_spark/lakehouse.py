@@ -92,6 +92,7 @@ class Lakehouse:
             df.write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", predicate)
+            .option("mergeSchema", "true")  # new nullable columns join older tables
             .partitionBy(partition_col)
             .save(self.path(table))
         )
@@ -112,6 +113,7 @@ class Lakehouse:
             DeltaTable.forPath(self.spark, self.path(table))
             .alias("t")
             .merge(df.alias("s"), cond)
+            .withSchemaEvolution()  # new nullable columns (profile attributes) join
             .whenMatchedUpdateAll()
             .whenNotMatchedInsertAll()
             .execute()

@@ -65,6 +65,17 @@ def champion(cfg: Config):
         return None
 
 
+def newest_version_of_variant(cfg: Config, variant: str):
+    """The newest registered version whose `variant` tag is `variant`, or None."""
+    client = MlflowClient()
+    versions = [
+        v
+        for v in client.search_model_versions(f"name='{cfg.mlflow.registered_model}'")
+        if v.tags.get("variant") == variant
+    ]
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
 def download_model_artifacts(cfg: Config, version: str, dst: str) -> Path:
     """Download a registered version's model folder; -> the folder."""
     uri = f"models:/{cfg.mlflow.registered_model}/{version}"

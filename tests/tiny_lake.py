@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features, samples_schema
+from duia_spark.data.samples import (
+    item_dense_features,
+    samples_schema,
+    side_categorical_features,
+    user_dense_features,
+)
 from duia_spark.data.schema import SEGMENTS, SIGNALS
 
 FIRST_DAY = dt.date(2026, 1, 1)
@@ -24,7 +29,8 @@ N_USERS, N_ITEMS, N_GROUPS = 60, 40, 4
 def make_samples(cfg, rows_per_day: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     seq = cfg.sequences
-    n_item_dense = len(item_dense_features(cfg.item_stats))
+    n_item_dense = len(item_dense_features(cfg.item_stats, cfg.features))
+    side = side_categorical_features(cfg.features)
     frames = []
     for d in range(N_DAYS):
         u = rng.integers(1, N_USERS + 1, rows_per_day)
@@ -49,8 +55,22 @@ def make_samples(cfg, rows_per_day: int = 400, seed: int = 0) -> pd.DataFrame:
             "item_idx": i.astype(np.int32),
             "category_idx": (i % N_GROUPS + 1).astype(np.int32),
             "author_idx": (i % 7 + 1).astype(np.int32),
-            "user_dense": [rng.random(len(USER_DENSE_FEATURES)).astype(np.float32) for _ in u],
+            "user_dense": [
+                rng.random(len(user_dense_features(cfg.features))).astype(np.float32) for _ in u
+            ],
             "item_dense": [rng.random(n_item_dense).astype(np.float32) for _ in u],
+            # side features: a user column that follows the interest group (a profile
+            # that carries signal), then any other declared column at random
+            "side_cat": [
+                np.array(
+                    [
+                        (x % N_GROUPS) % (n - 1) + 1 if k == 0 else rng.integers(0, n)
+                        for k, (_, _, n) in enumerate(side)
+                    ],
+                    np.int32,
+                )
+                for x in u
+            ],
             "segment": [SEGMENTS[s] for s in seg],
             "segment_idx": seg,
             "hist_items": hist,

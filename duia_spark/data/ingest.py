@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from duia_spark.config import IngestConfig
 from duia_spark.data.readers import RejectedFile
 from duia_spark.data.schema import (
+    CONTEXT_COLUMNS,
     DURATIONS,
     EVENT_KEY,
     EVENTS_SCHEMA,
@@ -30,6 +31,10 @@ _INT_PATTERN = r"^-?[0-9]+(\.0+)?$"
 
 def _as_long(c: Column) -> Column:
     return F.when(c.rlike(_INT_PATTERN), F.regexp_replace(c, r"\.0+$", "").cast("long"))
+
+
+def _blank_as_null(c: Column) -> Column:
+    return F.when(c != "", c)
 
 
 def _check(cond: Column, reason: str) -> Column:
@@ -106,6 +111,7 @@ def validate_raw_events(
         event_ts.alias("event_ts"),
         *[parsed_signals[s].alias(s) for s in SIGNALS],
         *[parsed_durations[d].alias(d) for d in DURATIONS],
+        *[_blank_as_null(F.trim(F.col(c))).alias(c) for c in CONTEXT_COLUMNS],
         F.lit(source).alias("source"),
         F.col("source_file"),
         F.lit(ingest_ts).cast("timestamp").alias("ingest_ts"),
@@ -149,9 +155,25 @@ def deduplicate_events(events: DataFrame) -> DataFrame:
     return events.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
+def attributes(df: DataFrame, fixed: tuple[str, ...]) -> Column:
+    """Every column of a dimension table beyond its typed ones, as a string map: the
+    side features a source declares (`features.*`) are read from it by name."""
+    extra = [c for c in df.columns if c not in fixed]
+    if not extra:
+        return F.create_map().cast("map<string,string>").alias("attributes")
+    return F.map_from_arrays(
+        F.array(*[F.lit(c) for c in extra]),
+        F.array(*[_blank_as_null(F.trim(F.col(c).cast("string"))) for c in extra]),
+    ).alias("attributes")
+
+
+PROFILE_FIXED = ("user_id", "gender", "age_range", "register_days", "follow_user_num")
+ITEM_FIXED = ("item_id", "category", "author_id", "duration_ms")
+
+
 def normalise_user_profiles(users: DataFrame) -> DataFrame:
-    """Profile snapshot rows with typed columns; rows without an id are dropped here
-    because a profile is a dimension, not an event (nothing to quarantine)."""
+    """Profile snapshot rows with typed columns (the rest in `attributes`); rows without
+    an id are dropped here because a profile is a dimension, not an event."""
     return (
         users.select(
             F.trim("user_id").alias("user_id"),
@@ -159,6 +181,7 @@ def normalise_user_profiles(users: DataFrame) -> DataFrame:
             F.col("age_range").cast("string"),
             _as_long(F.trim("register_days")).cast("int").alias("register_days"),
             _as_long(F.trim("follow_user_num")).cast("int").alias("follow_user_num"),
+            attributes(users, PROFILE_FIXED),
         )
         .where(F.col("user_id").isNotNull() & (F.col("user_id") != ""))
         .dropDuplicates(["user_id"])
@@ -172,6 +195,7 @@ def normalise_item_features(items: DataFrame) -> DataFrame:
             F.col("category").cast("string"),
             F.col("author_id").cast("string"),
             _as_long(F.trim("duration_ms")).alias("duration_ms"),
+            attributes(items, ITEM_FIXED),
         )
         .where(F.col("item_id").isNotNull() & (F.col("item_id") != ""))
         .dropDuplicates(["item_id"])

@@ -26,9 +26,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from duia_spark.data.generator import ITEMS_FILE, LOG_DIR, USERS_FILE
-from duia_spark.data.schema import DURATIONS, SIGNALS
+from duia_spark.data.schema import CONTEXT_COLUMNS, DURATIONS, SIGNALS
 
-CANONICAL_RAW = ["user_id", "item_id", "time_ms", "date", *SIGNALS, *DURATIONS]
+CANONICAL_RAW = ["user_id", "item_id", "time_ms", "date", *SIGNALS, *DURATIONS, *CONTEXT_COLUMNS]
 
 # KuaiRand's log columns → canonical names.
 KUAIRAND_LOG_COLUMNS = {
@@ -45,8 +45,22 @@ KUAIRAND_LOG_COLUMNS = {
     "is_hate": "hate",
     "play_time_ms": "play_time_ms",
     "duration_ms": "duration_ms",
+    "tab": "tab",
 }
 KUAIRAND_REQUIRED = ("user_id", "video_id", "time_ms")
+# The official KuaiRand log columns; anything else in a file is named once and ignored.
+KUAIRAND_OFFICIAL_COLUMNS = (
+    "user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow",
+    "is_comment", "is_forward", "is_hate", "long_view", "play_time_ms", "duration_ms",
+    "profile_stay_time", "comment_stay_time", "is_profile_enter", "is_rand", "tab",
+)  # fmt: skip
+# A whole-file KuaiRand log carries `date`/`hourmin` in Beijing time, rounded: an event's
+# day comes from its `time_ms` in ingest.source_timezone instead (conf/kuairand.yaml).
+KUAIRAND_FILE_COLUMNS = {k: v for k, v in KUAIRAND_LOG_COLUMNS.items() if k != "date"}
+# Profile columns the typed bronze tables keep by name; every other column of the
+# official tables travels in `attributes` (features.* pick from it).
+KUAIRAND_USER_RENAME = {"user_id": "user_id"}
+KUAIRAND_ITEM_RENAME = {"video_id": "item_id", "video_duration": "duration_ms"}
 
 
 BOM = "\ufeff"  # UTF-8 byte-order mark, as spreadsheet tools write it
@@ -259,20 +273,24 @@ def read_daily_drops(
 
 
 def _read_parquet_drop(
-    spark: SparkSession, folder: str, files: list[str], day: dt.date
+    spark: SparkSession,
+    folder: str,
+    files: list[str],
+    day: dt.date | None,
+    rename: dict[str, str] = KUAIRAND_LOG_COLUMNS,
+    keep: Sequence[str] | None = None,
 ) -> DataFrame:
+    """Parquet log files → the canonical raw frame. `keep`: the columns read (and kept
+    in `raw_row`); the rest of the file is ignored (None: every column)."""
     df = spark.read.parquet(*files)
     missing = [c for c in KUAIRAND_REQUIRED if c not in df.columns]
     if missing:
         raise RawInputError(f"{folder}: parquet files lack required column(s) {', '.join(missing)}")
-    cols = {
-        canon: F.col(src).cast("string")
-        for src, canon in KUAIRAND_LOG_COLUMNS.items()
-        if src in df.columns
-    }
+    read = [c for c in df.columns if keep is None or c in keep]
+    cols = {canon: F.col(src).cast("string") for src, canon in rename.items() if src in read}
     return df.select(
         *[cols.get(c, F.lit(None).cast("string")).alias(c) for c in CANONICAL_RAW],
-        F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("raw_row"),
+        F.to_json(F.struct(*[F.col(c) for c in read])).alias("raw_row"),
         F.input_file_name().alias("source_file"),
         F.lit(False).alias("malformed"),
         F.lit(day).cast("date").alias("drop_date"),
@@ -292,27 +310,63 @@ def _read_profile_csv(
     )
 
 
-def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
-    """KuaiRand logs (`log_*.csv`, comma or tab separated, any subset of the columns
-    beyond user_id/video_id/time_ms) plus `user_features*.csv` / `video_features_basic*.csv`.
+def kuairand_log_files(path: Path) -> list[str]:
+    """The log files of a KuaiRand path: the file itself, or in a folder every
+    `log*.csv|tsv|txt` (the official CSV) and every `*.parquet` (the same log as Parquet)."""
+    if path.is_file():
+        return [str(path)]
+    csvs = [
+        f for f in _list_files(path, (".csv", ".tsv", ".txt")) if Path(f).name.startswith("log")
+    ]
+    return csvs + _list_files(path, (".parquet",))
 
-    `path` is a folder or a single log file. Rows carry their own `date` (yyyymmdd).
+
+def _ignored_columns(spark: SparkSession, files: list[str]) -> list[str]:
+    """Columns of the log files beyond the official ones (read from headers / footers)."""
+    seen: dict[str, None] = {}
+    for f in files:
+        if f.endswith(".parquet"):
+            names = spark.read.parquet(f).columns
+        else:
+            header = read_header(spark, f)
+            names = [h.strip().strip('"') for h in header.split("\t" if "\t" in header else ",")]
+        seen.update(dict.fromkeys(n for n in names if n not in KUAIRAND_OFFICIAL_COLUMNS))
+    return list(seen)
+
+
+def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
+    """KuaiRand logs plus `user_features*.csv` / `video_features_basic*.csv`.
+
+    `path` is a folder or one log file. Logs are the official CSV (`log*.csv`, comma or
+    tab separated) or the same columns as Parquet (`*.parquet`); any subset of the log
+    columns beyond user_id/video_id/time_ms is read, columns that are not official are
+    named once and ignored. An event's day is its `time_ms` in `ingest.source_timezone`
+    (the file's `date` is Beijing time, rounded). Every column of the official user and
+    video tables reaches bronze: the typed ones by name, the rest in `attributes`.
     """
     p = Path(path)
     if not p.exists():
         raise RawInputError(f"{path}: KuaiRand path does not exist")
-    logs = (
-        [str(p)]
-        if p.is_file()
-        else [f for f in _list_files(p, (".csv", ".tsv", ".txt")) if Path(f).name.startswith("log")]
-    )
+    logs = kuairand_log_files(p)
     if not logs:
-        raise RawInputError(f"{path}: no KuaiRand log files (log*.csv) found")
+        raise RawInputError(f"{path}: no KuaiRand log files (log*.csv or *.parquet) found")
+    ignored = _ignored_columns(spark, logs)
+    if ignored:
+        print(f"[ingest] KuaiRand: ignoring non-official log column(s): {', '.join(ignored)}")
     frames = []
+    parquets = [f for f in logs if f.endswith(".parquet")]
+    if parquets:
+        frames.append(
+            _read_parquet_drop(
+                spark, path, parquets, None, KUAIRAND_FILE_COLUMNS, KUAIRAND_OFFICIAL_COLUMNS
+            )
+        )
     for f in logs:
+        if f.endswith(".parquet"):
+            continue
         sep = "\t" if "\t" in read_header(spark, f) else ","
         frames.append(
-            read_delimited_file(spark, f, sep, KUAIRAND_LOG_COLUMNS, KUAIRAND_REQUIRED, None)
+            read_delimited_file(spark, f, sep, KUAIRAND_FILE_COLUMNS, KUAIRAND_REQUIRED, None)
         )
     folder = p if p.is_dir() else p.parent
     users = items = None
@@ -320,29 +374,32 @@ def read_kuairand(spark: SparkSession, path: str) -> RawDrop:
     if ufiles:
         u = spark.read.option("header", True).csv([str(f) for f in ufiles])
         users = u.select(
-            F.col("user_id"),
-            F.lit(None).cast("string").alias("gender"),
-            F.lit(None).cast("string").alias("age_range"),
+            *[F.col(c).alias(KUAIRAND_USER_RENAME.get(c, c)) for c in u.columns],
             *[
-                (F.col(c) if c in u.columns else F.lit(None)).cast("string").alias(c)
-                for c in ("register_days", "follow_user_num")
+                F.lit(None).cast("string").alias(c)
+                for c in ("gender", "age_range", "register_days", "follow_user_num")
+                if c not in u.columns
             ],
         )
     vfiles = sorted(folder.glob("video_features_basic*.csv"))
     if vfiles:
         v = spark.read.option("header", True).csv([str(f) for f in vfiles])
+        first_tag = F.split(F.col("tag"), ",").getItem(0) if "tag" in v.columns else F.lit(None)
         items = v.select(
-            F.col("video_id").alias("item_id"),
-            (F.split(F.col("tag"), ",").getItem(0) if "tag" in v.columns else F.lit(None))
-            .cast("string")
-            .alias("category"),
-            (F.col("author_id") if "author_id" in v.columns else F.lit(None))
-            .cast("string")
-            .alias("author_id"),
-            (F.col("video_duration") if "video_duration" in v.columns else F.lit(None))
-            .cast("string")
-            .alias("duration_ms"),
+            *[
+                F.col(c).alias(KUAIRAND_ITEM_RENAME.get(c, c))
+                for c in v.columns
+                if c not in ("category",)
+            ],
+            first_tag.cast("string").alias("category"),
+            *[
+                F.lit(None).cast("string").alias(c)
+                for c in ("author_id", "duration_ms")
+                if c not in {KUAIRAND_ITEM_RENAME.get(x, x) for x in v.columns}
+            ],
         )
+        # video_duration is in ms, and may be written as a float ("87433.0")
+        items = items.withColumn("duration_ms", F.regexp_replace("duration_ms", r"\.0+$", ""))
     return RawDrop(events=_union(frames), users=users, items=items)
 
 

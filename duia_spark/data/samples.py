@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from duia_spark.config import ItemStatsConfig, SequenceConfig
+from duia_spark.config import FeaturesConfig, ItemStatsConfig, SequenceConfig
 from duia_spark.data.schema import SEGMENT_INDEX, SIGNALS
 from duia_spark.data.sequences import LISTS
 from duia_spark.data.vocabulary import index_lookup, vocabulary_candidates
@@ -51,13 +51,50 @@ SEQUENCE_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def item_dense_features(cfg: ItemStatsConfig) -> list[str]:
-    """Names of item_dense's entries, in order: duration, then per window exposures and rates."""
+def user_dense_features(features: FeaturesConfig | None = None) -> list[str]:
+    """Names of user_dense's entries: the fixed ones, then the source's numeric profile
+    columns (`features.user_numeric`)."""
+    extra = [f"slog1p_{c}" for c in features.user_numeric] if features else []
+    return [*USER_DENSE_FEATURES, *extra]
+
+
+def item_dense_features(cfg: ItemStatsConfig, features: FeaturesConfig | None = None) -> list[str]:
+    """Names of item_dense's entries, in order: duration, per window exposures and rates,
+    then the source's numeric item columns and the item's age (`features.*`)."""
     names = ["log1p_duration_ms"]
     for w in cfg.windows_days:
         names.append(f"log1p_exposures_{w}d")
         names += [f"{s}_rate_{w}d" for s in cfg.rate_signals]
+    if features:
+        names += [f"slog1p_{c}" for c in features.item_numeric]
+        if features.item_upload_date:
+            names.append("log1p_days_since_upload")
     return names
+
+
+def side_categorical_features(features: FeaturesConfig | None) -> list[tuple[str, str, int]]:
+    """(kind, column, buckets) of side_cat's entries, in order: user, item, context."""
+    if features is None:
+        return []
+    return [
+        *[("user", c, n) for c, n in features.user_categorical.items()],
+        *[("item", c, n) for c, n in features.item_categorical.items()],
+        *[("context", c, n) for c, n in features.context_categorical.items()],
+    ]
+
+
+def hash_bucket(value: Column, column: str, buckets: int) -> Column:
+    """A categorical value's bucket in [1, buckets); 0 when the value is missing. Salted
+    with the column's name, so equal codes of two columns land apart."""
+    v = F.trim(value.cast("string"))
+    h = F.pmod(F.xxhash64(F.lit(column), v), F.lit(buckets - 1)) + 1
+    return F.when(v.isNull() | (v == ""), F.lit(0)).otherwise(h).cast("int")
+
+
+def signed_log1p(c: Column) -> Column:
+    """sign(x)·log1p(|x|) of a numeric string; 0 when missing or not a number."""
+    x = F.when(F.trim(c).rlike(r"^-?[0-9]+(\.[0-9]*)?$"), F.trim(c).cast("double"))
+    return F.coalesce(F.signum(x) * F.log1p(F.abs(x)), F.lit(0.0))
 
 
 def samples_schema() -> T.StructType:
@@ -72,6 +109,7 @@ def samples_schema() -> T.StructType:
         ("author_idx", i),
         ("user_dense", T.ArrayType(f)),
         ("item_dense", T.ArrayType(f)),
+        ("side_cat", T.ArrayType(i)),
         ("segment", s),
         ("segment_idx", i),
         *[(col, T.ArrayType(i)) for col, _ in SEQUENCE_COLUMNS.values()],
@@ -182,6 +220,7 @@ def assemble_samples(
     item_features: DataFrame | None,
     seq_cfg: SequenceConfig,
     stats_cfg: ItemStatsConfig,
+    features: FeaturesConfig | None = None,
 ) -> DataFrame:
     """gold.samples rows for the exposures of `sample_date`.
 
@@ -190,14 +229,22 @@ def assemble_samples(
     """
     ev = day_events.where(F.col("event_date") == F.lit(sample_date))
     users = ev.select("user_id").distinct()
+    no_attrs = F.lit(None).cast("map<string,string>")
 
     if user_profiles is None:
         profiles = users.select(
             "user_id", *[F.lit(None).cast("string").alias(c) for c in PROFILE_COLUMNS]
         )
-        profiles = profiles.withColumn("_profile", F.lit(0))
+        profiles = profiles.withColumns({"_profile": F.lit(0), "_user_attrs": no_attrs})
     else:
-        profiles = user_profiles.select("user_id", *PROFILE_COLUMNS, F.lit(1).alias("_profile"))
+        profiles = user_profiles.select(
+            "user_id",
+            *PROFILE_COLUMNS,
+            F.lit(1).alias("_profile"),
+            (F.col("attributes") if "attributes" in user_profiles.columns else no_attrs).alias(
+                "_user_attrs"
+            ),
+        )
     if item_features is None:
         items = (
             ev.select("item_id")
@@ -207,11 +254,18 @@ def assemble_samples(
                 F.lit(None).cast("string").alias("category"),
                 F.lit(None).cast("string").alias("author_id"),
                 F.lit(None).cast("long").alias("_item_duration"),
+                no_attrs.alias("_item_attrs"),
             )
         )
     else:
         items = item_features.select(
-            "item_id", "category", "author_id", F.col("duration_ms").alias("_item_duration")
+            "item_id",
+            "category",
+            "author_id",
+            F.col("duration_ms").alias("_item_duration"),
+            (F.col("attributes") if "attributes" in item_features.columns else no_attrs).alias(
+                "_item_attrs"
+            ),
         )
     act = activity.where(F.col("activity_date") == F.lit(sample_date)).select(
         "user_id", "active_days", "valid_interactions", "exposures", "window_days", "segment"
@@ -259,6 +313,26 @@ def assemble_samples(
         item_parts += [
             F.coalesce(F.col(f"{s}_rate_{w}d"), F.lit(0.0)) for s in stats_cfg.rate_signals
         ]
+    side_cat: list[Column] = []
+    if features is not None:
+        user_dense_parts += [signed_log1p(F.col("_user_attrs")[c]) for c in features.user_numeric]
+        item_parts += [signed_log1p(F.col("_item_attrs")[c]) for c in features.item_numeric]
+        if features.item_upload_date:
+            uploaded = F.to_date(
+                F.substring(F.col("_item_attrs")[features.item_upload_date], 1, 10)
+            )
+            item_parts.append(
+                _log1p(F.datediff(F.lit(sample_date), uploaded))  # unknown or future: 0
+            )
+        source = {
+            "user": lambda c: F.col("_user_attrs")[c],
+            "item": lambda c: F.col("_item_attrs")[c],
+            "context": lambda c: F.col(c) if c in ev.columns else F.lit(None),
+        }
+        side_cat = [
+            hash_bucket(source[kind](c), f"{kind}.{c}", n)
+            for kind, c, n in side_categorical_features(features)
+        ]
     segment = F.coalesce(F.col("segment"), F.lit("low"))
     segment_idx = F.create_map(*[F.lit(x) for kv in SEGMENT_INDEX.items() for x in kv])[segment]
     seq_cols = []
@@ -285,6 +359,7 @@ def assemble_samples(
         F.coalesce("author_idx", F.lit(0)).alias("author_idx"),
         _float_array(user_dense_parts).alias("user_dense"),
         _float_array(item_parts).alias("item_dense"),
+        (F.array(*side_cat) if side_cat else F.array().cast("array<int>")).alias("side_cat"),
         segment.alias("segment"),
         segment_idx.alias("segment_idx"),
         *seq_cols,

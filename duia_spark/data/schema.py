@@ -10,6 +10,8 @@ from duia_spark.model.config import SEGMENT_IDS
 SIGNALS: tuple[str, ...] = ("click", "long_view", "like", "follow", "comment", "share", "hate")
 # Millisecond measurements that travel with an exposure.
 DURATIONS: tuple[str, ...] = ("play_time_ms", "duration_ms")
+# Context of the exposure (null where the source lacks it): `tab`, the app surface.
+CONTEXT_COLUMNS: tuple[str, ...] = ("tab",)
 
 EVENT_KEY: tuple[str, ...] = ("user_id", "item_id", "event_ts")
 
@@ -20,6 +22,7 @@ EVENTS_SCHEMA = T.StructType(
         T.StructField("event_ts", T.TimestampType(), False),
         *[T.StructField(s, T.IntegerType(), True) for s in SIGNALS],
         *[T.StructField(d, T.LongType(), True) for d in DURATIONS],
+        *[T.StructField(c, T.StringType(), True) for c in CONTEXT_COLUMNS],
         T.StructField("source", T.StringType(), False),
         T.StructField("source_file", T.StringType(), False),
         T.StructField("ingest_ts", T.TimestampType(), False),

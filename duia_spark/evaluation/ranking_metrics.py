@@ -47,7 +47,7 @@ def _with_all_group(df: DataFrame) -> DataFrame:
 
 
 def binned_auc(long: DataFrame, bins: int = 100_000) -> DataFrame:
-    """(model, task, segment, auc, n) per group, segment including "all"."""
+    """(model, task, segment, auc, n, positives) per group, segment including "all"."""
     g = ["model", "task", "segment"]
     counts = (
         _with_all_group(long)
@@ -68,6 +68,7 @@ def binned_auc(long: DataFrame, bins: int = 100_000) -> DataFrame:
             (F.col("P") > 0) & (F.col("N") > 0), F.col("credit") / (F.col("P") * F.col("N"))
         ).alias("auc"),
         (F.col("P") + F.col("N")).alias("n"),
+        F.col("P").alias("positives"),
     )
 
 
@@ -101,7 +102,8 @@ def gauc(long: DataFrame) -> DataFrame:
 def ranking_metrics(
     scored: DataFrame, models: list[str], tasks: list[str], bins: int = 100_000
 ) -> dict:
-    """{model: {"auc/click/low": ..., "gauc/click/all": ..., "n/low": ...}} — a small collect."""
+    """{model: {"auc/click/low": ..., "gauc/click/all": ..., "n/low": ...,
+    "pos/click/low": positives}} — a small collect."""
     long = long_format(scored, models, tasks).cache()
     try:
         aucs = binned_auc(long, bins).collect()
@@ -113,6 +115,7 @@ def ranking_metrics(
         out[r["model"]][f"auc/{r['task']}/{r['segment']}"] = (
             float("nan") if r["auc"] is None else float(r["auc"])
         )
+        out[r["model"]][f"pos/{r['task']}/{r['segment']}"] = float(r["positives"])
         out[r["model"]][f"n/{r['segment']}"] = max(
             out[r["model"]].get(f"n/{r['segment']}", 0), float(r["n"])
         )

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from duia_spark.data.schema import SEGMENTS  # noqa: E402
-from duia_spark.evaluation.gate import GateResult  # noqa: E402
+from duia_spark.evaluation.gate import GateResult, GuardResult  # noqa: E402
 
 GROUPS = ("all", *SEGMENTS)
 
@@ -28,6 +28,7 @@ def format_report(
     feeds: dict | None,
     tasks: list[str],
     gate: GateResult | None,
+    guard: GuardResult | None = None,
 ) -> str:
     lines = [f"== evaluation of {day} =="]
     n = metrics[next(iter(metrics))]
@@ -61,6 +62,11 @@ def format_report(
                 f"{feeds.get((m, g), {}).get('udt_s', float('nan')):>10.1f}" for g in GROUPS
             )
             lines.append(row)
+    if guard is not None:
+        lines.append("")
+        verdict = "held" if guard.held else f"LOST to the {guard.winner} baseline"
+        lines.append(f"baseline guard (new model vs the same night's baselines): {verdict}")
+        lines += [f"  {r}" for r in guard.reasons]
     if gate is not None:
         lines.append("")
         lines.append(f"quality gate: {'PASSED' if gate.passed else 'FAILED'}")

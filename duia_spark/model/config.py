@@ -46,6 +46,12 @@ class ModelConfig:
     seq_len: int = 50
     pos_seq_len: int = 20
     embedding_init_std: float = 0.05
+    # Side features a source declares (`features.*`; set at train time): hash buckets of
+    # each categorical column, in side_cat's order: user, item, context. [] = none.
+    user_cat_buckets: list[int] = field(default_factory=list)
+    item_cat_buckets: list[int] = field(default_factory=list)
+    context_cat_buckets: list[int] = field(default_factory=list)
+    side_embedding_dim: int = 8  # width of each side feature's embedding
 
     # --- PLE (Tang et al., RecSys 2020)
     ple_levels: int = 2
@@ -154,9 +160,15 @@ class ModelConfig:
             )
         if self.enhancement_dim < 0:
             raise ValueError("model.enhancement_dim: must be >= 0 (0 = no projection)")
+        if any(n < 2 for n in self.side_cat_buckets):
+            raise ValueError("features.*_categorical: every column needs at least 2 buckets")
         for name in ("n_users", "n_items", "n_categories", "n_authors"):
             if getattr(self, name) < 2:
                 raise ValueError(f"model.{name}: vocabulary needs index 0 plus at least one id")
+
+    @property
+    def side_cat_buckets(self) -> list[int]:
+        return [*self.user_cat_buckets, *self.item_cat_buckets, *self.context_cat_buckets]
 
     # Derived switches: the variant names which DUIA parts exist.
     @property

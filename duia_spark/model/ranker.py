@@ -3,6 +3,8 @@
 Batch contract (dict[str, Tensor], B rows):
     user_idx, item_idx, category_idx, author_idx  [B] long (0 = unknown)
     user_dense [B, n_user_dense], item_dense [B, n_item_dense]  float32
+    side_cat [B, n_side] long: hash buckets of the source's categorical side features
+        (user, item, context; 0 = missing); only when the config declares some
     segment [B] long (0 low, 1 mid, 2 high activity)
     hist_items [B, seq_len] long (0 = padding, most recent first), hist_mask [B, seq_len] bool
     pos_items [B, pos_seq_len] long, pos_mask [B, pos_seq_len] bool
@@ -58,12 +60,22 @@ class DuiaRanker(nn.Module):
             self.item_emb = make_embedding(cfg.n_items, d, big)
             self.category_emb = make_embedding(cfg.n_categories, d, big)
             self.author_emb = make_embedding(cfg.n_authors, d, big)
+            # Side features: one table, each column's buckets at its own offset.
+            buckets = cfg.side_cat_buckets
+            side_dim = cfg.side_embedding_dim * len(buckets)
+            self.user_side_dim = cfg.side_embedding_dim * len(cfg.user_cat_buckets)
+            self.side_emb: nn.Embedding | None = None
+            if buckets:
+                self.side_emb = nn.Embedding(sum(buckets), cfg.side_embedding_dim)
+                nn.init.normal_(self.side_emb.weight, std=cfg.embedding_init_std)
+                offsets = torch.tensor([0, *buckets[:-1]]).cumsum(0)
+                self.register_buffer("side_offsets", offsets, persistent=False)
             # The target item as a query: id, category and author embeddings together.
             target_dim = 3 * d
             self.hist_attention = TargetAttention(target_dim, d)
             self.pos_attention = TargetAttention(target_dim, d)
-            # user + target (3d) + dense + pooled positive history + pooled history
-            width = d + target_dim + cfg.n_user_dense + cfg.n_item_dense + 2 * d
+            # user + target (3d) + dense + side + pooled positive history + pooled history
+            width = d + target_dim + cfg.n_user_dense + cfg.n_item_dense + side_dim + 2 * d
             residual = cfg.use_uie and cfg.enhancement_fusion == "residual"
             if residual:
                 # Residual fusion: the base ranker is built first, from the same draws
@@ -81,7 +93,7 @@ class DuiaRanker(nn.Module):
                 self.user_memory = self._memory(cfg.k1, cfg.k2, m, cfg.balanced_sampling, 0)
                 self.query_tower = UserInterestTower(
                     3 * d,
-                    cfg.n_user_dense,
+                    cfg.n_user_dense + self.user_side_dim,
                     cfg.query_tower_hidden,
                     m,
                     target_dim,
@@ -236,6 +248,11 @@ class DuiaRanker(nn.Module):
             batch["item_dense"].float(),
             self.pos_attention(target, pos, pos_mask),
         ]
+        profile = batch["user_dense"].float()  # what the query tower knows of the user
+        if self.side_emb is not None:
+            side = self.side_emb(batch["side_cat"] + self.side_offsets).flatten(1)  # [B, n*c]
+            parts.insert(4, side)
+            profile = torch.cat([profile, side[:, : self.user_side_dim].detach()], dim=1)
         duia_parts: list[Tensor] = []
         aux: dict = {}
         # UPBE's item vector: the whole target (id, category, author), detached. The item
@@ -261,7 +278,7 @@ class DuiaRanker(nn.Module):
                 ],
                 dim=1,
             )  # [B, 3d]
-            q = self.query_tower(behaviour, batch["user_dense"].float())  # [B, m]
+            q = self.query_tower(behaviour, profile)  # [B, m]
             q_unit = normalise(q.detach())
             weights = self.user_memory.segment_weights(segment, b)
             if self.training:

@@ -29,10 +29,16 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from duia_spark.config import ConfigError, ItemStatsConfig, ScoreConfig, SequenceConfig
+from duia_spark.config import (
+    ConfigError,
+    FeaturesConfig,
+    ItemStatsConfig,
+    ScoreConfig,
+    SequenceConfig,
+)
 from duia_spark.data.samples import assemble_samples
 from duia_spark.data.schema import DURATIONS, SIGNALS
-from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS
+from duia_spark.training.dataset import available_input_columns
 
 GENERATORS = ("popular", "cluster", "table")
 USER_SCOPES = ("active", "all")
@@ -209,6 +215,7 @@ def candidate_features(
     item_features: DataFrame | None,
     seq_cfg: SequenceConfig,
     stats_cfg: ItemStatsConfig,
+    features: FeaturesConfig | None = None,
 ) -> DataFrame:
     """(user_id, item_id, model input columns) for `pairs`, with gold.samples' features
     as of the start of `day`. Ids the vocabulary lacks get index 0 (unknown); the
@@ -224,5 +231,6 @@ def candidate_features(
         item_features,
         seq_cfg,
         stats_cfg,
+        features,
     )
-    return rows.select("user_id", "item_id", *ID_COLUMNS, *ARRAY_COLUMNS)
+    return rows.select("user_id", "item_id", *available_input_columns(rows.columns))

@@ -28,9 +28,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from duia_spark.config import Config
-from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
+from duia_spark.data.samples import (
+    item_dense_features,
+    side_categorical_features,
+    user_dense_features,
+)
 from duia_spark.model.config import ModelConfig
-from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
+from duia_spark.training.dataset import available_input_columns, pandas_to_columns, to_batch
 
 MODEL_FILES = ("weights", "cluster_memory", "model_config")
 
@@ -47,9 +51,13 @@ def feature_width_mismatches(model_cfg: ModelConfig, cfg: Config) -> list[str]:
         "sequences.positives_len": (model_cfg.pos_seq_len, cfg.sequences.positives_len),
         "item_stats (item_dense width)": (
             model_cfg.n_item_dense,
-            len(item_dense_features(cfg.item_stats)),
+            len(item_dense_features(cfg.item_stats, cfg.features)),
         ),
-        "user_dense width": (model_cfg.n_user_dense, len(USER_DENSE_FEATURES)),
+        "user_dense width": (model_cfg.n_user_dense, len(user_dense_features(cfg.features))),
+        "features.*_categorical buckets": (
+            model_cfg.side_cat_buckets,
+            [n for _, _, n in side_categorical_features(cfg.features)],
+        ),
     }
     return [f"{k}: model {m}, config {c}" for k, (m, c) in widths.items() if m != c]
 
@@ -123,7 +131,7 @@ def score_features(
 ) -> DataFrame:
     """The `keep` columns plus one float score column per task (named by `column`) for
     rows holding the model's input columns."""
-    model_inputs = [c for c in (*ID_COLUMNS, *ARRAY_COLUMNS) if c not in keep]
+    model_inputs = [c for c in available_input_columns(features.columns) if c not in keep]
     inputs = features.select(*keep, *model_inputs)
     names = [column(t) for t in tasks]
     out_schema = T.StructType(
@@ -148,7 +156,8 @@ def assign_user_clusters(features: DataFrame, model: Broadcast, batch_size: int)
     """(user_id, cluster): each row's level-1 centre in the model's user memory (GHCA
     retrieval on the query tower's vector). The query depends on the user alone, so
     one row per user with any item is enough."""
-    inputs = features.select("user_id", *ID_COLUMNS, *ARRAY_COLUMNS)
+    model_inputs = available_input_columns(features.columns)
+    inputs = features.select("user_id", *model_inputs)
 
     def assign(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import torch
@@ -157,9 +166,7 @@ def assign_user_clusters(features: DataFrame, model: Broadcast, batch_size: int)
         for frame in batches:
             for start in range(0, len(frame), batch_size):
                 part = frame.iloc[start : start + batch_size]
-                batch = to_batch(
-                    pandas_to_columns(part[[*ID_COLUMNS, *ARRAY_COLUMNS]]), cfg=ranker.cfg
-                )
+                batch = to_batch(pandas_to_columns(part[model_inputs]), cfg=ranker.cfg)
                 with torch.no_grad():
                     parent = ranker(batch)["aux"]["user_retrieval"].parent
                 yield pd.DataFrame(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -14,7 +15,7 @@ from pyspark.sql import functions as F
 
 from duia_spark import tracking
 from duia_spark.config import Config
-from duia_spark.evaluation.gate import quality_gate
+from duia_spark.evaluation.gate import GateResult, GuardResult, baseline_guard, quality_gate
 from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
 from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
@@ -25,7 +26,7 @@ from duia_spark.scoring.inference import (
     side_by_side_column,
 )
 from duia_spark.session import build_spark_session
-from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, label_column
+from duia_spark.training.dataset import available_input_columns, label_column
 
 NAME = "evaluate"
 HELP = "evaluate the new model against the champion and baselines; gate the champion alias"
@@ -87,6 +88,94 @@ def incompatible_models(payloads: dict, cfg: Config) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class ServingDecision:
+    """Which registered version serves after this evaluation, and why."""
+
+    version: str | None  # the version that serves (None: no champion at all)
+    promote: bool  # move the champion alias to `version`
+    headline: str  # one line for the console
+    reason: str  # the full why, for the report, MLflow tags and the version's tags
+
+    @property
+    def summary(self) -> str:
+        return f"serving: {self.headline}\n{self.reason}"
+
+
+def register_baseline(cfg: Config, client: MlflowClient, run_uri: str, variant: str, day, why: str):
+    """Register a baseline run's model as a version of the ranker (once per run: a re-run
+    of evaluate finds the version it registered before); -> the version string."""
+    name = cfg.mlflow.registered_model
+    run_id = run_uri.split("/")[1]
+    for v in client.search_model_versions(f"name='{name}'"):
+        if v.tags.get("run_id") == run_id:
+            return str(v.version)
+    mv = mlflow.register_model(run_uri, name)
+    tags = {
+        "data_date": str(day),
+        "variant": variant,
+        "run_id": run_id,
+        "config_hash": tracking.config_hash(cfg),
+        "registered_by": "baseline_guard",
+        "promoted_because": why[:5000],
+    }
+    for k, v in tags.items():
+        client.set_model_version_tag(name, mv.version, k, v)
+    return str(mv.version)
+
+
+def _serving_decision(
+    cfg: Config,
+    client: MlflowClient,
+    models: dict,
+    version: str,
+    candidate: str,
+    guard: GuardResult | None,
+    gate: GateResult,
+    args: argparse.Namespace,
+) -> ServingDecision:
+    champ = models.get("champion", (None, None))[1]
+    champ_version = champ[1:] if champ else None
+    keep = f"{champ} keeps serving" if champ else "no model serves yet"
+    gate_why = "\n".join(f"  gate: {r}" for r in gate.reasons)
+    if candidate == "new":
+        if not gate.passed:
+            return ServingDecision(
+                champ_version, False, f"gate FAILED: {keep}; v{version} not promoted", gate_why
+            )
+        if args.no_promote:
+            return ServingDecision(
+                champ_version, False, f"gate passed, --no-promote: {keep}", gate_why
+            )
+        held = "" if guard is None else "\n".join(f"  guard: {r}" for r in guard.reasons) + "\n"
+        return ServingDecision(
+            version,
+            True,
+            f"gate passed: {cfg.mlflow.registered_model} v{version} is now "
+            f"'{cfg.mlflow.champion_alias}'",
+            held + gate_why,
+        )
+    lost = "\n".join(f"  guard: {r}" for r in guard.reasons if guard.winner in r)
+    why = f"the same night's {candidate} baseline beat v{version} ({cfg.model.variant}):\n{lost}"
+    if not gate.passed or args.no_promote:
+        step = "--no-promote" if gate.passed else f"and the {candidate} baseline failed the gate"
+        return ServingDecision(
+            champ_version,
+            False,
+            f"v{version} lost to the {candidate} baseline {step}: {keep}",
+            why + "\n" + gate_why,
+        )
+    uri, _ = models[candidate]
+    baseline_version = register_baseline(cfg, client, uri, candidate, args.date, why)
+    return ServingDecision(
+        baseline_version,
+        True,
+        f"v{version} lost to the {candidate} baseline: {candidate} registered as "
+        f"v{baseline_version} and is now '{cfg.mlflow.champion_alias}'",
+        why + "\n" + gate_why,
+    )
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
     if args.date is None:
         raise ValueError("evaluate needs --date D")
@@ -97,12 +186,14 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     models, version = find_models(cfg, day, args.version)
     tasks = list(cfg.model.tasks)
     label_cols = [c for t in tasks for c in label_column(t)]
-    scored = (
-        lake.read("samples")
-        .where(F.col("sample_date") == day)
-        .select(
-            "user_id", "item_id", "segment", "duration_ms", *ID_COLUMNS, *ARRAY_COLUMNS, *label_cols
-        )
+    samples = lake.read("samples")
+    scored = samples.where(F.col("sample_date") == day).select(
+        "user_id",
+        "item_id",
+        "segment",
+        "duration_ms",
+        *available_input_columns(samples.columns),
+        *label_cols,
     )
     with tempfile.TemporaryDirectory() as tmp:
         payloads = {
@@ -141,17 +232,35 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             }
     finally:
         scored.unpersist()
+    baselines = {b: metrics[b] for b in cfg.evaluate.baselines if b in metrics}
+    guard = (
+        baseline_guard(
+            metrics["new"],
+            baselines,
+            list(cfg.evaluate.guard_metrics),
+            list(cfg.evaluate.guard_tasks or tasks),
+            cfg.evaluate.gate_tolerances,
+            cfg.evaluate.guard_min_positives,
+        )
+        if cfg.evaluate.baseline_guard
+        else None
+    )
+    candidate = "new" if guard is None or guard.held else guard.winner
     gate = quality_gate(
-        metrics["new"],
+        metrics[candidate],
         metrics.get("champion"),
         cfg.evaluate.gate_metric,
         cfg.evaluate.gate_task,
         cfg.evaluate.gate_tolerances,
+        name="new model" if candidate == "new" else f"{candidate} baseline",
     )
     labels = {k: f"{k} ({d})" for k, (_, d) in models.items()}
-    report = format_report(day, labels, metrics, feeds, tasks, gate)
-    print(report)
+    report = format_report(day, labels, metrics, feeds, tasks, gate, guard)
     client = MlflowClient()
+    name = cfg.mlflow.registered_model
+    serving = _serving_decision(cfg, client, models, version, candidate, guard, gate, args)
+    report += "\n\n" + serving.summary
+    print(report)
     with mlflow.start_run(run_name=f"evaluate-{day}") as run:
         mlflow.set_tags(
             {
@@ -159,6 +268,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
                 "data_date": str(day),
                 "evaluated_version": version,
                 "gate": "passed" if gate.passed else "failed",
+                "guard": "off" if guard is None else ("held" if guard.held else guard.winner),
+                "serving_version": serving.version or "none",
+                "serving_reason": serving.reason[:5000],
             }
         )
         flat = {}
@@ -175,13 +287,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             chart = comparison_chart(metrics, feeds, tasks, Path(tmp) / "evaluation.png")
             mlflow.log_artifact(str(chart))
-    name = cfg.mlflow.registered_model
-    client.set_model_version_tag(name, version, "gate", "passed" if gate.passed else "failed")
+    new_passed = candidate == "new" and gate.passed
+    client.set_model_version_tag(name, version, "gate", "passed" if new_passed else "failed")
     client.set_model_version_tag(name, version, "evaluation_run", run.info.run_id)
-    if gate.passed and not args.no_promote:
-        client.set_registered_model_alias(name, cfg.mlflow.champion_alias, version)
-        print(f"[evaluate] gate passed: {name} v{version} is now '{cfg.mlflow.champion_alias}'")
-    elif not gate.passed:
-        champ = models.get("champion", ("", "none"))[1]
-        print(f"[evaluate] gate FAILED: {champ} keeps serving; v{version} not promoted")
+    if guard is not None and not guard.held:
+        client.set_model_version_tag(name, version, "lost_to_baseline", guard.winner)
+    if serving.promote:
+        client.set_registered_model_alias(name, cfg.mlflow.champion_alias, serving.version)
+        client.set_model_version_tag(name, serving.version, "serving_reason", serving.reason[:5000])
+    print(f"[evaluate] {serving.headline}")
     return 0

@@ -20,6 +20,7 @@ from duia_spark.data.samples import (
     item_dense_features,
     sample_vocabulary_candidates,
     samples_schema,
+    side_categorical_features,
 )
 from duia_spark.data.vocabulary import VOCAB_KEYS, VOCABULARY_SCHEMA, assign_new_indices
 from duia_spark.lakehouse import Lakehouse
@@ -93,6 +94,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             items,
             cfg.sequences,
             cfg.item_stats,
+            cfg.features,
         )
         lake.replace_partitions(samples, "samples", "sample_date", [day])
         if new_by_kind:
@@ -114,6 +116,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         f"{s['hist'] or 0:.1f} → {lake.path('samples')}"
     )
     print(f"[samples]   new vocabulary ids: {new}")
-    print(f"[samples]   item_dense = {item_dense_features(cfg.item_stats)}")
+    print(f"[samples]   item_dense = {item_dense_features(cfg.item_stats, cfg.features)}")
+    side = side_categorical_features(cfg.features)
+    if side:
+        print(f"[samples]   side_cat = {[f'{kind}.{c}/{n}' for kind, c, n in side]}")
     print(f"[samples] done in {time.time() - t0:.1f}s")
     return 0

@@ -130,7 +130,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     def features(pairs):
         return cand.candidate_features(
             pairs, day, activity, sequences, item_stats, vocabulary, profiles, items,
-            cfg.sequences, cfg.item_stats,
+            cfg.sequences, cfg.item_stats, cfg.features,
         )  # fmt: skip
 
     model = broadcast_model(spark, payload)

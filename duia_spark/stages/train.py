@@ -20,7 +20,7 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config
-from duia_spark.data.samples import USER_DENSE_FEATURES, item_dense_features
+from duia_spark.data.samples import item_dense_features, user_dense_features
 from duia_spark.data.schema import SEGMENTS
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.session import build_spark_session
@@ -60,8 +60,11 @@ def model_config_for_data(cfg: Config, lake: Lakehouse):
         n_items=max(2, sizes.get("item", 1)),
         n_categories=max(2, sizes.get("category", 1)),
         n_authors=max(2, sizes.get("author", 1)),
-        n_user_dense=len(USER_DENSE_FEATURES),
-        n_item_dense=len(item_dense_features(cfg.item_stats)),
+        n_user_dense=len(user_dense_features(cfg.features)),
+        n_item_dense=len(item_dense_features(cfg.item_stats, cfg.features)),
+        user_cat_buckets=list(cfg.features.user_categorical.values()),
+        item_cat_buckets=list(cfg.features.item_categorical.values()),
+        context_cat_buckets=list(cfg.features.context_categorical.values()),
         seq_len=cfg.sequences.exposures_len,
         pos_seq_len=cfg.sequences.positives_len,
     )
@@ -113,7 +116,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             cfg, tmp / "champion", tc.warm_start_weights
         )
         print(
-            f"[train] warm start from champion version {warm_version}"
+            f"[train] warm start from version {warm_version}"
             if warm_version
             else "[train] no champion yet: cold start"
         )

@@ -18,6 +18,17 @@ class MissingColumnError(ValueError):
 
 ID_COLUMNS = ("user_idx", "item_idx", "category_idx", "author_idx", "segment_idx")
 ARRAY_COLUMNS = ("user_dense", "item_dense", "hist_items", "pos_items")
+SIDE_COLUMN = "side_cat"  # read only by models whose config declares side features
+
+
+def input_columns(cfg: ModelConfig) -> list[str]:
+    """The gold.samples columns a model reads."""
+    return [*ID_COLUMNS, *ARRAY_COLUMNS, *([SIDE_COLUMN] if cfg.side_cat_buckets else [])]
+
+
+def available_input_columns(columns: list[str]) -> list[str]:
+    """Every model input column a frame holds (any model's: side_cat where present)."""
+    return [c for c in (*ID_COLUMNS, *ARRAY_COLUMNS, SIDE_COLUMN) if c in columns]
 
 
 def label_column(task: str) -> tuple[str, str]:
@@ -28,7 +39,7 @@ def label_column(task: str) -> tuple[str, str]:
 
 
 def required_columns(cfg: ModelConfig, with_labels: bool = True) -> list[str]:
-    cols = [*ID_COLUMNS, *ARRAY_COLUMNS]
+    cols = input_columns(cfg)
     if with_labels:
         for task in cfg.tasks:
             cols += list(label_column(task))
@@ -57,6 +68,11 @@ def select_training_columns(samples: DataFrame, cfg: ModelConfig) -> DataFrame:
         F.col("item_dense").cast("array<float>").alias("item_dense"),
         F.col("hist_items").cast("array<int>").alias("hist_items"),
         F.col("pos_items").cast("array<int>").alias("pos_items"),
+        *(
+            [F.col(SIDE_COLUMN).cast("array<int>").alias(SIDE_COLUMN)]
+            if cfg.side_cat_buckets
+            else []
+        ),
         F.array(*labels).alias("labels"),
         F.array(*known).alias("labels_known"),
     )
@@ -108,6 +124,8 @@ def to_batch(
         "hist_items": t("hist_items", torch.long),
         "pos_items": t("pos_items", torch.long),
     }
+    if SIDE_COLUMN in columns and (cfg is None or cfg.side_cat_buckets):
+        batch[SIDE_COLUMN] = t(SIDE_COLUMN, torch.long)
     if cfg is not None:
         limits = {
             "user_idx": cfg.n_users,

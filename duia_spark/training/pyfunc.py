@@ -17,7 +17,7 @@ import torch
 
 from duia_spark.model.config import ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
-from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
+from duia_spark.training.dataset import input_columns, pandas_to_columns, to_batch
 
 ARTIFACT_WEIGHTS = "weights"
 ARTIFACT_MEMORY = "cluster_memory"
@@ -38,12 +38,13 @@ def score_frame(
     model: DuiaRanker, frame: pd.DataFrame, batch_size: int = SCORE_BATCH
 ) -> pd.DataFrame:
     """Per-task scores (float32 columns named after the tasks) for rows of gold.samples."""
-    missing = [c for c in (*ID_COLUMNS, *ARRAY_COLUMNS) if c not in frame.columns]
+    columns = input_columns(model.cfg)
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"scoring input is missing column(s): {', '.join(missing)}")
     outs = []
     for start in range(0, len(frame), batch_size):
-        part = frame.iloc[start : start + batch_size][[*ID_COLUMNS, *ARRAY_COLUMNS]]
+        part = frame.iloc[start : start + batch_size][columns]
         outs.append(model.predict(to_batch(pandas_to_columns(part), cfg=model.cfg)).numpy())
     scores = np.concatenate(outs) if outs else np.zeros((0, len(model.cfg.tasks)), np.float32)
     return pd.DataFrame(scores.astype(np.float32), columns=model.cfg.tasks, index=frame.index)

@@ -31,8 +31,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # duia_spark/, shipped wit
 def warm_start_paths(
     cfg: Config, dst: Path, with_weights: bool
 ) -> tuple[str | None, str | None, str | None]:
-    """(memory file, weights file or None, version) of the current champion, or Nones."""
+    """(memory file, weights file or None, version) to warm-start from, or Nones: the
+    current champion, or — when the champion is another variant (a baseline that the
+    evaluate stage's guard put in service) — the newest registered version of this
+    variant, whose memory is the latest state of the stream."""
     version = tracking.champion(cfg)
+    if version is not None and version.tags.get("variant", cfg.model.variant) != cfg.model.variant:
+        version = tracking.newest_version_of_variant(cfg, cfg.model.variant)
     if version is None:
         return None, None, None
     model_dir = tracking.download_model_artifacts(cfg, version.version, str(dst))
@@ -51,6 +56,11 @@ def _pinned_requirements() -> list[str]:
 def example_input(model_cfg: ModelConfig, rows: int = 2) -> pd.DataFrame:
     """A tiny frame in the pyfunc's input layout (for the signature and a load check)."""
     rng = np.random.default_rng(0)
+    side = (
+        {"side_cat": [np.ones(len(model_cfg.side_cat_buckets), np.int32) for _ in range(rows)]}
+        if model_cfg.side_cat_buckets
+        else {}
+    )
     return pd.DataFrame(
         {
             "user_idx": np.ones(rows, np.int32),
@@ -66,6 +76,7 @@ def example_input(model_cfg: ModelConfig, rows: int = 2) -> pd.DataFrame:
             ],
             "hist_items": [np.ones(model_cfg.seq_len, np.int32) for _ in range(rows)],
             "pos_items": [np.ones(model_cfg.pos_seq_len, np.int32) for _ in range(rows)],
+            **side,
         }
     )
 

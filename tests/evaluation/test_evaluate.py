@@ -122,7 +122,10 @@ def test_evaluate_promotes_a_passing_model_and_a_failed_gate_keeps_the_champion(
     tiny_lake, train_cfg, capsys
 ):
     cfg = dataclasses.replace(
-        train_cfg, train=dataclasses.replace(train_cfg.train, epochs=1, train_days=3)
+        train_cfg,
+        train=dataclasses.replace(train_cfg.train, epochs=1, train_days=3),
+        # the gate alone: the baseline guard has a test of its own
+        evaluate=dataclasses.replace(train_cfg.evaluate, baseline_guard=False),
     )
     assert _train(cfg) == 0
     assert _train(cfg, variant="ple", no_register=True) == 0
@@ -162,3 +165,55 @@ def test_models_trained_on_other_feature_widths_are_named_and_left_out(cfg, caps
     assert "champion was trained on other feature widths (user_dense width: model 8" in (
         capsys.readouterr().out
     )
+
+
+def test_the_baseline_guard_names_the_baseline_that_beats_the_new_model_in_a_segment():
+    from duia_spark.evaluation.gate import baseline_guard
+
+    tol = {"all": 0.005, "low": 0.01}
+    new = {"auc/click/all": 0.70, "auc/click/low": 0.66, "pos/click/all": 900, "pos/click/low": 300}
+    ple = {"auc/click/all": 0.70, "auc/click/low": 0.68}
+    guard = baseline_guard(new, {"ple": ple}, ["auc"], ["click"], tol, min_positives=100)
+    assert guard.winner == "ple" and not guard.held
+    assert "auc/click/low: new 0.6600 < ple 0.6800 - 0.01" in guard.reasons
+    # within the tolerance the new model holds
+    close = {**ple, "auc/click/low": 0.665}
+    assert baseline_guard(new, {"ple": close}, ["auc"], ["click"], tol, 100).held
+    # a segment with too few positives on the day is not guarded
+    assert baseline_guard(new, {"ple": ple}, ["auc"], ["click"], tol, 500).held
+    assert baseline_guard(new, {}, ["auc"], ["click"], tol, 100).held
+
+
+@pytest.mark.slow
+def test_a_duia_model_that_loses_to_the_nights_ple_baseline_never_serves(
+    tiny_lake, train_cfg, capsys, tmp_path
+):
+    from duia_spark.training.registry import warm_start_paths
+
+    cfg = dataclasses.replace(
+        train_cfg,
+        train=dataclasses.replace(train_cfg.train, epochs=2, train_days=3),
+        evaluate=dataclasses.replace(train_cfg.evaluate, guard_min_positives=1),
+    )
+    # A DUIA model that never learns (learning rate 0) beside a PLE baseline that does.
+    frozen = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.0))
+    assert _train(frozen) == 0  # v1, ple+duia
+    assert _train(cfg, variant="ple", no_register=True) == 0
+    assert _evaluate(cfg) == 0
+    out = capsys.readouterr().out
+    assert (
+        "baseline guard (new model vs the same night's baselines): LOST to the ple baseline" in out
+    )
+    assert "ple registered as v2 and is now 'champion'" in out
+    client = MlflowClient()
+    name = cfg.mlflow.registered_model
+    champ = client.get_model_version_by_alias(name, "champion")
+    assert str(champ.version) == "2" and champ.tags["variant"] == "ple"
+    assert "baseline beat v1 (ple+duia)" in champ.tags["promoted_because"]
+    lost = client.get_model_version(name, "1")
+    assert lost.tags["gate"] == "failed" and lost.tags["lost_to_baseline"] == "ple"
+    # Re-running the evaluation registers nothing new.
+    assert _evaluate(cfg, version="1") == 0
+    assert len(client.search_model_versions(f"name='{name}'")) == 2
+    # Tomorrow's DUIA model warm-starts its memory from the DUIA stream, not the baseline.
+    assert warm_start_paths(cfg, tmp_path / "warm", False)[2] == "1"

@@ -11,7 +11,7 @@ from duia_spark.data.schema import EVENTS_SCHEMA
 def events_df(spark):
     def make(rows: list[dict]):
         return spark.createDataFrame(
-            [tuple(r[f.name] for f in EVENTS_SCHEMA.fields) for r in rows], EVENTS_SCHEMA
+            [tuple(r.get(f.name) for f in EVENTS_SCHEMA.fields) for r in rows], EVENTS_SCHEMA
         )
 
     return make

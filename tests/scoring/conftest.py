@@ -57,7 +57,7 @@ def _events(seed: int = 3) -> list[tuple]:
             "ingest_ts": dt.datetime(2026, 1, 1),
             "event_date": day,
         }
-        rows.append(tuple(row[f.name] for f in EVENTS_SCHEMA.fields))
+        rows.append(tuple(row.get(f.name) for f in EVENTS_SCHEMA.fields))
 
     for offset in range(1, 6):
         day = D - dt.timedelta(days=offset)
