@@ -1,17 +1,35 @@
 """`duia <stage> [--conf FILE] [--set key=value] [--lakehouse PATH] [--date D] ...`
 
-The same flags work for `spark-submit jobs/<stage>.py ...`.
+The same flags work for `spark-submit jobs/<stage>.py ...`. A command for a date holds
+that date's run lease while it runs (`run_lease.py`): a second command for the same date
+refuses at once with exit code 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 
-from duia_spark.config import ConfigError, load_config
+from duia_spark.config import Config, ConfigError, load_config
+from duia_spark.run_lease import (
+    LeaseError,
+    LeaseHeldError,
+    hold_run_leases,
+    lease_store,
+    lost_leases,
+)
+from duia_spark.session import build_spark_session
 from duia_spark.stages import STAGE_MODULES, load_stage
+
+# `generate` writes raw drops, not the lakehouse: it takes no lease.
+UNLEASED_STAGES = ("generate",)
+EXIT_LEASE = 3  # another live run holds the date, or took this run's lease over
 
 
 def _date(value: str) -> dt.date:
@@ -39,6 +57,12 @@ def _common_arguments() -> argparse.ArgumentParser:
     )
     g.add_argument("--date", type=_date, help="the run date D, YYYY-MM-DD")
     g.add_argument("--debug", action="store_true", help="print full tracebacks on failure")
+    g.add_argument(
+        "--take-over-lease",
+        action="store_true",
+        help="take the date's run lease from a run that still holds it (only when that run "
+        "is dead or must stop: it stops at its next heartbeat)",
+    )
     return common
 
 
@@ -65,6 +89,48 @@ def failure_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def lease_dates(args: argparse.Namespace) -> list[dt.date]:
+    """The dates a command runs for, each leased while it runs: --date, through
+    --end-date where the stage has one (ingest, backfill). None without --date."""
+    if args.stage in UNLEASED_STAGES or args.date is None:
+        return []
+    end = getattr(args, "end_date", None) or args.date
+    return [args.date + dt.timedelta(days=i) for i in range(max(0, (end - args.date).days) + 1)]
+
+
+def _run_leases(cfg: Config, args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    dates = lease_dates(args)
+    if not dates:
+        return contextlib.nullcontext()
+    store = lease_store(cfg.lakehouse_root, lambda: build_spark_session(cfg, f"duia-{args.stage}"))
+    return hold_run_leases(
+        store,
+        dates,
+        f"duia {args.stage}",
+        cfg.ops.lease_ttl_seconds,
+        cfg.ops.heartbeat_seconds,
+        take_over=args.take_over_lease,
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """A scheduler stopping the task (SIGTERM) unwinds like a failure, so leases are
+    released instead of waiting to expire."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.overrides)
@@ -74,10 +140,20 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"spark.master={args.master}")
     try:
         cfg = load_config(args.conf, overrides)
-        return load_stage(args.stage).run(cfg, args)
+        with _sigterm_unwinds(), _run_leases(cfg, args):
+            return load_stage(args.stage).run(cfg, args)
     except ConfigError as e:
         print(f"duia {args.stage}: configuration error: {e}", file=sys.stderr)
         return 2
+    except LeaseError as e:
+        what = "refused" if isinstance(e, LeaseHeldError) else "stopped"
+        print(f"duia {args.stage}: {what}: {e}", file=sys.stderr)
+        return EXIT_LEASE
+    except KeyboardInterrupt:
+        if not lost_leases():
+            raise
+        print(f"duia {args.stage}: stopped: {lost_leases()[-1]}", file=sys.stderr)
+        return EXIT_LEASE
     except Exception as e:  # the CLI's job is a clear message and a non-zero exit
         if args.debug:
             traceback.print_exc()

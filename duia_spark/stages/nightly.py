@@ -4,6 +4,11 @@ train (+ baselines) → evaluate → score, each recorded in ops/run_ledger.
 A re-run skips the stages that already succeeded for D; a failed run resumes at the stage
 that failed. `--from-stage S` re-runs S and everything after it; `--only S1,S2` runs just
 those. Exit code 1 on failure, naming the stage and the reason.
+
+The CLI holds D's run lease for the whole night (`run_lease.py`): a second
+`duia nightly --date D`, or any stage for D, refuses while this one runs. The stages
+below run in this process and share the lease (leases are re-entrant per process).
+`--force` re-runs finished stages; it never takes a lease over (`--take-over-lease`).
 """
 
 from __future__ import annotations
