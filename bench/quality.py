@@ -70,12 +70,15 @@ DUIA_ONLY_SETTINGS = (
     "query_behaviour_dropout", "aux_task", "aux_loss_weight", "top_k", "similarity_threshold",
     "similarity_threshold_enabled", "attention_temperature", "enhancement_dim",
     "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
-    "upbe_affinity", "enhanced_segments",
+    "upbe_affinity", "enhanced_segments", "enhancement_dropout",
 )  # fmt: skip
 # Knobs added after runs were first cached: at their ModelConfig default they are left
 # out of a run's fingerprint, so the runs trained before the knob existed (which had
 # the default's behaviour) are still reused.
-LATER_SETTINGS = ("enhancement_fusion", "enhanced_tasks", "upbe_affinity", "enhanced_segments")
+LATER_SETTINGS = (
+    "enhancement_fusion", "enhanced_tasks", "upbe_affinity", "enhanced_segments",
+    "enhancement_dropout",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -99,6 +99,10 @@ class ModelConfig:
     # memory does not know would, and attend over their own history only (no UHSE
     # keys); the memories still learn from every row.
     enhanced_segments: list[str] = field(default_factory=list)
+    # Share of training rows whose DUIA enhancements are dropped (zeros and mask 0 for
+    # UIE/UPBE, no UHSE keys: what a user the memory does not know gets), so the ranker
+    # cannot lean on the memories where its own inputs know better. Serving never drops.
+    enhancement_dropout: float = 0.0
     # Where the UIE/UPBE vectors join the ranker. "input": the PLE input, read by every
     # expert and gate (as the paper describes). "towers": late fusion, the vectors skip
     # the experts and join the input of the task towers named in `enhanced_tasks`.
@@ -158,6 +162,8 @@ class ModelConfig:
                 "model.enhanced_tasks: only enhancement_fusion 'towers' or 'residual' can "
                 "enhance some tasks and not others (the PLE input is shared by every task)"
             )
+        if not 0.0 <= self.enhancement_dropout < 1.0:
+            raise ValueError("model.enhancement_dropout: a share of rows in [0, 1)")
         if self.enhancement_dim < 0:
             raise ValueError("model.enhancement_dim: must be >= 0 (0 = no projection)")
         if any(n < 2 for n in self.side_cat_buckets):

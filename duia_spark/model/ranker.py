@@ -237,6 +237,10 @@ class DuiaRanker(nn.Module):
         labels = batch.get("labels")
         # [B] 1.0 where the row receives the DUIA enhancements (enhanced_segments)
         rows = self._enhanced_rows(segment) if self.user_memory is not None else None
+        # [B] 1.0 for training rows whose enhancements are dropped (enhancement_dropout)
+        dropped = None
+        if self.training and self.user_memory is not None and cfg.enhancement_dropout > 0:
+            dropped = (torch.rand(b, device=user.device) < cfg.enhancement_dropout).float()
         target = torch.cat(
             [item, self.category_emb(batch["category_idx"]), self.author_emb(batch["author_idx"])],
             dim=1,
@@ -330,6 +334,9 @@ class DuiaRanker(nn.Module):
             if rows is not None:  # other segments' rows attend over their own history only
                 table, leaf, enhanced_mask = shared
                 shared = (table, leaf, enhanced_mask & rows.bool().unsqueeze(1))
+            if dropped is not None:
+                table, leaf, enhanced_mask = shared
+                shared = (table, leaf, enhanced_mask & ~dropped.bool().unsqueeze(1))
             if self.training:
                 self.uhse.remember(batch["item_idx"], item_r.leaf)
         if self.residual is None:
@@ -346,6 +353,8 @@ class DuiaRanker(nn.Module):
         duia = None
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
+            if dropped is not None:  # as a user the memory does not know: zeros, mask 0
+                duia = duia * (1.0 - dropped).unsqueeze(1)
             if self.duia_proj is not None:
                 duia = self.duia_proj(duia)
             if uhse_pool is not None:

@@ -361,3 +361,30 @@ def test_config_rejects_unknown_variant_and_bad_sizes():
         ModelConfig(variant="ple+magic")
     with pytest.raises(ValueError, match="k1"):
         ModelConfig(k1=0)
+
+
+def test_enhancement_dropout_hides_the_memories_from_dropped_rows_in_training_only(
+    make_config, make_batch
+):
+    from duia_spark.model.ranker import DuiaRanker
+
+    seen = []
+
+    def run(dropout: float, train: bool):
+        cfg = make_config(variant="ple+duia", enhancement_dropout=dropout)
+        model = DuiaRanker(cfg)
+        model.train(train)
+        handle = model.duia_proj.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+        torch.manual_seed(3)
+        with torch.no_grad():
+            out = model(make_batch(cfg, batch=32))["logits"]
+        handle.remove()
+        return out, seen.pop()
+
+    _, kept = run(0.0, True)
+    assert kept.abs().sum(1).gt(0).all()  # every row reads its UIE/UPBE vectors and masks
+    _, dropped = run(0.999, True)
+    assert dropped.abs().sum() == 0  # zeros and mask 0, as for an unknown user
+    serve_plain, _ = run(0.0, False)
+    serve_dropout, _ = run(0.999, False)
+    assert torch.equal(serve_plain, serve_dropout)  # serving never drops
