@@ -392,6 +392,8 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.n
     mc = model_config_for_data(cfg, lake)
     first = ds.val_date - dt.timedelta(days=cfg.train.train_days)
     cols = ["user_idx", "item_idx", "category_idx", "user_dense", "item_dense", "hist_items"]
+    side = list(mc.side_cat_buckets)  # the source's declared side features, as ours read them
+    cols += ["side_cat"] if side else []
     tasks = list(cfg.model.tasks)
     label_cols = [c for t in tasks for c in label_column(t)]
     train = (
@@ -402,7 +404,9 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.n
     )
 
     def feed(df: pd.DataFrame) -> dict[str, torch.Tensor]:
+        sides = np.stack(df["side_cat"].to_numpy()) if side else np.zeros((len(df), 0), int)
         return {
+            **{f"side_{i}": torch.as_tensor(sides[:, i]) for i in range(len(side))},
             "user_idx": torch.as_tensor(df["user_idx"].to_numpy().clip(0, mc.n_users - 1)),
             "item_idx": torch.as_tensor(df["item_idx"].to_numpy().clip(0, mc.n_items - 1)),
             "category_idx": torch.as_tensor(df["category_idx"].to_numpy().clip(0, mc.n_categories - 1)),
@@ -425,6 +429,7 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.n
                 SparseFeature("item_idx", mc.n_items, e),
                 SparseFeature("category_idx", mc.n_categories, e),
                 SequenceFeature("hist_items", mc.n_items, e, pooling="mean", shared_with="item_idx", padding_idx=0),
+                *[SparseFeature(f"side_{i}", n, e) for i, n in enumerate(side)],  # one width for all
                 DenseFeature("user_dense", embed_dim=mc.n_user_dense),
                 DenseFeature("item_dense", embed_dim=mc.n_item_dense),
             ],

@@ -112,10 +112,14 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     check_model_fits_features(model_cfg, cfg, version)
     weights = effective_task_weights(sc.task_weights, model_cfg.tasks)
     if sc.generator == "cluster" and not model_cfg.use_uie:
-        raise ValueError(
-            f"score.generator=cluster needs a model with a user memory; the champion "
-            f"(version {version}) is variant {model_cfg.variant!r}"
+        # A baseline the evaluate stage's guard put in service has no user memory: the
+        # night still scores, from the popular pool.
+        print(
+            f"[score] score.generator=cluster needs a model with a user memory; the champion "
+            f"(version {version}) is variant {model_cfg.variant!r}: candidates from "
+            "'popular' tonight"
         )
+        sc = dataclasses.replace(sc, generator="popular")
 
     spark = build_spark_session(cfg, "duia-score")
     lake = Lakehouse(spark, cfg)
