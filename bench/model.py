@@ -2,6 +2,7 @@
 
     python bench/model.py            # full run, writes bench/results/model.md and .csv
     python bench/model.py --quick    # fewer steps, for a smoke test
+    python bench/model.py --quick --device cuda   # the same on a GPU (bench/gpu_check.sh)
 
 Three measurements, each against a goal:
 1. Forward + loss + backward step at batch 1024 for PLE and every DUIA variant:
@@ -47,6 +48,13 @@ from duia_spark.model.ranker import build_ranker  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 BATCH = 1024
+DEVICE = torch.device("cpu")  # --device; workers get the same flag
+
+
+def _sync() -> None:
+    """Wait for queued GPU work, so a timer measures the step and not its launch."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def bench_config(variant: str) -> ModelConfig:
@@ -61,7 +69,7 @@ def random_batch(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
     seq, pos = cfg.seq_len, cfg.pos_seq_len
     hist_mask = torch.arange(seq) < torch.randint(0, seq + 1, (BATCH, 1), generator=g)
     pos_mask = torch.arange(pos) < torch.randint(0, pos + 1, (BATCH, 1), generator=g)
-    return {
+    batch = {
         "user_idx": torch.randint(1, cfg.n_users, (BATCH,), generator=g),
         "item_idx": torch.randint(1, cfg.n_items, (BATCH,), generator=g),
         "category_idx": torch.randint(1, cfg.n_categories, (BATCH,), generator=g),
@@ -75,6 +83,7 @@ def random_batch(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
         "pos_mask": pos_mask,
         "labels": (torch.rand(BATCH, len(cfg.tasks), generator=g) < 0.3).float(),
     }
+    return {k: v.to(DEVICE) for k, v in batch.items()}
 
 
 def timed(fn, steps: int, warmup: int) -> tuple[float, float]:
@@ -85,6 +94,7 @@ def timed(fn, steps: int, warmup: int) -> tuple[float, float]:
     for _ in range(steps):
         t, c = time.perf_counter(), time.process_time()
         fn()
+        _sync()
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     return statistics.median(wall) * 1e3, statistics.median(cpu) * 1e3
@@ -94,7 +104,7 @@ def timed(fn, steps: int, warmup: int) -> tuple[float, float]:
 def memory_worker(variant: str, steps: int) -> dict:
     """Peak resident memory of `steps` training steps of one variant, alone in a process."""
     cfg = bench_config(variant)
-    model = build_ranker(cfg)
+    model = build_ranker(cfg, DEVICE)
     model.train()
     batches = [random_batch(cfg, seed) for seed in range(steps + 1)]
     train_step(model, batches[0])  # first step allocates gradients and seeds the memories
@@ -124,7 +134,7 @@ def paired_worker(steps: int, warmup: int) -> dict:
     fraction of a second apart, so a shared machine's drift cancels out of the ratio."""
     models = {}
     for variant in VARIANTS:
-        models[variant] = build_ranker(bench_config(variant))
+        models[variant] = build_ranker(bench_config(variant), DEVICE)
         models[variant].train()
     # Fresh batches every step: the UHSE item-centre cache meets new items as it would.
     batches = [random_batch(bench_config("ple"), seed) for seed in range(steps + warmup)]
@@ -135,6 +145,7 @@ def paired_worker(steps: int, warmup: int) -> dict:
         for variant in order:
             t, c = time.perf_counter(), time.process_time()
             train_step(models[variant], batch)
+            _sync()
             if i >= warmup:
                 wall[variant].append((time.perf_counter() - t) * 1e3)
                 cpu[variant].append((time.process_time() - c) * 1e3)
@@ -165,7 +176,7 @@ def run_step_benchmarks(steps: int, warmup: int, threads: int, rounds: int) -> l
     for rnd in range(rounds):
         got = _subprocess_json(
             "--paired-worker", "--steps", str(steps), "--warmup", str(warmup),
-            "--threads", str(threads),
+            "--threads", str(threads), "--device", str(DEVICE),
         )  # fmt: skip
         per_round.append(got)
         ratios = ", ".join(f"{v} {got[v]['cpu_ratio']:.2f}x" for v in VARIANTS if v != "ple")
@@ -173,7 +184,9 @@ def run_step_benchmarks(steps: int, warmup: int, threads: int, rounds: int) -> l
     rows = []
     for variant in VARIANTS:
         runs = [r[variant] for r in per_round]
-        row = _subprocess_json("--memory-worker", variant, "--threads", str(threads))
+        row = _subprocess_json(
+            "--memory-worker", variant, "--threads", str(threads), "--device", str(DEVICE)
+        )
         row.update(
             wall_ms=statistics.median(x["wall_ms"] for x in runs),
             cpu_ms=statistics.median(x["cpu_ms"] for x in runs),
@@ -190,11 +203,11 @@ def run_step_benchmarks(steps: int, warmup: int, threads: int, rounds: int) -> l
 def run_retrieval_benchmarks(repeats: int) -> list[dict]:
     rows = []
     g = torch.Generator().manual_seed(0)
-    q = normalise(torch.randn(BATCH, 64, generator=g))
+    q = normalise(torch.randn(BATCH, 64, generator=g)).to(DEVICE)
     for k1, k2 in [(512, 10), (5120, 10), (512, 100)]:
         row = {"k1": k1, "k2": k2, "centres": k1 * k2}
         for hierarchical in (True, False):
-            memory = ClusterMemory(k1, k2, 64, hierarchical=hierarchical, seed=0)
+            memory = ClusterMemory(k1, k2, 64, hierarchical=hierarchical, seed=0).to(DEVICE)
             wall, cpu = timed(lambda m=memory: m.retrieve(q, top_k=1), repeats, 2)
             key = "hier" if hierarchical else "flat"
             row[f"{key}_ms"] = wall
@@ -213,8 +226,8 @@ def run_ple_comparison(steps: int, warmup: int) -> list[dict]:
     in_dim = build_ranker(cfg).ple_input_dim
     n_tasks = len(cfg.tasks)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, in_dim, generator=g)
-    y = (torch.rand(BATCH, n_tasks, generator=g) < 0.3).float()
+    x = torch.randn(BATCH, in_dim, generator=g).to(DEVICE)
+    y = (torch.rand(BATCH, n_tasks, generator=g) < 0.3).float().to(DEVICE)
     rows = []
 
     ours = PLE(
@@ -225,7 +238,7 @@ def run_ple_comparison(steps: int, warmup: int) -> list[dict]:
         cfg.shared_experts,
         cfg.expert_hidden,
         cfg.tower_hidden,
-    )
+    ).to(DEVICE)
 
     def ours_step() -> None:
         ours.zero_grad(set_to_none=True)
@@ -249,7 +262,7 @@ def run_ple_comparison(steps: int, warmup: int) -> list[dict]:
         n_expert_shared=cfg.shared_experts,
         expert_params={"dims": [cfg.expert_hidden]},
         tower_params_list=[{"dims": [cfg.tower_hidden]}] * n_tasks,
-    )
+    ).to(DEVICE)
     feed = {"x": x}
 
     def theirs_step() -> None:
@@ -274,7 +287,7 @@ def write_report(steps_rows, retrieval_rows, ple_rows, args) -> str:
         "",
         f"`python bench/model.py` — {time.strftime('%Y-%m-%d %H:%M')} — "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, {args.threads} intra-op thread(s), "
+        f"torch {torch.__version__}, device {DEVICE}, {args.threads} intra-op thread(s), "
         f"load average before the run {args.load:.1f}.",
         "",
         f"## 1. Forward + loss + backward at batch {BATCH} (median of {args.steps} steps, "
@@ -395,9 +408,14 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=5, help="step-time rounds (median ratio reported)"
     )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of the models and batches: cpu, cuda"
+    )
     parser.add_argument("--paired-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.paired_worker:
         print(json.dumps(paired_worker(args.steps, args.warmup)))

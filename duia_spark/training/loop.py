@@ -181,6 +181,9 @@ def train_rank(job: TrainJob) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if rank == 0:
+        group = f"process group {dist.get_backend()}" if distributed else "no process group"
+        print(f"[train] {world} process(es) on {device.type}, {group}", flush=True)
     _seed_everything(cfg.seed)
     model = build_ranker(cfg, device)
     if job.warm_weights:
