@@ -11,6 +11,7 @@ DEMO_ARGS ?=
 MLFLOW_DB ?= $(CURDIR)/.duia/demo/mlflow.db
 PYTEST_ARGS ?=
 QUALITY_ARGS ?=
+PIPELINE_ARGS ?=
 # The optional Airflow extra lives in its own venv: the scheduler does not need the Spark stack.
 AIRFLOW_VENV ?= $(VENV)-airflow
 AIRFLOW_PIN := $(shell sed -n 's/^ *\(apache-airflow==[^ ]*\) *$$/\1/p' setup.cfg)
@@ -21,7 +22,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality submit mlflow-ui clean
+.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality bench-gpu submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -87,10 +88,10 @@ bench: bench-model bench-pipeline bench-train bench-score bench-quality ## run e
 bench-model: setup ## model step time / retrieval benchmark
 	$(PY) bench/model.py
 
-bench-pipeline: setup ## Spark feature-job throughput at 1x and 4x data
-	$(PY) bench/pipeline.py
+bench-pipeline: setup ## the nightly feature jobs at 1x and 4x (PIPELINE_ARGS="--scales 1,16,64" for 10M/40M events)
+	$(PY) bench/pipeline.py $(PIPELINE_ARGS)
 
-bench-train: setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 processes
+bench-train: setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 processes, vs torch-rechub's PLE
 	$(PY) bench/train.py
 
 bench-score: setup ## Spark batch scoring vs in-process rows/s
@@ -101,6 +102,9 @@ bench-setup: setup ## install the bench extra (torch-rechub and its tqdm) into t
 
 bench-quality: bench-setup ## PLE vs DUIA variants vs torch-rechub per segment, MovieLens + synthetic, 3 seeds
 	$(PY) bench/quality.py $(QUALITY_ARGS)
+
+bench-gpu: setup ## the GPU check on a CUDA machine (< 8 min): model bench, TorchDistributor training, scoring
+	PY=$(PY) bash bench/gpu_check.sh
 
 submit: setup ## spark-submit a stage: make submit STAGE=ingest ARGS="--path DIR"
 	PYSPARK_PYTHON=$(PY) $(VENV)/bin/spark-submit --properties-file .duia/spark-submit.conf jobs/$(subst -,_,$(STAGE)).py $(ARGS)

@@ -6,8 +6,8 @@ Sizes are multiples (`--scales`) of 1x = 8,000 users and 2,000 items over 29 dai
 
 1. Generate the logs with Spark (cached under --raw-dir and reused while users, items,
    days and seed match; the time it takes is printed and reported). The generator's
-   partitions grow with the size (8 up to 4x, then 2 per 1x), so each task and each
-   daily file keeps about the same number of rows at every size.
+   partitions grow with the size (8 up to 4x, then 2 per 1x), so from 4x on a task
+   draws about 11K rows of a day and a daily file holds about 45K.
 2. In a fresh process (one Spark driver per size, so peak memory is per size): ingest the
    history (setup), backfill the four feature stages for the --backfill-days days before
    the last day D (setup: D-1's sequences snapshot and vocabulary), then the night of D —
@@ -31,6 +31,7 @@ that was not run is never given a number).
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import datetime as dt
 import json
@@ -68,8 +69,8 @@ MEMORY_GOAL, MEMORY_SCALE = 1.1, 64  # Python driver peak at 64x within 1.1x of 
 
 
 def generator_partitions(scale: int) -> int:
-    """8 up to 4x (as 1x and 4x were recorded), then 2 per 1x: rows per task and per daily
-    file (partitions / 4 files a day) stay at about 45K at every size."""
+    """8 up to 4x (as 1x and 4x were recorded), then 2 per 1x: from 4x on, a task draws
+    about 11K rows of a day and each of the day's partitions / 4 files holds about 45K."""
     return max(8, 2 * scale)
 
 
@@ -290,15 +291,26 @@ def _generate(raw: Path, users: int, items: int, days: int, seed: int, a) -> flo
 def _run_worker(spec: dict) -> dict:
     Path(spec["lake"]).parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(spec["lake"], ignore_errors=True)
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True
-    )
+    tail: collections.deque[str] = collections.deque(maxlen=60)
+    result = None
+    with subprocess.Popen(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        for line in proc.stdout:
+            if line.startswith("BENCH_RESULT "):
+                result = json.loads(line.split(" ", 1)[1])
+                continue
+            tail.append(line)
+            if line.startswith("[bench]"):
+                print(line, end="", flush=True)  # progress of a run that may take an hour
     shutil.rmtree(spec["lake"], ignore_errors=True)
-    line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH_RESULT ")]
-    if proc.returncode != 0 or not line:
-        print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n")
+    if proc.returncode != 0 or result is None:
+        print("".join(tail))
         raise SystemExit(f"[bench] the run on {spec['raw']} failed (exit {proc.returncode})")
-    return json.loads(line[0].split(" ", 1)[1])
+    return result
 
 
 def main() -> int:
@@ -344,6 +356,7 @@ def main() -> int:
         p.error(f"--history-scale {history_scale} is not one of --scales {a.scales}")
     if a.history_days and a.history_days >= a.days - 1:
         p.error(f"--history-days {a.history_days} must be below the history of --days {a.days}")
+    a.load = os.getloadavg()[0]
     base = Path(a.raw_dir)
     runs: dict[int, dict] = {}
     history_run = None
@@ -413,7 +426,8 @@ def goal_rows(runs: dict[int, dict], history_run: dict | None) -> list[tuple[str
         rows.append(
             (
                 goal,
-                f"{scale}x: {long['history_days']} vs {short['history_days']} days of history, "
+                f"{scale}x: {long['history_days']} vs {short['history_days']} days of history "
+                f"({long['history_days'] / short['history_days']:.1f}x), "
                 f"{_night_seconds(long):.0f} s vs {_night_seconds(short):.0f} s = {ratio:.2f}x",
                 "MET" if ratio <= HISTORY_GOAL else "MISSED",
             )
@@ -485,7 +499,8 @@ def report(runs: dict[int, dict], history_run: dict | None, a, command: str) -> 
     lines = [
         "# The nightly feature jobs at scale (`python bench/pipeline.py`)",
         "",
-        f"`{command}` — {dt.date.today()}, Spark master {sp['master']}, {os.cpu_count()} CPU cores, "
+        f"`{command}` — {dt.date.today()}, Spark master {sp['master']}, {os.cpu_count()} CPU cores "
+        f"(load average {getattr(a, 'load', float('nan')):.1f} at the start), "
         f"shuffle partitions {sp['shuffle_partitions']}, driver memory {sp['driver_memory']}, "
         f"{a.days} daily drops (the night's day and {a.days - 1} days of history), "
         f"backfill {first['backfill_days']} day(s) before the night.",
