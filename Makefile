@@ -40,7 +40,7 @@ $(STAMP): setup.cfg pyproject.toml
 $(JARS_READY): $(STAMP)
 	$(PY) -m duia_spark.jars
 
-test: setup ## run the whole test suite (then the Airflow DAG test in its own venv)
+test: setup browser-setup ## run the whole test suite (MLflow UI in Chromium included), then the Airflow tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-airflow
 
@@ -55,8 +55,8 @@ $(AIRFLOW_STAMP): setup.cfg
 	@rm -f $(AIRFLOW_VENV)/.duia-airflow-*
 	@touch $@
 
-test-airflow: airflow-setup ## load the Airflow DAG (jobs/airflow/) through Airflow's DagBag
-	$(AIRFLOW_VENV)/bin/python -m pytest tests/airflow $(PYTEST_ARGS)
+test-airflow: setup airflow-setup ## load the Airflow DAG through DagBag, then run it for a night (airflow dags test)
+	DUIA_VENV=$(abspath $(VENV)) $(AIRFLOW_VENV)/bin/python -m pytest tests/airflow $(PYTEST_ARGS)
 
 browser-setup: ## install Debian's chromium + chromium-driver if either is missing (browser test)
 	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then \

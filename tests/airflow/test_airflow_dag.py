@@ -34,6 +34,8 @@ def dagbag(tmp_path_factory):
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
     os.environ["DUIA_HOME"] = "/srv/duia"
+    for derived in ("DUIA_VENV", "DUIA_STATE"):  # default to folders under DUIA_HOME
+        os.environ.pop(derived, None)
     os.environ["AIRFLOW_VAR_DUIA_RETRIES"] = "4"
     from airflow.models import DagBag
 
