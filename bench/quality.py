@@ -608,12 +608,12 @@ def summarise(
                 lines.append(f"| {m} | {t} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
-        "Difference to `ple` (mean over seeds). AUC: paired t-test over seeds; GAUC: "
-        "Wilcoxon signed-rank test over users of the per-user AUC averaged over seeds "
-        "(users with both classes in the test window).",
+        "Difference to `ple` (mean over seeds). AUC and GAUC: paired t-test over seeds; "
+        "GAUC also: Wilcoxon signed-rank test over users of the per-user AUC averaged over "
+        "seeds (users with both classes in the test window).",
         "",
-        "| model | task | segment | ΔAUC | p (seeds) | ΔGAUC | p (users) | users |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | task | segment | ΔAUC | p (seeds) | ΔGAUC | p (seeds) | p (users) | users |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in [x for x in models if x != "ple"]:
         for t in ds.tasks:
@@ -628,9 +628,10 @@ def summarise(
                 both = ua.index.intersection(ub.index)
                 d = (ua[both] - ub[both]).to_numpy()
                 p_user = stats.wilcoxon(d).pvalue if np.any(d != 0) else float("nan")
+                p_gseed = stats.ttest_rel(ga, gb).pvalue if len(seeds) > 1 else float("nan")
                 lines.append(
                     f"| {m} | {t} | {g} | {np.nanmean(a - b):+.4f} | {p_seed:.3f} | "
-                    f"{np.nanmean(ga - gb):+.4f} | {p_user:.3f} | {len(both)} |"
+                    f"{np.nanmean(ga - gb):+.4f} | {p_gseed:.3f} | {p_user:.3f} | {len(both)} |"
                 )
                 csv_rows.append({"dataset": ds.name, "metric": "delta_auc_vs_ple", "model": m, "task": t,
                                  "segment": g, "mean": np.nanmean(a - b), "std": p_seed})  # fmt: skip

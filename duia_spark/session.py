@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +35,44 @@ def local_jars_dir(cfg: Config) -> Path:
 
 def local_delta_jars(cfg: Config) -> list[str]:
     return sorted(glob.glob(str(local_jars_dir(cfg) / "*.jar")))
+
+
+def visible_gpus() -> int:
+    """How many NVIDIA GPUs this machine shows (`nvidia-smi -L`); 0 without the tool."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def local_gpu_resources(cfg: Config, gpus: int | None = None) -> dict[str, str]:
+    """Spark settings that declare this machine's GPUs to a local driver.
+
+    TorchDistributor in local mode with GPUs refuses to start unless the driver declares
+    them (`spark.driver.resource.gpu.*`). With `train.use_gpu` true or auto, a local
+    master and GPUs present, the driver gets their count and a discovery script written
+    under the state folder; settings given in `spark.extra` win; a cluster declares its
+    own resources."""
+    use = cfg.train.use_gpu
+    if use is False or str(use).lower() == "false" or not cfg.spark.master.startswith("local"):
+        return {}
+    if "spark.driver.resource.gpu.amount" in cfg.spark.extra:
+        return {}
+    n = visible_gpus() if gpus is None else gpus
+    if n == 0:
+        return {}
+    script = Path(cfg.resolve_path(cfg.state_dir)) / "gpu_discovery.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    addresses = ", ".join(f'"{i}"' for i in range(n))
+    script.write_text(f'#!/bin/sh\necho \'{{"name": "gpu", "addresses": [{addresses}]}}\'\n')
+    script.chmod(0o755)
+    return {
+        "spark.driver.resource.gpu.amount": str(n),
+        "spark.driver.resource.gpu.discoveryScript": str(script),
+    }
 
 
 def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSession:
@@ -72,7 +112,7 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         builder = builder.config("spark.jars.ivy", str(ivy)).config(
             "spark.jars.packages", ",".join(delta_maven_coordinates())
         )
-    for key, value in s.extra.items():
+    for key, value in {**local_gpu_resources(cfg), **s.extra}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s.log_level)

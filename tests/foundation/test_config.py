@@ -83,3 +83,23 @@ def test_config_sections_only_use_types_the_loader_understands():
                 assert tp in allowed, (cls.__name__, f.name, tp)
 
     walk(Config)
+
+
+def test_a_local_driver_declares_the_machines_gpus_for_torchdistributor(tmp_path):
+    import dataclasses
+    import json
+    import subprocess
+
+    from duia_spark.config import load_config
+    from duia_spark.session import local_gpu_resources
+
+    cfg = load_config(overrides=[f"state_dir={tmp_path}"])
+    got = local_gpu_resources(cfg, gpus=2)
+    assert got["spark.driver.resource.gpu.amount"] == "2"
+    out = subprocess.run([got["spark.driver.resource.gpu.discoveryScript"]], capture_output=True)
+    assert json.loads(out.stdout) == {"name": "gpu", "addresses": ["0", "1"]}
+    assert local_gpu_resources(cfg, gpus=0) == {}
+    off = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, use_gpu=False))
+    assert local_gpu_resources(off, gpus=2) == {}
+    cluster = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, master="yarn"))
+    assert local_gpu_resources(cluster, gpus=2) == {}
