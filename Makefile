@@ -40,9 +40,16 @@ $(STAMP): setup.cfg pyproject.toml
 $(JARS_READY): $(STAMP)
 	$(PY) -m duia_spark.jars
 
-test: setup browser-setup ## run the whole test suite (MLflow UI in Chromium included), then the Airflow tests
-	$(PY) -m pytest $(PYTEST_ARGS)
-	$(MAKE) test-airflow
+test: setup browser-setup airflow-setup ## run the whole test suite (MLflow UI in Chromium included) and, beside it, the Airflow tests
+	@# The Airflow night spends most of its time starting spark-submit JVMs one after
+	@# another: it runs beside the main suite (its output follows the suite's).
+	@mkdir -p .duia; \
+	$(MAKE) --no-print-directory test-airflow PYTEST_ARGS="$(PYTEST_ARGS) --basetemp=$(CURDIR)/.duia/pytest-airflow" \
+		> .duia/test-airflow.log 2>&1 & airflow=$$!; \
+	$(PY) -m pytest $(PYTEST_ARGS); suite=$$?; \
+	wait $$airflow; af=$$?; \
+	echo "---- Airflow tests (make test-airflow) ----"; cat .duia/test-airflow.log; \
+	test $$suite -eq 0 && test $$af -eq 0
 
 airflow-setup: $(AIRFLOW_STAMP) ## create the Airflow venv (AIRFLOW_VENV=..., default $(VENV)-airflow)
 	@echo "airflow-setup: ready (venv $(AIRFLOW_VENV), $(AIRFLOW_PIN))"
