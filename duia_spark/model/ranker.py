@@ -169,6 +169,14 @@ class DuiaRanker(nn.Module):
         self.register_buffer(
             "task_weights", torch.tensor([cfg.task_weight(t) for t in cfg.tasks]), persistent=False
         )
+        # mse_log1p regressions learn a standardised target: log1p(play time in ms) is
+        # about 9 with a spread of about 3, so an unscaled head starts with an MSE near 80
+        # and its gradients swamp the binary tasks in the shared experts. The target's
+        # running mean and std (tracked in training like BatchNorm's, saved with the
+        # weights) map the head's output back to label units at serving.
+        self.register_buffer("target_mean", torch.zeros(n_tasks))
+        self.register_buffer("target_std", torch.ones(n_tasks))
+        self.register_buffer("target_tracked", torch.zeros(n_tasks, dtype=torch.bool))
 
         # Module.to() cannot copy a meta tensor, so deferred tables are skipped here
         # and allocated by materialise() directly on the device.
@@ -176,6 +184,9 @@ class DuiaRanker(nn.Module):
             if not any(p.is_meta for p in child.parameters()):
                 child.to(device)
         self.task_weights = self.task_weights.to(device)
+        self.target_mean = self.target_mean.to(device)
+        self.target_std = self.target_std.to(device)
+        self.target_tracked = self.target_tracked.to(device)
         self.enhanced_task_mask = self.enhanced_task_mask.to(device)
         if self.enhanced_segment_mask is not None:
             self.enhanced_segment_mask = self.enhanced_segment_mask.to(device)
@@ -472,7 +483,7 @@ class DuiaRanker(nn.Module):
         parts: dict[str, Tensor] = {}
         total = logits.new_zeros(())
         for t in tasks:
-            task_loss = self._task_loss(logits[:, t], labels[:, t], self.regression[t])
+            task_loss = self._task_loss(logits[:, t], labels[:, t], self.regression[t], t)
             parts[self.cfg.tasks[t]] = task_loss
             total = total + self.task_weights[t] * task_loss
         return total, parts
@@ -493,7 +504,7 @@ class DuiaRanker(nn.Module):
             loss = loss + self.item_memory.clustering_loss(item_unit, aux["item_retrieval"], ones)
         return loss
 
-    def _task_loss(self, out: Tensor, y: Tensor, regression: bool) -> Tensor:
+    def _task_loss(self, out: Tensor, y: Tensor, regression: bool, task: int = -1) -> Tensor:
         known = ~torch.isnan(y)
         if not bool(known.any()):
             return out.sum() * 0.0  # keeps the graph whole (DDP) when a signal is missing
@@ -501,12 +512,40 @@ class DuiaRanker(nn.Module):
         if not regression:
             return F.binary_cross_entropy_with_logits(out, y)
         if self.cfg.play_time_loss == "mse_log1p":
-            return F.mse_loss(out, torch.log1p(y.clamp_min(0.0)))
+            target = torch.log1p(y.clamp_min(0.0))
+            if self.training:
+                self._track_target(task, target)
+            return F.mse_loss(out, (target - self.target_mean[task]) / self.target_std[task])
         # Weighted logistic regression (Covington et al., RecSys 2016): a positive weighs
         # its play time, a negative 1, so exp(logit) estimates the expected play time.
         positive = y > 0
         weight = torch.where(positive, y, torch.ones_like(y))
         return F.binary_cross_entropy_with_logits(out, positive.float(), weight=weight)
+
+    def load_weights(self, state: dict[str, Tensor]) -> None:
+        """load_state_dict for weights saved by any release: weights saved before the
+        regression targets were standardised have no target_* buffers, and scored as
+        mean 0, std 1 — which is what they get here."""
+        legacy = {
+            "target_mean": torch.zeros_like(self.target_mean),
+            "target_std": torch.ones_like(self.target_std),
+            "target_tracked": torch.zeros_like(self.target_tracked),
+        }
+        self.load_state_dict({**legacy, **state})
+
+    @torch.no_grad()
+    def _track_target(self, task: int, target: Tensor) -> None:
+        """Running mean and std of a regression target (momentum 0.01; the first batch
+        sets them)."""
+        if target.numel() < 2:
+            return
+        mean, std = target.mean(), target.std(unbiased=False).clamp_min(1e-3)
+        if not bool(self.target_tracked[task]):
+            self.target_mean[task], self.target_std[task] = mean, std
+            self.target_tracked[task] = True
+        else:
+            self.target_mean[task].lerp_(mean, 0.01)
+            self.target_std[task].lerp_(std, 0.01)
 
     # ------------------------------------------------------------------ serving
     @torch.no_grad()
@@ -525,7 +564,8 @@ class DuiaRanker(nn.Module):
             if not regression:
                 cols.append(torch.sigmoid(z))
             elif self.cfg.play_time_loss == "mse_log1p":
-                cols.append(torch.expm1(z.clamp_min(0.0)))
+                log_time = z * self.target_std[t] + self.target_mean[t]
+                cols.append(torch.expm1(log_time.clamp_min(0.0)))
             else:
                 cols.append(torch.exp(z))
         return torch.stack(cols, dim=1)

@@ -200,7 +200,7 @@ def train_rank(job: TrainJob) -> None:
     start_epoch, history, best, best_state, bad_epochs = 0, [], -np.inf, None, 0
     if job.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
+        model.load_weights(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["torch_rng"])
         np.random.set_state(ck["numpy_rng"])

@@ -28,7 +28,7 @@ SCORE_BATCH = 4096
 def load_ranker(weights: str, memory: str, config: str, device: str = "cpu") -> DuiaRanker:
     cfg = ModelConfig.from_dict(json.loads(Path(config).read_text()))
     model = build_ranker(cfg, device)
-    model.load_state_dict(torch.load(weights, map_location=device))
+    model.load_weights(torch.load(weights, map_location=device))
     model.load_memory(memory)
     model.eval()
     return model

@@ -347,6 +347,47 @@ def test_play_time_regression_and_missing_labels(make_config, make_batch):
     assert torch.isfinite(total)
 
 
+def test_play_time_is_learned_standardised_and_served_in_milliseconds(make_config, make_batch):
+    cfg = make_config(variant="ple", tasks=["click", "play_time"])
+    model = DuiaRanker(cfg)
+    opt = model.build_optimizer(1e-2)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    first = None
+    for step in range(60):
+        b = make_batch(cfg, 64, seed=step)
+        # Play times of 2 s to 60 s, in ms: log1p is about 9, as in a real feed log.
+        b["labels"][:, 1] = torch.exp(torch.empty(64).uniform_(7.6, 11.0, generator=gen))
+        total, parts = model.loss(b, model(b))
+        first = float(parts["play_time"]) if first is None else first
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    # Tracked like BatchNorm: the mean and spread of log1p(ms) ...
+    assert 9.0 < float(model.target_mean[1]) < 9.6
+    assert 0.8 < float(model.target_std[1]) < 1.2
+    # ... so the head starts near the unit-variance loss, not at an MSE of about 85.
+    assert first < 5.0
+    # Served in label units (ms), within the range trained on.
+    play = model.predict(b)[:, 1]
+    assert torch.all((play > 1_000) & (play < 100_000)), play
+
+
+def test_weights_saved_before_standardisation_load_and_score_as_they_did(make_config, make_batch):
+    cfg = make_config(variant="ple", tasks=["click", "play_time"])
+    model = DuiaRanker(cfg)
+    b = make_batch(cfg, 16, seed=1)
+    legacy = {k: v for k, v in model.state_dict().items() if not k.startswith("target_")}
+    logits = model.eval()(b)["logits"]
+
+    loaded = DuiaRanker(cfg)
+    loaded.target_mean.fill_(5.0)  # whatever a fresh model holds, the legacy file wins
+    loaded.load_weights(legacy)
+    torch.testing.assert_close(loaded.predict(b)[:, 1], torch.expm1(logits[:, 1].clamp_min(0.0)))
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        loaded.load_weights({**legacy, "not_a_weight": torch.zeros(1)})
+
+
 def test_task_weights_scale_the_total(make_config, make_batch):
     b = make_batch(make_config(), 32, seed=4)
     plain = DuiaRanker(make_config(variant="ple"))
