@@ -28,7 +28,7 @@ from duia_spark.config import TrainConfig
 from duia_spark.model.config import ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 from duia_spark.training.dataset import to_batch
-from duia_spark.training.metrics import ranking_report
+from duia_spark.training.metrics import ranking_report, selection_value
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -263,7 +263,7 @@ def train_rank(job: TrainJob) -> None:
         }
         if rank == 0:
             record.update(evaluate_rows(model, job.val_data, cfg, tc.batch_size, device))
-            metric = record.get(tc.selection_metric, float("nan"))
+            metric = selection_value(record, tc.selection_metric)
             improved = not np.isnan(metric) and metric > best
             if improved or best_state is None:
                 best = metric if not np.isnan(metric) else best

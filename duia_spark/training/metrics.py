@@ -38,6 +38,21 @@ def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
     return float(total / weight) if weight else float("nan")
 
 
+def selection_value(record: dict[str, float], metric: str) -> float:
+    """The validation number an epoch is kept by: one metric of a ranking report, or the
+    mean of several joined by '+' (`auc/click/all+gauc/click/all`); NaN if one is missing."""
+    keys = [key.strip() for key in metric.split("+")]
+    if any(k.startswith("auc/") for k in record):  # an epoch that was validated
+        for key in keys:
+            if key not in record:
+                raise ValueError(
+                    f"train.selection_metric: {key!r} is not a validation metric; they are "
+                    "named <auc|gauc>/<task of model.tasks>/<all|low|mid|high>"
+                )
+    values = [record.get(key, float("nan")) for key in keys]
+    return float(np.mean(values)) if not any(np.isnan(v) for v in values) else float("nan")
+
+
 def ranking_report(
     tasks: list[str],
     users: np.ndarray,

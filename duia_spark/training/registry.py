@@ -16,6 +16,7 @@ from duia_spark import tracking
 from duia_spark.config import Config
 from duia_spark.model.config import ModelConfig
 from duia_spark.training import plots
+from duia_spark.training.metrics import selection_value
 from duia_spark.training.pyfunc import (
     ARTIFACT_CONFIG,
     ARTIFACT_MEMORY,
@@ -97,7 +98,8 @@ def log_and_register(
     config_file = out_dir / "model_config.json"
     model = load_ranker(str(weights), str(memory), str(config_file))
     final = max(
-        history, key=lambda h: np.nan_to_num(h.get(cfg.train.selection_metric, -1.0), nan=-1.0)
+        history,
+        key=lambda h: np.nan_to_num(selection_value(h, cfg.train.selection_metric), nan=-1.0),
     )
     chash = tracking.config_hash(cfg)
     with mlflow.start_run(run_name=f"{day}-{model_cfg.variant}") as run:

@@ -16,7 +16,7 @@ from tiny_lake import FIRST_DAY, N_DAYS
 from duia_spark import tracking
 from duia_spark.stages import train as train_stage
 from duia_spark.training.dataset import MissingColumnError
-from duia_spark.training.metrics import auc
+from duia_spark.training.metrics import auc, selection_value
 
 VAL_DAY = FIRST_DAY + dt.timedelta(days=N_DAYS - 1)
 
@@ -161,3 +161,13 @@ def test_auc_matches_a_hand_computed_case():
     s = np.array([0.1, 0.4, 0.35, 0.8])
     assert auc(y, s) == pytest.approx(0.75)
     assert auc(y, np.ones(4)) == pytest.approx(0.5)
+
+
+def test_the_kept_epoch_is_chosen_on_one_metric_or_the_mean_of_several():
+    record = {"auc/click/all": 0.72, "gauc/click/all": 0.62, "auc/like/low": float("nan")}
+    assert selection_value(record, "auc/click/all") == pytest.approx(0.72)
+    assert selection_value(record, "auc/click/all+gauc/click/all") == pytest.approx(0.67)
+    assert np.isnan(selection_value(record, "auc/click/all+auc/like/low"))  # one class only
+    with pytest.raises(ValueError, match="'gauc/clik/all' is not a validation metric"):
+        selection_value(record, "auc/click/all+gauc/clik/all")
+    assert np.isnan(selection_value({"loss": 0.5}, "auc/click/all"))  # nothing validated
