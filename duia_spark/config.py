@@ -239,9 +239,17 @@ class EvaluateConfig:
     # gate_tolerances in any segment on any guarded metric x task, the baseline is
     # registered and gated in its place (the new model never serves).
     baseline_guard: bool = True
+    # The guard's own largest allowed drop against a baseline, per segment; {} = the
+    # gate's. The baseline is trained on the same rows and scored on the same day, so a
+    # deployment can hold the new model to a tighter bound here than to the champion.
+    guard_tolerances: dict[str, float] = field(default_factory=dict)
     guard_metrics: list[str] = field(default_factory=lambda: ["auc"])
     guard_tasks: list[str] = field(default_factory=list)  # [] = every model task
     guard_min_positives: int = 100  # cells with fewer positives on D are not guarded
+
+    @property
+    def guard_tolerance_map(self) -> dict[str, float]:
+        return dict(self.guard_tolerances or self.gate_tolerances)
 
 
 @dataclass

@@ -239,7 +239,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             baselines,
             list(cfg.evaluate.guard_metrics),
             list(cfg.evaluate.guard_tasks or tasks),
-            cfg.evaluate.gate_tolerances,
+            cfg.evaluate.guard_tolerance_map,
             cfg.evaluate.guard_min_positives,
         )
         if cfg.evaluate.baseline_guard

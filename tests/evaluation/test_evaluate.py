@@ -217,3 +217,29 @@ def test_a_duia_model_that_loses_to_the_nights_ple_baseline_never_serves(
     assert len(client.search_model_versions(f"name='{name}'")) == 2
     # Tomorrow's DUIA model warm-starts its memory from the DUIA stream, not the baseline.
     assert warm_start_paths(cfg, tmp_path / "warm", False)[2] == "1"
+
+
+def test_the_guard_has_its_own_tolerances_or_the_gates():
+    from duia_spark.config import EvaluateConfig
+    from duia_spark.evaluation.gate import baseline_guard
+
+    gate_only = EvaluateConfig()
+    assert gate_only.guard_tolerance_map == gate_only.gate_tolerances
+    strict = EvaluateConfig(guard_tolerances={"all": 0.002, "low": 0.002})
+    assert strict.guard_tolerance_map == {"all": 0.002, "low": 0.002}
+    # A DUIA model 0.004 below the baseline passes the gate's bound and not the guard's.
+    new = {
+        "auc/click/all": 0.720,
+        "auc/click/low": 0.716,
+        "pos/click/all": 500,
+        "pos/click/low": 400,
+    }
+    ple = {
+        "auc/click/all": 0.722,
+        "auc/click/low": 0.720,
+        "pos/click/all": 500,
+        "pos/click/low": 400,
+    }
+    args = (new, {"ple": ple}, ["auc"], ["click"])
+    assert baseline_guard(*args, gate_only.guard_tolerance_map, min_positives=100).held
+    assert not baseline_guard(*args, strict.guard_tolerance_map, min_positives=100).held
