@@ -14,8 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from standalone_cluster import start_master, start_worker  # noqa: E402
 from tiny_lake import FIRST_DAY, N_DAYS, small_model_overrides, write_tiny_lakehouse  # noqa: E402
 
 from duia_spark.cli import main as duia  # noqa: E402
@@ -31,28 +30,9 @@ from duia_spark.config import load_config  # noqa: E402
 from duia_spark.lakehouse import Lakehouse  # noqa: E402
 from duia_spark.session import build_spark_session, local_delta_jars  # noqa: E402
 
-SPARK_CLASS = Path(sys.executable).parent / "spark-class"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 60.0) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
 
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="duia-standalone-"))
-    port, ui = _free_port(), _free_port()
     env = {
         **os.environ,
         "SPARK_LOCAL_IP": "127.0.0.1",
@@ -62,43 +42,9 @@ def main() -> int:
     }
     procs = []
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(SPARK_CLASS),
-                    "org.apache.spark.deploy.master.Master",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--webui-port",
-                    str(ui),
-                ],
-                env=env,
-                stdout=(tmp / "master.log").open("w"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
-            )
-        )
-        _wait_port(port)
-        master = f"spark://127.0.0.1:{port}"
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(SPARK_CLASS),
-                    "org.apache.spark.deploy.worker.Worker",
-                    master,
-                    "--cores",
-                    "2",
-                    "--memory",
-                    "6g",
-                    "--webui-port",
-                    str(_free_port()),
-                ],
-                env=env,
-                stdout=(tmp / "worker.log").open("w"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
-            )
-        )
+        master_proc, master, _ = start_master(env, tmp / "master.log")
+        procs.append(master_proc)
+        procs.append(start_worker(master, 2, "6g", env, tmp / "worker.log"))
         time.sleep(8)  # the worker registers with the master
         sets = [
             f"lakehouse.root={tmp / 'lake'}",

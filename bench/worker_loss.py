@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,31 +33,16 @@ from pyspark.sql import types as T
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from standalone_cluster import free_port, start_master, start_worker  # noqa: E402
+
 from duia_spark.config import load_config  # noqa: E402
 from duia_spark.session import build_spark_session  # noqa: E402
 
 BIN = Path(sys.executable).parent
-SPARK_CLASS = BIN / "spark-class"
 FIRST_DAY = dt.date(2026, 1, 1)
 DAYS = 4
 LAST_DAY = FIRST_DAY + dt.timedelta(days=DAYS - 1)
 KILL_AFTER_S = 3.0  # at least this long into the driver's life, and only with tasks running
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 60.0) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def _get_json(url: str):
@@ -203,47 +187,10 @@ def main() -> int:
                 return rc
         shutil.copytree(lake, clean)
 
-        port, ui = _free_port(), _free_port()
-        master = f"spark://127.0.0.1:{port}"
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(SPARK_CLASS),
-                    "org.apache.spark.deploy.master.Master",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--webui-port",
-                    str(ui),
-                ],
-                env=env,
-                stdout=(tmp / "master.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        )
-        _wait_port(port)
+        master_proc, master, ui = start_master(env, tmp / "master.log")
+        procs.append(master_proc)
         for w in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(SPARK_CLASS),
-                        "org.apache.spark.deploy.worker.Worker",
-                        master,
-                        "--host",
-                        "127.0.0.1",
-                        "--cores",
-                        "1",
-                        "--memory",
-                        "1g",
-                        "--webui-port",
-                        str(_free_port()),
-                    ],
-                    env=env,
-                    stdout=(tmp / f"worker{w}.log").open("w"),
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            procs.append(start_worker(master, 1, "1g", env, tmp / f"worker{w}.log"))
         t_reg = time.time()
         while time.time() - t_reg < 60:
             state = _get_json(f"http://127.0.0.1:{ui}/json") or {}
@@ -252,7 +199,7 @@ def main() -> int:
             time.sleep(1)
         print(f"[worker-loss] {len(state.get('workers', []))} workers registered", flush=True)
 
-        app_ui = _free_port()
+        app_ui = free_port()
         extra = (
             "spark.extra={spark.executor.memory: 768m, spark.executor.cores: '1', "
             f"spark.cores.max: '2', spark.ui.port: '{app_ui}'}}"
