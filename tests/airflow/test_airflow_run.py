@@ -20,21 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_airflow_dag import STAGES  # the DAG's tasks, in order
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN_VENV = Path(os.environ.get("DUIA_VENV") or REPO / ".venv").resolve()
 AIRFLOW = Path(os.environ.get("AIRFLOW_BIN") or Path(sys.executable).parent / "airflow")
-STAGES = [
-    "ingest",
-    "segment",
-    "sequences",
-    "item-stats",
-    "samples",
-    "train",
-    "train-baselines",
-    "evaluate",
-    "score",
-]
 START = dt.date(2026, 1, 1)
 TRAIN_DAYS = 2  # the fewest that train and validate; every stage still runs
 NIGHT = START + dt.timedelta(days=TRAIN_DAYS)  # the days before backfilled, this one by Airflow
