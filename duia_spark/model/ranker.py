@@ -451,6 +451,8 @@ class DuiaRanker(nn.Module):
         if "labels" not in batch:
             raise ValueError("loss() needs batch['labels']")
         labels = batch["labels"].float()
+        if self.training:  # once per step, whichever losses read the targets after
+            self._track_targets(labels)
         # Residual fusion: the task losses train the base ranker on its own logits.
         logits = out.get("base_logits", out["logits"])
         total, parts = self._task_losses(logits, labels, range(len(self.cfg.tasks)))
@@ -513,8 +515,6 @@ class DuiaRanker(nn.Module):
             return F.binary_cross_entropy_with_logits(out, y)
         if self.cfg.play_time_loss == "mse_log1p":
             target = torch.log1p(y.clamp_min(0.0))
-            if self.training:
-                self._track_target(task, target)
             return F.mse_loss(out, (target - self.target_mean[task]) / self.target_std[task])
         # Weighted logistic regression (Covington et al., RecSys 2016): a positive weighs
         # its play time, a negative 1, so exp(logit) estimates the expected play time.
@@ -534,18 +534,23 @@ class DuiaRanker(nn.Module):
         self.load_state_dict({**legacy, **state})
 
     @torch.no_grad()
-    def _track_target(self, task: int, target: Tensor) -> None:
-        """Running mean and std of a regression target (momentum 0.01; the first batch
-        sets them)."""
-        if target.numel() < 2:
+    def _track_targets(self, labels: Tensor) -> None:
+        """Running mean and std of each mse_log1p target's log1p (momentum 0.01; the
+        first batch with two known values sets them)."""
+        if self.cfg.play_time_loss != "mse_log1p":
             return
-        mean, std = target.mean(), target.std(unbiased=False).clamp_min(1e-3)
-        if not bool(self.target_tracked[task]):
-            self.target_mean[task], self.target_std[task] = mean, std
-            self.target_tracked[task] = True
-        else:
-            self.target_mean[task].lerp_(mean, 0.01)
-            self.target_std[task].lerp_(std, 0.01)
+        for task, regression in enumerate(self.regression):
+            y = labels[:, task]
+            target = torch.log1p(y[~torch.isnan(y)].clamp_min(0.0))
+            if not regression or target.numel() < 2:
+                continue
+            mean, std = target.mean(), target.std(unbiased=False).clamp_min(1e-3)
+            if not bool(self.target_tracked[task]):
+                self.target_mean[task], self.target_std[task] = mean, std
+                self.target_tracked[task] = True
+            else:
+                self.target_mean[task].lerp_(mean, 0.01)
+                self.target_std[task].lerp_(std, 0.01)
 
     # ------------------------------------------------------------------ serving
     @torch.no_grad()
