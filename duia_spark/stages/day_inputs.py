@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config, ConfigError
@@ -50,6 +50,36 @@ def proceed_without_events(cfg: Config, lake: Lakehouse, stage: str, day: dt.dat
         return False
     print(f"{msg} — going on (sequences.on_missing_events=empty)")
     return True
+
+
+def previous_partition(
+    lake: Lakehouse, table: str, column: str, day: dt.date, stale: Column | None = None
+) -> tuple[DataFrame | None, str | None]:
+    """(`table` as of `day` - 1, None) for a stage that advances yesterday's result, or
+    (None, why) when that partition cannot be trusted and the stage must recount: no
+    table, no partition while older events exist (a gap, or the first run), or rows
+    matching `stale` (written under another config)."""
+    prev_day = day - dt.timedelta(days=1)
+    if not lake.exists(table):
+        return None, f"no {table} table yet"
+    prev = lake.read(table).where(F.col(column) == F.lit(prev_day))
+    if prev.isEmpty():
+        older = lake.read("events").where(F.col("event_date") < F.lit(prev_day))
+        if older.isEmpty():  # nothing happened before D-1: the empty partition is right
+            return prev, None
+        return None, f"no {table} as of {prev_day}"
+    if stale is not None and not prev.where(stale).isEmpty():
+        return None, f"{table} as of {prev_day} was written under another config"
+    return prev, None
+
+
+def add_full_rebuild_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--full-rebuild",
+        action="store_true",
+        help=f"recount {what} instead of advancing the result of D-1 (after re-ingesting "
+        "an old day or changing the stage's config)",
+    )
 
 
 def read_partition(

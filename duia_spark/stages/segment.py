@@ -1,4 +1,10 @@
-"""`duia segment --date D`: silver.user_activity as of the start of D (low / mid / high)."""
+"""`duia segment --date D [--full-rebuild]`: silver.user_activity as of the start of D
+(low / mid / high).
+
+Incremental by default: the counts as of D-1 plus day D-1 minus the day that left the
+window. Without a usable D-1 partition (first run, a gap, another window) it recounts the
+whole window and says so.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,28 @@ import time
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config
-from duia_spark.data.activity import activity_window, segment_users_by_activity
+from duia_spark.data.activity import (
+    activity_window,
+    advance_user_activity,
+    segment_users_by_activity,
+)
 from duia_spark.data.schema import SEGMENTS
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.session import build_spark_session
-from duia_spark.stages.day_inputs import events_between, proceed_without_events, run_date
+from duia_spark.stages.day_inputs import (
+    add_full_rebuild_argument,
+    events_between,
+    previous_partition,
+    proceed_without_events,
+    run_date,
+)
 
 NAME = "segment"
 HELP = "activity segment per user as of the start of --date → silver.user_activity"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    del p  # only the common options
+    add_full_rebuild_argument(p, "the whole activity window")
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
@@ -31,18 +47,26 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     first, _ = activity_window(day, cfg.activity)
     events = events_between(lake, first, day)
-    lake.replace_partitions(
-        segment_users_by_activity(events, day, cfg.activity),
-        "user_activity",
-        "activity_date",
-        [day],
+    stale = F.col("window_days") != F.lit(cfg.activity.window_days)
+    prev, why = (
+        (None, "--full-rebuild")
+        if getattr(args, "full_rebuild", False)
+        else previous_partition(lake, "user_activity", "activity_date", day, stale)
     )
+    if prev is None:
+        print(f"[segment] {day}: counting the whole window ({why})")
+        activity = segment_users_by_activity(events, day, cfg.activity)
+    else:
+        # Reads the days it adds and drops and D itself (partition-pruned), not the window.
+        activity = advance_user_activity(prev, lake.read("events"), day, cfg.activity)
+    lake.replace_partitions(activity, "user_activity", "activity_date", [day])
     written = lake.read("user_activity").where(F.col("activity_date") == F.lit(day))
     counts = {r["segment"]: r["count"] for r in written.groupBy("segment").count().collect()}
     total = sum(counts.values())
     print(
-        f"[segment] {day}: {total:,d} users (window {first}..{day} excl., "
-        f"{cfg.activity.window_days} days) → {lake.path('user_activity')}"
+        f"[segment] {day} ({'recounted' if prev is None else 'advanced from the day before'}): "
+        f"{total:,d} users (window {first}..{day} excl., {cfg.activity.window_days} days) "
+        f"→ {lake.path('user_activity')}"
     )
     for seg in SEGMENTS:
         n = counts.get(seg, 0)

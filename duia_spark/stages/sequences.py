@@ -16,32 +16,19 @@ from duia_spark.config import Config
 from duia_spark.data.sequences import advance_user_sequences, build_user_sequences
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.session import build_spark_session
-from duia_spark.stages.day_inputs import proceed_without_events, run_date
+from duia_spark.stages.day_inputs import (
+    add_full_rebuild_argument,
+    previous_partition,
+    proceed_without_events,
+    run_date,
+)
 
 NAME = "sequences"
 HELP = "last-N behaviour sequences per user as of the start of --date → silver.user_sequences"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--full-rebuild",
-        action="store_true",
-        help="rebuild from all history instead of advancing the snapshot of D-1",
-    )
-
-
-def _previous_snapshot(lake: Lakehouse, day: dt.date):
-    """The snapshot as of D-1, or None when it cannot be trusted to exist."""
-    prev_day = day - dt.timedelta(days=1)
-    if not lake.exists("user_sequences"):
-        return None, "no user_sequences table yet"
-    prev = lake.read("user_sequences").where(F.col("as_of_date") == F.lit(prev_day))
-    if not prev.isEmpty():
-        return prev, None
-    older = lake.read("events").where(F.col("event_date") < F.lit(prev_day))
-    if older.isEmpty():  # nothing happened before D-1: the empty snapshot is right
-        return prev, None
-    return None, f"no snapshot as of {prev_day}"
+    add_full_rebuild_argument(p, "from all history")
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
@@ -55,7 +42,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     prev, why = (
         (None, "--full-rebuild")
         if getattr(args, "full_rebuild", False)
-        else _previous_snapshot(lake, day)
+        else previous_partition(lake, "user_sequences", "as_of_date", day)
     )
     if prev is None:
         print(f"[sequences] {day}: full rebuild from all events before {day} ({why})")
