@@ -23,7 +23,8 @@ day D, test on the days after D, which no run has seen.
   the platform's own `user_active_degree` label (groups `degree/<label>`).
 
 Variants ple, ple+uie, ple+uie+upbe, ple+duia, and torch-rechub's PLE (`torch-rechub`,
-PyPI) trained on the same rows and features. Per seed, scores of the test days come
+PyPI) trained on the same rows and features, twice: `rechub-ple` keeps the epoch chosen
+on D as ours are chosen, `rechub-ple-last` the last of `train.epochs`. Per seed, scores of the test days come
 from the product's Spark scoring path; metrics (AUC, GAUC per task and segment) are
 computed on the driver from the test window's scores (small: one row per test
 exposure, a few columns). Differences to `ple` carry two paired tests: a t-test over
@@ -58,7 +59,8 @@ SEGMENT_GROUPS = ("all", "low", "mid", "high", "low/new", "low/returning")
 FEED_GROUPS = ("all", "low", "mid", "high")  # the simulated feed reports segments only
 # low/new: low-active rows whose user had no exposure history at the start of the day
 # (first day seen); low/returning: low-active rows of users with some history.
-RECHUB = "rechub-ple"
+RECHUB = "rechub-ple"  # epoch chosen on D by train.selection_metric, as ours is
+RECHUB_LAST = "rechub-ple-last"  # every one of train.epochs, the last one scored
 # KuaiRand's user_active_degree labels, from least to most active.
 PLATFORM_DEGREES = (
     "day_new", "2_14_day_new", "30day_retention", "single_low_active", "low_active",
@@ -375,17 +377,23 @@ def simulated_feeds(spark, cfg, scored, labels: list[str], truth: Path) -> dict:
 
 
 # ------------------------------------------------------------------ torch-rechub's PLE
-def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.ndarray]:
-    """torch-rechub PLE on the same training rows and features; test scores per seed."""
+def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict[int, np.ndarray]]:
+    """torch-rechub PLE on the same training rows and features; test scores per seed, of
+    the epoch chosen on D the way our trainer chooses it (`train.selection_metric`, early
+    stopping after `train.early_stopping_patience` epochs without gain) and of the last
+    of `train.epochs` epochs. Later epochs trade AUC for GAUC for both models, so the
+    like-for-like comparison chooses both epochs the same way."""
     import torch
     from pyspark.sql import functions as F
     from torch_rechub.basic.features import DenseFeature, SequenceFeature, SparseFeature
     from torch_rechub.models.multi_task import PLE as RechubPLE
 
+    from duia_spark.data.schema import SEGMENTS
     from duia_spark.lakehouse import Lakehouse
     from duia_spark.session import build_spark_session
     from duia_spark.stages.train import model_config_for_data
     from duia_spark.training.dataset import label_column
+    from duia_spark.training.metrics import ranking_report, selection_value
 
     spark = build_spark_session(cfg, "duia-quality")
     lake = Lakehouse(spark, cfg)
@@ -402,6 +410,12 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.n
         .select(*cols, *label_cols)
         .toPandas()  # the training window of a small study dataset
     )
+    val = (
+        lake.read("samples")
+        .where(F.col("sample_date") == F.lit(ds.val_date))
+        .select("user_id", "segment", *cols, *label_cols)
+        .toPandas()  # the selection day
+    )
 
     def feed(df: pd.DataFrame) -> dict[str, torch.Tensor]:
         sides = np.stack(df["side_cat"].to_numpy()) if side else np.zeros((len(df), 0), int)
@@ -415,12 +429,25 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.n
             "hist_items": torch.as_tensor(np.stack(df["hist_items"].to_numpy()).clip(0, mc.n_items - 1)),
         }  # fmt: skip
 
-    x_train, x_test = feed(train), feed(test)
+    x_train, x_val, x_test = feed(train), feed(val), feed(test)
+    val_labels = np.stack([val[label_column(t)[0]].to_numpy() > 0 for t in tasks], 1)
+    val_known = np.stack([val[label_column(t)[1]].to_numpy() > 0 for t in tasks], 1)
+    val_segments = val["segment"].map({name: i for i, name in enumerate(SEGMENTS)}).to_numpy()
+    tc = cfg.train
+
+    def selection(model) -> float:
+        with torch.no_grad():
+            scores = model(x_val).numpy()
+        record = ranking_report(
+            tasks, val["user_id"].to_numpy(), val_segments, val_labels, scores, val_known
+        )
+        return selection_value(record, tc.selection_metric)
+
     y = np.stack([train[label_column(t)[0]].to_numpy() > 0 for t in tasks], 1).astype(np.float32)
     known = np.stack([train[label_column(t)[1]].to_numpy() > 0 for t in tasks], 1)
     y_t, known_t = torch.as_tensor(y), torch.as_tensor(known.astype(np.float32))
     e = mc.embedding_dim
-    out = {}
+    out: dict[str, dict[int, np.ndarray]] = {RECHUB: {}, RECHUB_LAST: {}}
     for seed in seeds:
         torch.manual_seed(seed)
         model = RechubPLE(
@@ -442,7 +469,8 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.n
         )  # fmt: skip
         opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
         n, b = len(train), cfg.train.batch_size
-        for _ in range(cfg.train.epochs):
+        best, best_epoch, chosen, bad, stopped = -np.inf, 0, None, 0, False
+        for epoch in range(1, tc.epochs + 1):
             model.train()
             order = torch.randperm(n)
             for i in range(0, n, b):
@@ -452,10 +480,24 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[int, np.n
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        model.eval()
+            model.eval()
+            value = selection(model)
+            if stopped:
+                continue  # trained on only for the last-epoch scores
+            if value > best:
+                best, best_epoch, bad = value, epoch, 0
+                with torch.no_grad():
+                    chosen = model(x_test).numpy()
+            else:
+                bad += 1
+                stopped = bad >= tc.early_stopping_patience
         with torch.no_grad():
-            out[seed] = model(x_test).numpy()
-        log(f"{ds.name}: torch-rechub PLE seed {seed} trained ({cfg.train.epochs} epochs)")
+            out[RECHUB_LAST][seed] = model(x_test).numpy()
+        out[RECHUB][seed] = chosen if chosen is not None else out[RECHUB_LAST][seed]
+        log(
+            f"{ds.name}: torch-rechub PLE seed {seed}: epoch {best_epoch} chosen on "
+            f"{ds.val_date} ({tc.selection_metric} {best:.4f}), {tc.epochs} trained"
+        )
     return out
 
 
@@ -729,9 +771,10 @@ def run_dataset(
             )
             rechub = False
     if rechub:
-        for s, sc in rechub_scores(ds, cfg, test, seeds).items():
-            score_cols[(RECHUB, s)] = {t: sc[:, i] for i, t in enumerate(tasks)}
-        models.append(RECHUB)
+        for name, per_seed in rechub_scores(ds, cfg, test, seeds).items():
+            for s, sc in per_seed.items():
+                score_cols[(name, s)] = {t: sc[:, i] for i, t in enumerate(tasks)}
+            models.append(name)
     res = evaluate(test, ds.tasks, score_cols)
     health = {k: run_health(r) for k, r in runs.items() if k[0] != "ple"}
     lines, rows = summarise(ds, test, res, models, seeds, health, training_mix(ds, cfg))

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--full-rebuild",
         action="store_true",
-        help="rebuild the first date's sequences from all history (later dates advance)",
+        help="recount the first date's segment, sequences and item-stats from the events "
+        "(later dates advance from it)",
     )
 
 
