@@ -174,6 +174,9 @@ class TrainConfig:
     stop_after_epochs: int = 0
     # Validation metric for early stopping and for picking the epoch that is kept.
     selection_metric: str = "auc/click/all"
+    # Each epoch also validates the mean of the weights after epochs 1..e (weight
+    # averaging) and keeps whichever of the two validates better (training/weight_average.py).
+    average_weights: bool = False
     cold_start: bool = False
     warm_start_weights: bool = False
 

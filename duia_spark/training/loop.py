@@ -29,6 +29,7 @@ from duia_spark.model.config import ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 from duia_spark.training.dataset import to_batch
 from duia_spark.training.metrics import ranking_report, selection_value
+from duia_spark.training.weight_average import WeightAverage
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -198,6 +199,7 @@ def train_rank(job: TrainJob) -> None:
     optimizer = model.build_optimizer(tc.lr)
     ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT
     start_epoch, history, best, best_state, bad_epochs = 0, [], -np.inf, None, 0
+    average = WeightAverage(model) if tc.average_weights and rank == 0 else None
     if job.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_weights(ck["model"])
@@ -207,6 +209,8 @@ def train_rank(job: TrainJob) -> None:
         random.setstate(ck["python_rng"])
         start_epoch, history = ck["epoch"] + 1, ck["history"]
         best, best_state, bad_epochs = ck["best"], ck["best_state"], ck["bad_epochs"]
+        if average is not None and ck.get("weight_average"):
+            average.restore(ck["weight_average"], device)
         if rank == 0:
             print(f"[train] resumed from {ckpt_path} after epoch {ck['epoch'] + 1}", flush=True)
     ddp = (
@@ -264,17 +268,24 @@ def train_rank(job: TrainJob) -> None:
         if rank == 0:
             record.update(evaluate_rows(model, job.val_data, cfg, tc.batch_size, device))
             metric = selection_value(record, tc.selection_metric)
+            candidate = None  # None: the epoch's own weights
+            if average is not None:
+                metric, candidate = _validate_average(
+                    model, average, record, metric, job, cfg, tc, device
+                )
             improved = not np.isnan(metric) and metric > best
             if improved or best_state is None:
                 best = metric if not np.isnan(metric) else best
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                own = candidate if candidate is not None else model.state_dict()
+                best_state = {k: v.detach().cpu().clone() for k, v in own.items()}
                 bad_epochs = 0
             else:
                 bad_epochs += 1
             print(
                 f"[train] epoch {epoch + 1}/{tc.epochs} done: loss {record['loss']:.4f}, "
                 f"{record['samples_per_s']:,.0f} samples/s, "
-                f"val {tc.selection_metric} {metric:.4f}",
+                f"val {tc.selection_metric} {metric:.4f}"
+                + (f" (mean weights of epochs 1..{epoch + 1})" if candidate is not None else ""),
                 flush=True,
             )
             history.append(record)
@@ -289,6 +300,7 @@ def train_rank(job: TrainJob) -> None:
                     "best": best,
                     "best_state": best_state,
                     "bad_epochs": bad_epochs,
+                    "weight_average": average.checkpoint() if average is not None else None,
                 },
             )
         stop = torch.tensor(
@@ -323,6 +335,32 @@ def train_rank(job: TrainJob) -> None:
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
+
+
+def _validate_average(
+    model: DuiaRanker, average: WeightAverage, record: dict, own_metric: float, job, cfg, tc, device
+) -> tuple[float, dict | None]:
+    """Add this epoch's weights to the running mean and validate the mean. When it
+    validates better, the record's metrics become its metrics and its state is returned
+    (the epoch's candidate); the model trains on from its own weights either way."""
+    average.update(model)
+    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    averaged = average.state_dict(model)
+    model.load_state_dict(averaged)
+    try:
+        scores = evaluate_rows(model, job.val_data, cfg, tc.batch_size, device)
+    finally:
+        model.load_state_dict(own)
+    metric = selection_value(scores, tc.selection_metric)
+    record["selection/epoch_weights"] = own_metric
+    record["selection/averaged_weights"] = metric
+    record["averaged_epochs"] = float(average.count)
+    if np.isnan(metric) or (not np.isnan(own_metric) and metric <= own_metric):
+        record["kept_averaged_weights"] = 0.0
+        return own_metric, None
+    record.update(scores)
+    record["kept_averaged_weights"] = 1.0
+    return metric, averaged
 
 
 def _overlap_state(own: dict, saved: dict) -> dict:

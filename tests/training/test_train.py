@@ -114,7 +114,10 @@ def test_a_resumed_run_reproduces_the_uninterrupted_run_exactly(
 
     def train(name, ck, resume=False, stop=0):
         t, v = converters()
-        tc = dataclasses.replace(train_cfg.train, epochs=2, stop_after_epochs=stop)
+        # Weight averaging on: its running mean is part of what a resume restores.
+        tc = dataclasses.replace(
+            train_cfg.train, epochs=2, stop_after_epochs=stop, average_weights=True
+        )
         try:
             train_rank(
                 TrainJob(
@@ -142,6 +145,11 @@ def test_a_resumed_run_reproduces_the_uninterrupted_run_exactly(
     for a, b in zip(straight, resumed, strict=True):
         assert a["loss"] == b["loss"]
         assert a["auc/click/all"] == b["auc/click/all"]
+        assert a["selection/averaged_weights"] == b["selection/averaged_weights"]
+    assert [h["averaged_epochs"] for h in straight] == [1.0, 2.0]
+    # After epoch 1 the mean is the epoch's own weights: it validates the same, not better.
+    assert straight[0]["kept_averaged_weights"] == 0.0
+    assert straight[0]["selection/averaged_weights"] == straight[0]["selection/epoch_weights"]
 
 
 def test_samples_missing_a_required_column_fail_naming_it(spark, tiny_lake, train_cfg):
