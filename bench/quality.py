@@ -81,6 +81,7 @@ LATER_SETTINGS = (
     "enhancement_fusion", "enhanced_tasks", "upbe_affinity", "enhanced_segments",
     "enhancement_dropout",
 )  # fmt: skip
+LATER_TRAIN_SETTINGS = ("average_weights",)  # the same, at their TrainConfig default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +233,7 @@ def training_mix(ds: Dataset, cfg) -> dict[str, tuple[int, int, float, float]]:
 def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str, int], str]:
     """(variant, seed) → MLflow run id; runs recorded in runs.json are not trained again."""
     from duia_spark import tracking
+    from duia_spark.config import TrainConfig
     from duia_spark.model.config import ModelConfig
 
     book = work / "runs.json"
@@ -241,8 +243,8 @@ def train_runs(ds: Dataset, cfg, work: Path, variants, seeds) -> dict[tuple[str,
     def fingerprint(variant: str) -> str:
         settings = {**dataclasses.asdict(cfg.model), **dataclasses.asdict(cfg.train)}
         settings.pop("seed"), settings.pop("variant")
-        defaults = dataclasses.asdict(ModelConfig())
-        for k in LATER_SETTINGS:
+        defaults = {**dataclasses.asdict(TrainConfig()), **dataclasses.asdict(ModelConfig())}
+        for k in (*LATER_SETTINGS, *LATER_TRAIN_SETTINGS):
             if settings.get(k) == defaults[k]:
                 settings.pop(k)
         if variant == "ple":  # plain PLE builds no memory: its knobs do not change the run

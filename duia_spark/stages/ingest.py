@@ -89,6 +89,17 @@ def _print_rejected_files(lake: Lakehouse, drop: RawDrop) -> None:
             print(f"[ingest]     {f.path}: {f.reason}")
 
 
+def _rejected_rows_change(lake: Lakehouse, stats, dates, predicate: str) -> bool:
+    """False when this read rejected nothing and the dates hold no rejected rows of the
+    source from an earlier read: the write would leave events_rejected as it is."""
+    if any(r["reason"] is not None for r in stats) or not lake.exists("events_rejected"):
+        return True
+    earlier = (
+        lake.read("events_rejected").where(F.col("drop_date").isin(list(dates))).where(predicate)
+    )
+    return not earlier.isEmpty()
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
     if cfg.ingest.on_corrupt_file not in ON_CORRUPT_FILE:
         raise ConfigError(
@@ -139,9 +150,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         )
         if event_dates:
             lake.replace_partitions(landed, "events", "event_date", event_dates)
-        lake.replace_partitions(
-            bad, "events_rejected", "drop_date", dates, f"source = '{args.source}'"
-        )
+        rejected_here = f"source = '{args.source}'"
+        if _rejected_rows_change(lake, stats, dates, rejected_here):
+            lake.replace_partitions(bad, "events_rejected", "drop_date", dates, rejected_here)
         if drop.users is not None:
             lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
         if drop.items is not None:
