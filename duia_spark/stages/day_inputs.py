@@ -53,12 +53,19 @@ def proceed_without_events(cfg: Config, lake: Lakehouse, stage: str, day: dt.dat
 
 
 def previous_partition(
-    lake: Lakehouse, table: str, column: str, day: dt.date, stale: Column | None = None
+    lake: Lakehouse,
+    table: str,
+    column: str,
+    day: dt.date,
+    stale: Column | None = None,
+    full_rebuild: bool = False,
 ) -> tuple[DataFrame | None, str | None]:
     """(`table` as of `day` - 1, None) for a stage that advances yesterday's result, or
-    (None, why) when that partition cannot be trusted and the stage must recount: no
-    table, no partition while older events exist (a gap, or the first run), or rows
-    matching `stale` (written under another config)."""
+    (None, why) when the stage must recount: `full_rebuild` (--full-rebuild), no table,
+    no partition while older events exist (a gap, or the first run), or rows matching
+    `stale` (written under another config)."""
+    if full_rebuild:
+        return None, "--full-rebuild"
     prev_day = day - dt.timedelta(days=1)
     if not lake.exists(table):
         return None, f"no {table} table yet"

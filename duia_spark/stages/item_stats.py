@@ -56,10 +56,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     first, last = item_stats_window(day, cfg.item_stats)
     events = events_between(lake, first, last)
-    prev, why = (
-        (None, "--full-rebuild")
-        if getattr(args, "full_rebuild", False)
-        else previous_partition(lake, "item_stats", "stats_date", day, _stale(lake, cfg))
+    prev, why = previous_partition(
+        lake,
+        "item_stats",
+        "stats_date",
+        day,
+        _stale(lake, cfg),
+        full_rebuild=getattr(args, "full_rebuild", False),
     )
     if prev is None:
         print(f"[item-stats] {day}: counting the whole window ({why})")

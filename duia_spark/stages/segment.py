@@ -48,10 +48,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     first, _ = activity_window(day, cfg.activity)
     events = events_between(lake, first, day)
     stale = F.col("window_days") != F.lit(cfg.activity.window_days)
-    prev, why = (
-        (None, "--full-rebuild")
-        if getattr(args, "full_rebuild", False)
-        else previous_partition(lake, "user_activity", "activity_date", day, stale)
+    prev, why = previous_partition(
+        lake,
+        "user_activity",
+        "activity_date",
+        day,
+        stale,
+        full_rebuild=getattr(args, "full_rebuild", False),
     )
     if prev is None:
         print(f"[segment] {day}: counting the whole window ({why})")

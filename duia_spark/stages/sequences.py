@@ -39,10 +39,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if not proceed_without_events(cfg, lake, NAME, day):
         return 0
     events = lake.read("events")
-    prev, why = (
-        (None, "--full-rebuild")
-        if getattr(args, "full_rebuild", False)
-        else previous_partition(lake, "user_sequences", "as_of_date", day)
+    prev, why = previous_partition(
+        lake, "user_sequences", "as_of_date", day, full_rebuild=getattr(args, "full_rebuild", False)
     )
     if prev is None:
         print(f"[sequences] {day}: full rebuild from all events before {day} ({why})")
