@@ -177,8 +177,19 @@ class TrainConfig:
     # Each epoch also validates the mean of the weights after epochs 1..e (weight
     # averaging) and keeps whichever of the two validates better (training/weight_average.py).
     average_weights: bool = False
+    # The cluster memories (centres, UPBE slots, item memory) and the query tower learn
+    # during the first `memory_epochs` epochs only; later epochs train the ranker on the
+    # memories as they stand, as it will read them when serving. 0 = they learn throughout.
+    memory_epochs: int = 0
     cold_start: bool = False
     warm_start_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.memory_epochs < 0:
+            raise ConfigError(
+                f"train.memory_epochs: expected 0 (the memories learn in every epoch) or a "
+                f"positive number of epochs, got {self.memory_epochs}"
+            )
 
 
 @dataclass

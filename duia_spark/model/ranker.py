@@ -49,6 +49,8 @@ class DuiaRanker(nn.Module):
     ) -> None:
         super().__init__()
         self.cfg = cfg
+        # False once freeze_memories() is called: training then leaves the memories be.
+        self.memories_learning = True
         d, m = cfg.embedding_dim, cfg.memory_dim
         n_tasks = len(cfg.tasks)
         # Small modules are built on CPU from a private RNG stream, so the same seed
@@ -246,6 +248,7 @@ class DuiaRanker(nn.Module):
         user = self.user_emb(batch["user_idx"])  # [B, d]
         segment = batch.get("segment")
         labels = batch.get("labels")
+        learn_memory = self.training and self.memories_learning
         # [B] 1.0 where the row receives the DUIA enhancements (enhanced_segments)
         rows = self._enhanced_rows(segment) if self.user_memory is not None else None
         # [B] 1.0 for training rows whose enhancements are dropped (enhancement_dropout)
@@ -293,10 +296,10 @@ class DuiaRanker(nn.Module):
                 ],
                 dim=1,
             )  # [B, 3d]
-            q = self.query_tower(behaviour, profile)  # [B, m]
+            q = self.query_tower(behaviour, profile, self.memories_learning)  # [B, m]
             q_unit = normalise(q.detach())
             weights = self.user_memory.segment_weights(segment, b)
-            if self.training:
+            if learn_memory:
                 self.user_memory.prepare(q_unit, segment)
             user_r = self.user_memory.retrieve(q_unit, cfg.top_k, with_children=True)
             # A residual head's inputs carry no gradient into the base ranker.
@@ -330,7 +333,7 @@ class DuiaRanker(nn.Module):
         shared = None
         uhse_pool = None  # residual fusion: the head's pool of the enhanced sequence
         if self.uhse is not None:
-            if self.training:
+            if learn_memory:
                 self.item_memory.prepare(aux["item_unit"], None)
             item_r = self.item_memory.retrieve(aux["item_unit"], 1)
             aux["item_retrieval"] = item_r
@@ -394,9 +397,16 @@ class DuiaRanker(nn.Module):
             aux["enhanced_rows"] = rows
             out.update(base_logits=logits, residual=residual, logits=logits + residual)
 
-        if self.training:
+        if learn_memory:
             self._observe(aux, segment, labels)
         return out
+
+    def freeze_memories(self) -> None:
+        """From now on training leaves the memories as they stand: no clustering loss,
+        re-seeding, usage counts or UPBE writes, and the query tower stops learning (its
+        auxiliary loss is off) and queries as serving does (no behaviour dropout). The
+        ranker goes on training on the very memories it will read when serving."""
+        self.memories_learning = False
 
     def _enhanced_rows(self, segment: Tensor | None) -> Tensor | None:
         """[B] 1.0 for rows of `cfg.enhanced_segments`, 0.0 otherwise; None = every row."""
@@ -439,7 +449,7 @@ class DuiaRanker(nn.Module):
     def loss(self, batch: dict[str, Tensor], out: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """-> (total, {task: loss, "aux": ..., "clustering": ...}); logged values are detached."""
         total, parts = self.ranking_loss(batch, out)
-        if self.user_memory is not None:
+        if self.user_memory is not None and self.memories_learning:
             clustering = self.clustering_loss(batch, out)
             parts["clustering"] = clustering
             total = total + clustering
@@ -463,7 +473,11 @@ class DuiaRanker(nn.Module):
             # The base's own loss on the same rows: what the head has to beat.
             parts["residual_base"] = self._residual_loss(labels, out["base_logits"].detach(), out)
             total = total + residual_loss
-        if self.query_tower is not None and self.aux_task_index is not None:
+        if (
+            self.query_tower is not None
+            and self.aux_task_index is not None
+            and self.memories_learning
+        ):
             aux_logit = out["aux"]["aux_logit"]
             aux_loss = self._task_loss(aux_logit, labels[:, self.aux_task_index], False)
             parts["aux"] = aux_loss

@@ -226,6 +226,14 @@ def train_rank(job: TrainJob) -> None:
     stopped_early = False
     for epoch in range(start_epoch, tc.epochs):
         model.train()
+        if tc.memory_epochs and epoch >= tc.memory_epochs and model.memories_learning:
+            model.freeze_memories()
+            if rank == 0 and model.user_memory is not None:
+                print(
+                    f"[train] memories frozen after epoch {tc.memory_epochs} "
+                    f"(train.memory_epochs): the ranker trains on them as they stand",
+                    flush=True,
+                )
         t0, seen, loss_sum = time.time(), 0, 0.0
         task_sums: dict[str, float] = {}
         with open_loader(
@@ -264,6 +272,7 @@ def train_rank(job: TrainJob) -> None:
             **{f"loss/{k}": v / steps for k, v in task_sums.items()},
             **model.cluster_metrics(),
             "memory_checksum": memory_checksum(model),
+            "memories_learning": float(model.memories_learning),
         }
         if rank == 0:
             record.update(evaluate_rows(model, job.val_data, cfg, tc.batch_size, device))

@@ -114,9 +114,14 @@ def test_a_resumed_run_reproduces_the_uninterrupted_run_exactly(
 
     def train(name, ck, resume=False, stop=0):
         t, v = converters()
-        # Weight averaging on: its running mean is part of what a resume restores.
+        # Weight averaging on: its running mean is part of what a resume restores; the
+        # memories freeze after epoch 1, which a resume must remember too.
         tc = dataclasses.replace(
-            train_cfg.train, epochs=2, stop_after_epochs=stop, average_weights=True
+            train_cfg.train,
+            epochs=2,
+            stop_after_epochs=stop,
+            average_weights=True,
+            memory_epochs=1,
         )
         try:
             train_rank(
@@ -147,6 +152,10 @@ def test_a_resumed_run_reproduces_the_uninterrupted_run_exactly(
         assert a["auc/click/all"] == b["auc/click/all"]
         assert a["selection/averaged_weights"] == b["selection/averaged_weights"]
     assert [h["averaged_epochs"] for h in straight] == [1.0, 2.0]
+    assert [h["memories_learning"] for h in resumed] == [1.0, 0.0]
+    # Frozen after epoch 1: epoch 2 moved the ranker, not the memories.
+    assert straight[0]["memory_checksum"] == straight[1]["memory_checksum"] > 0
+    assert straight[0]["loss"] != straight[1]["loss"]
     # After epoch 1 the mean is the epoch's own weights: it validates the same, not better.
     assert straight[0]["kept_averaged_weights"] == 0.0
     assert straight[0]["selection/averaged_weights"] == straight[0]["selection/epoch_weights"]
