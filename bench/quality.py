@@ -72,7 +72,7 @@ DUIA_ONLY_SETTINGS = (
     "query_behaviour_dropout", "aux_task", "aux_loss_weight", "top_k", "similarity_threshold",
     "similarity_threshold_enabled", "attention_temperature", "enhancement_dim",
     "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
-    "upbe_affinity", "enhanced_segments", "enhancement_dropout",
+    "upbe_affinity", "enhanced_segments", "enhancement_dropout", "memory_epochs",
 )  # fmt: skip
 # Knobs added after runs were first cached: at their ModelConfig default they are left
 # out of a run's fingerprint, so the runs trained before the knob existed (which had
@@ -81,7 +81,8 @@ LATER_SETTINGS = (
     "enhancement_fusion", "enhanced_tasks", "upbe_affinity", "enhanced_segments",
     "enhancement_dropout",
 )  # fmt: skip
-LATER_TRAIN_SETTINGS = ("average_weights",)  # the same, at their TrainConfig default
+# The same, at their TrainConfig default.
+LATER_TRAIN_SETTINGS = ("average_weights", "memory_epochs")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,9 +8,9 @@ beside the epoch's own weights and keeps whichever validates better.
 
 Averaged: the network's parameters and batch-norm statistics. Taken from the latest
 epoch: the cluster memories (centres, slots and their bookkeeping: k-means state, not
-weights), the query tower that places users among those centres (the centres are means
-of its latest queries; an averaged tower would query them from elsewhere) and every
-integer or bookkeeping buffer.
+weights) and every integer or bookkeeping buffer. The query tower is averaged with the
+network; with `train.memory_epochs: 1` it stops learning with the memories after epoch
+1, so every snapshot holds the tower that placed the users among the kept centres.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from duia_spark.model.ranker import DuiaRanker
 
 def averaged_keys(model: DuiaRanker) -> list[str]:
     """state_dict keys of the weights that are averaged."""
-    memory_side = {id(p) for p in model.centre_parameters()}
-    if model.query_tower is not None:
-        memory_side |= {id(p) for p in model.query_tower.parameters()}
-    keys = [name for name, p in model.named_parameters() if id(p) not in memory_side]
+    centres = {id(p) for p in model.centre_parameters()}
+    keys = [name for name, p in model.named_parameters() if id(p) not in centres]
     for prefix, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             keys += [f"{prefix}.running_mean", f"{prefix}.running_var"]
@@ -66,5 +64,4 @@ class WeightAverage:
 
     def restore(self, saved: dict, device: torch.device | str) -> None:
         self.count = int(saved["count"])
-        # A checkpoint of a release that averaged more keeps only what is averaged now.
-        self.mean = {k: v.to(device) for k, v in saved["mean"].items() if k in self.keys}
+        self.mean = {k: v.to(device) for k, v in saved["mean"].items()}
