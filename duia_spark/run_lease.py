@@ -265,13 +265,18 @@ def _take(
         heartbeat_at=_iso(_now()),
         token=uuid.uuid4().hex,
     )
-    for _ in range(5):
+    for attempt in range(5):
         if store.create(name, mine.to_json()):
             return mine
         found = store.read(name)
         if found is None:
             continue  # released in between: try again
         record, age = _age(found, _now())
+        if record is None and age <= ttl and not take_over and attempt < 4:
+            # Caught between a Hadoop overwrite's create and write (or a create and its
+            # write): look again, to name the run that holds it.
+            time.sleep(0.1)
+            continue
         if age <= ttl and not take_over:
             raise LeaseHeldError(
                 f"{day} is being run by {_describe(record, age)}; not started "
