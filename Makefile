@@ -10,8 +10,6 @@ JARS_READY := .duia/spark-submit.conf
 DEMO_ARGS ?=
 MLFLOW_DB ?= $(CURDIR)/.duia/demo/mlflow.db
 PYTEST_ARGS ?=
-# `make test` runs these test folders in a pytest process of their own, beside the rest.
-TEST_E2E_DIRS := tests/pipeline tests/scoring tests/evaluation tests/training
 QUALITY_ARGS ?=
 PIPELINE_ARGS ?=
 # The optional Airflow extra lives in its own venv: the scheduler does not need the Spark stack.
@@ -43,21 +41,15 @@ $(JARS_READY): $(STAMP)
 	$(PY) -m duia_spark.jars
 
 test: setup browser-setup airflow-setup ## run the whole test suite (MLflow UI in Chromium included) and, beside it, the Airflow tests
-	@# Three pytest processes side by side: the suite spends most of its time waiting on
-	@# JVMs, training processes and the browser, not computing. The end-to-end track
-	@# (TEST_E2E_DIRS) and the Airflow night run in the background, the rest in the
-	@# foreground; their output follows, and `make test` fails if any track fails.
+	@# The Airflow night spends most of its time starting spark-submit JVMs one after
+	@# another: it runs beside the main suite (its output follows the suite's).
 	@mkdir -p .duia; \
 	$(MAKE) --no-print-directory test-airflow PYTEST_ARGS="$(PYTEST_ARGS) --basetemp=$(CURDIR)/.duia/pytest-airflow" \
 		> .duia/test-airflow.log 2>&1 & airflow=$$!; \
-	$(PY) -m pytest $(TEST_E2E_DIRS) $(PYTEST_ARGS) --basetemp=$(CURDIR)/.duia/pytest-e2e \
-		> .duia/test-e2e.log 2>&1 & e2e=$$!; \
-	$(PY) -m pytest $(addprefix --ignore=,$(TEST_E2E_DIRS)) $(PYTEST_ARGS); suite=$$?; \
-	wait $$e2e; end=$$?; \
-	echo "---- end-to-end tests ($(TEST_E2E_DIRS)) ----"; cat .duia/test-e2e.log; \
+	$(PY) -m pytest $(PYTEST_ARGS); suite=$$?; \
 	wait $$airflow; af=$$?; \
 	echo "---- Airflow tests (make test-airflow) ----"; cat .duia/test-airflow.log; \
-	test $$suite -eq 0 && test $$end -eq 0 && test $$af -eq 0
+	test $$suite -eq 0 && test $$af -eq 0
 
 airflow-setup: $(AIRFLOW_STAMP) ## create the Airflow venv (AIRFLOW_VENV=..., default $(VENV)-airflow)
 	@echo "airflow-setup: ready (venv $(AIRFLOW_VENV), $(AIRFLOW_PIN))"
