@@ -41,7 +41,7 @@ def test_after_freezing_training_moves_the_ranker_and_not_the_memories(make_conf
     assert not torch.equal(ranker, model.item_emb.weight)
 
 
-def test_a_frozen_query_tower_queries_as_serving_does(make_config, make_batch):
+def test_a_frozen_query_tower_queries_as_serving_does(make_config):
     model = build_ranker(make_config(variant="ple+duia", query_behaviour_dropout=0.9))
     tower = model.query_tower
     behaviour, profile = torch.randn(32, 3 * model.cfg.embedding_dim), torch.randn(32, 4)
