@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_spark import tiny_spark_overrides
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
@@ -21,13 +22,8 @@ def base_cfg(tmp_path_factory):
     return load_config(
         overrides=[
             f"lakehouse.root={root}",
-            "spark.master=local[2]",
-            "spark.shuffle_partitions=2",
-            "spark.log_level=ERROR",
+            *tiny_spark_overrides(),
             "spark.driver_memory=2g",
-            "spark.extra={spark.ui.enabled: 'false', spark.sql.adaptive.enabled: 'false', "
-            "spark.default.parallelism: '2', spark.databricks.delta.snapshotPartitions: '2', "
-            "spark.sql.sources.parallelPartitionDiscovery.parallelism: '2'}",
         ]
     )
 

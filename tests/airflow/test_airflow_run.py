@@ -1,11 +1,12 @@
 """Airflow runs the nightly DAG for one date, task by task, on a tiny generated world.
 
-Runs in the Airflow venv (`make test-airflow`). The world is built with the main venv's
-`duia` CLI (generate; ingest and backfill two days); then `airflow dags test` runs
-duia_nightly for the third day with a throw-away AIRFLOW_HOME (sqlite metadata): each
-task spark-submits its stage job with the main venv, as a worker would. The night's raw
-drop first is missing: ingest fails with its one-line reason and nothing after it runs.
-Then the drop arrives, and a re-run of the date succeeds and writes gold/scores for it.
+Runs in the Airflow venv (`make test-airflow`). The world is built in one process of the
+main venv through the `duia` CLI (generate; ingest and backfill two days); then
+`airflow dags test` runs duia_nightly for the third day with a throw-away AIRFLOW_HOME
+(sqlite metadata): each task spark-submits its stage job with the main venv, as a worker
+would. The night's raw drop first is missing: ingest fails with its one-line reason and
+nothing after it runs. Then the drop arrives, and a re-run of the date succeeds and writes
+gold/scores for it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def world_conf(state: Path) -> dict:
                 "spark.ui.enabled": "false",
                 "spark.sql.adaptive.enabled": "false",
                 "spark.databricks.delta.snapshotPartitions": "2",
+                # tests/tiny_spark.py: interpreted plans beat compiled ones on tiny tables
+                "spark.sql.codegen.wholeStage": "false",
+                "spark.sql.codegen.factoryMode": "NO_CODEGEN",
             },
         },
     }
@@ -143,9 +147,9 @@ def _clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> AirflowWorld:
-    duia = MAIN_VENV / "bin" / "duia"
+    python = MAIN_VENV / "bin" / "python"
     submit_conf = REPO / ".duia" / "spark-submit.conf"
-    for needed in (duia, submit_conf, AIRFLOW):
+    for needed in (python, submit_conf, AIRFLOW):
         if not needed.exists():
             pytest.fail(f"{needed} missing: run `make setup airflow-setup`", pytrace=False)
     state = tmp_path_factory.mktemp("airflow_world")
@@ -154,18 +158,21 @@ def world(tmp_path_factory) -> AirflowWorld:
     conf.write_text(json.dumps(world_conf(state), indent=1))  # JSON is YAML
     flags = ["--conf", str(conf)]
     last = str(NIGHT - dt.timedelta(days=1))
-    run_main_venv(
-        [str(duia), "generate", *flags, "--out", str(raw), "--users", "150", "--items", "60"]
-        + ["--days", str(TRAIN_DAYS + 1), "--seed", "5"]
-    )
-    run_main_venv(
-        [str(duia), "ingest", *flags, "--path", str(raw), "--date", str(START)]
-        + [
-            "--end-date",
-            last,
-        ]
-    )
-    run_main_venv([str(duia), "backfill", *flags, "--date", str(START), "--end-date", last])
+    # One process (one Spark driver) builds the world: generate, ingest, backfill.
+    build = f"""
+import sys
+from duia_spark.cli import main
+flags = {flags!r}
+for argv in (
+    ["generate", "--out", {str(raw)!r}, "--users", "150", "--items", "60",
+     "--days", "{TRAIN_DAYS + 1}", "--seed", "5"],
+    ["ingest", "--path", {str(raw)!r}, "--date", "{START}", "--end-date", "{last}"],
+    ["backfill", "--date", "{START}", "--end-date", "{last}"],
+):
+    if main([*argv, *flags]) != 0:
+        sys.exit(f"duia {{argv[0]}} failed")
+"""
+    run_main_venv([str(python), "-c", build])
     # DUIA_STATE: where the workers find spark-submit.conf (Delta's jars) from `make setup`.
     (state / "duia").mkdir()
     shutil.copy(submit_conf, state / "duia" / "spark-submit.conf")

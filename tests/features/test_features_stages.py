@@ -1,6 +1,7 @@
 """I/O properties of the feature stages: idempotent, incremental, atomic, clear on missing input."""
 
 import dataclasses
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
@@ -30,6 +31,44 @@ def _world():
     return rows
 
 
+def _run(cfg, stage: str, *argv: str) -> int:
+    from duia_spark.cli import build_parser
+    from duia_spark.stages import load_stage
+
+    return load_stage(stage).run(cfg, build_parser().parse_args([stage, *argv]))
+
+
+@pytest.fixture(scope="module")
+def backfilled(spark, base_cfg, tmp_path_factory):
+    """The world backfilled once per module: every stage on D-1 and D, the upstream
+    stages (all but samples) on D+1. Tests take a copy (`backfilled_lake`)."""
+    from duia_spark.data.schema import EVENTS_SCHEMA
+    from duia_spark.lakehouse import Lakehouse
+
+    root = tmp_path_factory.mktemp("backfilled") / "lakehouse"
+    cfg = dataclasses.replace(
+        base_cfg, lakehouse=dataclasses.replace(base_cfg.lakehouse, root=str(root))
+    )
+    rows = _world()
+    events = spark.createDataFrame(
+        [tuple(r.get(f.name) for f in EVENTS_SCHEMA.fields) for r in rows], EVENTS_SCHEMA
+    )
+    days = {r["event_date"] for r in rows}
+    Lakehouse(spark, cfg).replace_partitions(events, "events", "event_date", days)
+    assert _run(cfg, "backfill", "--date", str(day(-1)), "--end-date", str(D)) == 0
+    upstream = "segment,sequences,item-stats"
+    one_day = ("--date", str(day(1)), "--end-date", str(day(1)))
+    assert _run(cfg, "backfill", *one_day, "--stages", upstream) == 0
+    return root
+
+
+@pytest.fixture
+def backfilled_lake(backfilled, cfg, lake):
+    """This test's lakehouse, a copy of the backfilled world (Delta logs hold relative paths)."""
+    shutil.copytree(backfilled, cfg.lakehouse.root)
+    return lake
+
+
 def _files(lake, table, col, value):
     return sorted(lake.read(table).where(F.col(col) == value).inputFiles())
 
@@ -40,10 +79,10 @@ def _rows(lake, table, col, value):
 
 @pytest.mark.slow
 def test_rerunning_a_day_replaces_only_that_day_and_changes_nothing_else(
-    lake, write_events, run_stage
+    backfilled_lake, run_stage
 ):
-    write_events(_world())
-    assert run_stage("backfill", "--date", str(D), "--end-date", str(day(1))) == 0
+    lake = backfilled_lake
+    assert run_stage("samples", "--date", str(day(1))) == 0  # every table's D+1 after D
     before = {
         t: {d: (_files(lake, t, c, d), _rows(lake, t, c, d)) for d in (D, day(1))}
         for t, c in TABLES.items()
@@ -68,12 +107,8 @@ def test_rerunning_a_day_replaces_only_that_day_and_changes_nothing_else(
         assert (r["lo"], r["hi"]) == (1, r["n"])
 
 
-def test_incremental_sequences_equal_a_full_rebuild(lake, write_events, run_stage):
-    write_events(_world())
-    assert (
-        run_stage("backfill", "--date", str(day(-3)), "--end-date", str(D), "--stages", "sequences")
-        == 0
-    )
+def test_incremental_sequences_equal_a_full_rebuild(backfilled_lake, run_stage):
+    lake = backfilled_lake  # D's snapshot was advanced from D-1's
     incremental = _rows(lake, "user_sequences", "as_of_date", D)
     assert run_stage("sequences", "--date", str(D), "--full-rebuild") == 0
     assert _rows(lake, "user_sequences", "as_of_date", D) == incremental
@@ -168,15 +203,9 @@ def _failing(fn):
 
 @pytest.mark.slow
 def test_a_crash_while_writing_leaves_every_table_as_it_was(
-    lake, write_events, run_stage, monkeypatch
+    backfilled_lake, run_stage, monkeypatch
 ):
-    write_events(_world())
-    upstream = "segment,sequences,item-stats"
-    assert (
-        run_stage("backfill", "--date", str(D), "--end-date", str(day(1)), "--stages", upstream)
-        == 0
-    )
-    assert run_stage("samples", "--date", str(D)) == 0
+    lake = backfilled_lake
     tables = [*TABLES, "vocabulary"]
     versions = {t: lake.version(t) for t in tables}
     rows = {t: sorted(lake.read(t).collect()) for t in tables}
@@ -186,9 +215,13 @@ def test_a_crash_while_writing_leaves_every_table_as_it_was(
         "segment_users_by_activity",
         _failing(segment_stage.segment_users_by_activity),
     )
-    for stage in ("segment", "samples"):  # samples for D+1 would add new ids to the vocabulary
+    # segment recounts D's whole window; samples for D+1 would add new ids to the vocabulary
+    for argv in (
+        ("segment", "--date", str(D), "--full-rebuild"),
+        ("samples", "--date", str(day(1))),
+    ):
         with pytest.raises(Exception, match="injected failure"):
-            run_stage(stage, "--date", str(day(1) if stage == "samples" else D))
+            run_stage(*argv)
     assert {t: lake.version(t) for t in tables} == versions
     assert {t: sorted(lake.read(t).collect()) for t in tables} == rows
 

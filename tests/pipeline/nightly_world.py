@@ -1,5 +1,5 @@
 """One nightly world per test session, shared by the pipeline and notebook tests: a tiny
-generated dataset, four days backfilled, then two nightly runs (the second warm-starts
+generated dataset, two days backfilled, then two nightly runs (the second warm-starts
 from the first night's champion). Building it is the expensive part; the tests read it."""
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 from tiny_lake import small_model_overrides
+from tiny_spark import tiny_spark_overrides
 
 START = dt.date(2026, 1, 1)
-NIGHT1, NIGHT2 = START + dt.timedelta(days=4), START + dt.timedelta(days=5)
+TRAIN_DAYS = 2  # the fewest that train and validate; the nights run every stage
+NIGHT1 = START + dt.timedelta(days=TRAIN_DAYS)
+NIGHT2 = NIGHT1 + dt.timedelta(days=1)
 
 
 @dataclass
@@ -34,7 +37,7 @@ def world_overrides(state: Path) -> list[str]:
         f"train.checkpoint_dir={state / 'ck'}",
         f"train.petastorm_cache_dir={state / 'ps'}",
         f"evaluate.truth_dir={state / 'raw' / 'truth'}",
-        "train.train_days=4",
+        f"train.train_days={TRAIN_DAYS}",
         *[o for o in small_model_overrides() if not o.startswith("train.epochs")],
         "train.epochs=1",
         # These nights check the DUIA path end to end (warm start, cluster memory in the
@@ -42,12 +45,8 @@ def world_overrides(state: Path) -> list[str]:
         # baseline guard, which has its own test (tests/evaluation), is off here.
         "evaluate.baseline_guard=false",
         # For notebook kernels, which start their own small Spark driver.
-        "spark.master=local[2]",
-        "spark.shuffle_partitions=2",
-        "spark.log_level=ERROR",
+        *tiny_spark_overrides(),
         "spark.driver_memory=1g",
-        "spark.extra={spark.ui.enabled: 'false', spark.sql.adaptive.enabled: 'false', "
-        "spark.databricks.delta.snapshotPartitions: '2'}",
     ]
 
 
@@ -78,7 +77,7 @@ def nightly_world(spark, tmp_path_factory) -> NightlyWorld:
             "--items",
             "60",
             "--days",
-            "6",
+            str(TRAIN_DAYS + 2),
             "--seed",
             "5",
         ],
