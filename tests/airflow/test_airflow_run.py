@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from test_airflow_dag import STAGES  # the DAG's tasks, in order
+from tiny_spark import TINY_DATA_SPARK  # tests/: no Spark import, fine in this venv
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN_VENV = Path(os.environ.get("DUIA_VENV") or REPO / ".venv").resolve()
@@ -70,14 +71,7 @@ def world_conf(state: Path) -> dict:
             "shuffle_partitions": 2,
             "log_level": "ERROR",
             "driver_memory": "1g",
-            "extra": {
-                "spark.ui.enabled": "false",
-                "spark.sql.adaptive.enabled": "false",
-                "spark.databricks.delta.snapshotPartitions": "2",
-                # tests/tiny_spark.py: interpreted plans beat compiled ones on tiny tables
-                "spark.sql.codegen.wholeStage": "false",
-                "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-            },
+            "extra": TINY_DATA_SPARK,
         },
     }
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from duia_spark.data.schema import EVENTS_SCHEMA
+from .hand_built import events_frame, run_stage_in
 
 
 @pytest.fixture
 def events_df(spark):
-    def make(rows: list[dict]):
-        return spark.createDataFrame(
-            [tuple(r.get(f.name) for f in EVENTS_SCHEMA.fields) for r in rows], EVENTS_SCHEMA
-        )
-
-    return make
+    return lambda rows: events_frame(spark, rows)
 
 
 @pytest.fixture
@@ -30,11 +25,8 @@ def write_events(lake, events_df):
 @pytest.fixture
 def run_stage(cfg):
     """Run `duia <stage> [args]` in-process against the test's lakehouse; returns the exit code."""
-    from duia_spark.cli import build_parser
-    from duia_spark.stages import load_stage
 
     def run(stage: str, *argv: str, config=None):
-        args = build_parser().parse_args([stage, *argv])
-        return load_stage(stage).run(config or cfg, args)
+        return run_stage_in(config or cfg, stage, *argv)
 
     return run

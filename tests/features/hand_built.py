@@ -1,10 +1,11 @@
-"""Hand-built events for the feature tests: small, dated relative to a run date D."""
+"""Hand-built events for the feature tests (small, dated relative to a run date D), as
+rows or a DataFrame, and a way to run a stage on them."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from duia_spark.data.schema import SIGNALS
+from duia_spark.data.schema import EVENTS_SCHEMA, SIGNALS
 
 D = dt.date(2026, 3, 10)  # the run date most tests use
 
@@ -31,3 +32,18 @@ def ev(user: str, item: str, when: str, **signals: int | None) -> dict:
         event_date=ts.date(),
     )
     return row
+
+
+def events_frame(spark, rows: list[dict]):
+    """`ev` rows as a DataFrame of bronze.events' schema."""
+    return spark.createDataFrame(
+        [tuple(r.get(f.name) for f in EVENTS_SCHEMA.fields) for r in rows], EVENTS_SCHEMA
+    )
+
+
+def run_stage_in(cfg, stage: str, *argv: str) -> int:
+    """Run `duia <stage> [argv]` in-process against `cfg`'s lakehouse; the exit code."""
+    from duia_spark.cli import build_parser
+    from duia_spark.stages import load_stage
+
+    return load_stage(stage).run(cfg, build_parser().parse_args([stage, *argv]))

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 import duia_spark.stages.samples as samples_stage
 import duia_spark.stages.segment as segment_stage
 
-from .hand_built import D, day, ev
+from .hand_built import D, day, ev, events_frame, run_stage_in
 
 TABLES = {
     "user_activity": "activity_date",
@@ -31,18 +31,10 @@ def _world():
     return rows
 
 
-def _run(cfg, stage: str, *argv: str) -> int:
-    from duia_spark.cli import build_parser
-    from duia_spark.stages import load_stage
-
-    return load_stage(stage).run(cfg, build_parser().parse_args([stage, *argv]))
-
-
 @pytest.fixture(scope="module")
 def backfilled(spark, base_cfg, tmp_path_factory):
     """The world backfilled once per module: every stage on D-1 and D, the upstream
     stages (all but samples) on D+1. Tests take a copy (`backfilled_lake`)."""
-    from duia_spark.data.schema import EVENTS_SCHEMA
     from duia_spark.lakehouse import Lakehouse
 
     root = tmp_path_factory.mktemp("backfilled") / "lakehouse"
@@ -50,15 +42,14 @@ def backfilled(spark, base_cfg, tmp_path_factory):
         base_cfg, lakehouse=dataclasses.replace(base_cfg.lakehouse, root=str(root))
     )
     rows = _world()
-    events = spark.createDataFrame(
-        [tuple(r.get(f.name) for f in EVENTS_SCHEMA.fields) for r in rows], EVENTS_SCHEMA
-    )
     days = {r["event_date"] for r in rows}
-    Lakehouse(spark, cfg).replace_partitions(events, "events", "event_date", days)
-    assert _run(cfg, "backfill", "--date", str(day(-1)), "--end-date", str(D)) == 0
+    Lakehouse(spark, cfg).replace_partitions(
+        events_frame(spark, rows), "events", "event_date", days
+    )
+    assert run_stage_in(cfg, "backfill", "--date", str(day(-1)), "--end-date", str(D)) == 0
     upstream = "segment,sequences,item-stats"
     one_day = ("--date", str(day(1)), "--end-date", str(day(1)))
-    assert _run(cfg, "backfill", *one_day, "--stages", upstream) == 0
+    assert run_stage_in(cfg, "backfill", *one_day, "--stages", upstream) == 0
     return root
 
 

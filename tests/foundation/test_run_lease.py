@@ -19,6 +19,7 @@ from duia_spark.config import ConfigError
 from duia_spark.run_lease import (
     HadoopLeaseStore,
     LeaseHeldError,
+    LeaseRecord,
     LocalLeaseStore,
     hold_run_leases,
 )
@@ -197,17 +198,17 @@ def test_leases_on_a_hadoop_filesystem_are_created_once(spark, tmp_path):
         # the same folder, read as local files
         with pytest.raises(LeaseHeldError, match=f"pid {os.getpid()}"), hold(tmp_path):
             pass
-        assert _read_whole(hadoop, f"{DAY}.json")["heartbeat_at"] > record.heartbeat_at
+        assert _read_whole(hadoop, f"{DAY}.json").heartbeat_at > record.heartbeat_at
     assert hadoop.read(f"{DAY}.json") is None
 
 
-def _read_whole(store, name: str) -> dict:
-    """The lease as JSON; a heartbeat caught between its create and its write is read again
-    (on a Hadoop filesystem an overwrite is not atomic, so readers retry, as _take does)."""
+def _read_whole(store, name: str) -> LeaseRecord:
+    """The lease; a heartbeat caught between its create and its write is read again (on a
+    Hadoop filesystem an overwrite is not atomic, so readers retry, as _take does)."""
     for _ in range(50):
         text, _ = store.read(name)
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            time.sleep(0.05)
+        record = LeaseRecord.from_json(text)
+        if record is not None:
+            return record
+        time.sleep(0.05)
     raise AssertionError(f"{name} never held a whole lease: {text!r}")
