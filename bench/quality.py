@@ -73,13 +73,15 @@ DUIA_ONLY_SETTINGS = (
     "similarity_threshold_enabled", "attention_temperature", "enhancement_dim",
     "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
     "upbe_affinity", "enhanced_segments", "enhancement_dropout", "memory_epochs",
+    "cluster_outcomes", "cluster_outcome_prior", "cluster_outcome_half_life",
 )  # fmt: skip
 # Knobs added after runs were first cached: at their ModelConfig default they are left
 # out of a run's fingerprint, so the runs trained before the knob existed (which had
 # the default's behaviour) are still reused.
 LATER_SETTINGS = (
     "enhancement_fusion", "enhanced_tasks", "upbe_affinity", "enhanced_segments",
-    "enhancement_dropout",
+    "enhancement_dropout", "cluster_outcomes", "cluster_outcome_prior",
+    "cluster_outcome_half_life",
 )  # fmt: skip
 # The same, at their TrainConfig default.
 LATER_TRAIN_SETTINGS = ("average_weights", "memory_epochs")
@@ -287,7 +289,7 @@ def run_health(run_id: str) -> dict[str, float]:
     from mlflow import MlflowClient
 
     m = MlflowClient().get_run(run_id).data.metrics
-    keys = ("enhanced_share", "usage_entropy", "dead", "loss.residual")
+    keys = ("enhanced_share", "usage_entropy", "dead", "loss.residual", "outcome")
     return {k: v for k, v in m.items() if any(s in k for s in keys)}
 
 

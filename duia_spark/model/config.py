@@ -116,6 +116,16 @@ class ModelConfig:
         default_factory=lambda: ["long_view", "like", "share", "follow"]
     )
 
+    # Cluster outcomes (variant ple+duia; model/cluster_outcomes.py): per (user unit,
+    # item unit) of the two memories, each binary task's positives and exposures; a row
+    # reads its cell's rate against its item unit's, as log-odds, with the counts.
+    cluster_outcomes: bool = False
+    # Pseudo-exposures that shrink a cell's rate toward its item unit's, and an item
+    # unit's toward the whole log's.
+    cluster_outcome_prior: float = 10.0
+    # Counts fade by half every this many training steps (0 = never).
+    cluster_outcome_half_life: int = 200
+
     # --- UHSE item memory. Its K1*K2 centres are the extra keys of the history
     # attention, scored and pooled by two [B, K1*K2] products: the step cost grows with it.
     item_k1: int = 64
@@ -164,6 +174,10 @@ class ModelConfig:
             )
         if not 0.0 <= self.enhancement_dropout < 1.0:
             raise ValueError("model.enhancement_dropout: a share of rows in [0, 1)")
+        if self.cluster_outcome_prior <= 0:
+            raise ValueError("model.cluster_outcome_prior: must be > 0 (pseudo-exposures)")
+        if self.cluster_outcome_half_life < 0:
+            raise ValueError("model.cluster_outcome_half_life: training steps, >= 0 (0 = never)")
         if self.enhancement_dim < 0:
             raise ValueError("model.enhancement_dim: must be >= 0 (0 = no projection)")
         if any(n < 2 for n in self.side_cat_buckets):
@@ -188,6 +202,10 @@ class ModelConfig:
     @property
     def use_uhse(self) -> bool:
         return self.variant == "ple+duia"
+
+    @property
+    def use_cluster_outcomes(self) -> bool:
+        return self.cluster_outcomes and self.use_uhse  # it needs both memories
 
     def task_weight(self, task: str) -> float:
         return float(self.task_weights.get(task, 1.0))

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from duia_spark.model.cluster_outcomes import ClusterOutcomeMemory
 from duia_spark.model.config import SEGMENT_IDS, ModelConfig
 from duia_spark.model.deferred_init import make_embedding, materialise_embeddings_
 from duia_spark.model.duia import (
@@ -124,6 +125,19 @@ class DuiaRanker(nn.Module):
                 # Items carry no activity segment: the item memory is not balanced.
                 self.item_memory = self._memory(cfg.item_k1, cfg.item_k2, d, False, 1)
                 self.uhse = HistorySequenceEnhancement(self.item_memory, d, cfg.n_items)
+            self.outcomes: ClusterOutcomeMemory | None = None
+            self.outcome_tasks = [
+                t for t, task in enumerate(cfg.tasks) if not cfg.is_regression(task)
+            ]
+            if cfg.use_cluster_outcomes and self.outcome_tasks:
+                self.outcomes = ClusterOutcomeMemory(
+                    self.user_memory,
+                    self.item_memory,
+                    len(self.outcome_tasks),
+                    cfg.cluster_outcome_prior,
+                    cfg.cluster_outcome_half_life,
+                )
+                duia_width += self.outcomes.width
             # The DUIA vectors (2m + 1 for UIE, m + 1 for UPBE) would nearly double the
             # input of PLE's first level, whose experts dominate the step time; a
             # linear map to `enhancement_dim` keeps them cheap (0: concatenate as is).
@@ -337,6 +351,8 @@ class DuiaRanker(nn.Module):
                 self.item_memory.prepare(aux["item_unit"], None)
             item_r = self.item_memory.retrieve(aux["item_unit"], 1)
             aux["item_retrieval"] = item_r
+            if self.outcomes is not None:  # read before this batch writes its labels
+                duia_parts.append(self.outcomes(user_r.slot, item_r.slot))
             anchor, anchor_ok = (None, None)
             if self.upbe is not None:
                 # P_c lives in the target space [id | category | author]; its id part is
@@ -439,6 +455,9 @@ class DuiaRanker(nn.Module):
         if self.item_memory is not None:
             unit = aux["item_unit"]
             self.item_memory.observe(unit, aux["item_retrieval"], None, torch.ones_like(unit[:, 0]))
+        if self.outcomes is not None and labels is not None:
+            user_slot, item_slot = aux["user_retrieval"].slot, aux["item_retrieval"].slot
+            self.outcomes.observe(user_slot, item_slot, labels[:, self.outcome_tasks].float())
 
     def _positive_rows(self, labels: Tensor) -> Tensor:
         if not self.positive_index:
@@ -591,7 +610,12 @@ class DuiaRanker(nn.Module):
 
     # ------------------------------------------------------------------ memories
     def memories(self) -> dict[str, nn.Module]:
-        named = {"user": self.user_memory, "upbe": self.upbe, "item": self.item_memory}
+        named = {
+            "user": self.user_memory,
+            "upbe": self.upbe,
+            "item": self.item_memory,
+            "outcomes": self.outcomes,
+        }
         return {k: v for k, v in named.items() if v is not None}
 
     def cluster_metrics(self) -> dict[str, float]:
@@ -603,6 +627,8 @@ class DuiaRanker(nn.Module):
             out["upbe_written_slots"] = float(self.upbe.valid_slots().sum())
         if self.item_memory is not None:
             out.update(self.item_memory.metrics("item"))
+        if self.outcomes is not None:
+            out.update(self.outcomes.metrics())
         return out
 
     def save_memory(self, path: str | Path) -> None:
