@@ -97,9 +97,23 @@ def _split_outside_quotes(sep: str) -> str:
     return f'{sep}(?=(?:[^"]*"[^"]*")*[^"]*$)'
 
 
+def split_fields(line: Column, sep: str) -> Column:
+    """The fields of a delimited line, splitting on `sep` only outside double quotes.
+
+    The quote-aware regex looks ahead to the end of the line at every separator (time
+    quadratic in the line's length); a line without a `"` splits the same on every
+    separator, so it takes a plain split.
+    """
+    sep = "\\t" if sep == "\t" else sep
+    return F.when(line.contains('"'), F.split(line, _split_outside_quotes(sep))).otherwise(
+        F.split(line, sep)
+    )
+
+
 def _unquote(c: Column) -> Column:
     c = F.trim(c)
-    c = F.regexp_replace(c, r'^"(.*)"$', "$1")
+    # Only a field that starts with a quote can be quoted: the rest skip the regex.
+    c = F.when(c.startswith('"'), F.regexp_replace(c, r'^"(.*)"$', "$1")).otherwise(c)
     return F.when(c == "", None).otherwise(c)
 
 
@@ -144,8 +158,7 @@ def read_delimited_file(
     # Spark splits lines on \n, \r\n and \r alike; only the first line can carry a BOM.
     lines = spark.read.text(file).select(F.regexp_replace("value", f"^{BOM}", "").alias("raw_row"))
     lines = lines.where(F.col("raw_row") != F.lit(header_line)).where(F.trim("raw_row") != "")
-    parts = F.split(F.col("raw_row"), _split_outside_quotes(sep if sep != "\t" else "\\t"))
-    df = lines.withColumn("_parts", parts)
+    df = lines.withColumn("_parts", split_fields(F.col("raw_row"), sep))
     selected = {}
     for i, name in enumerate(names):
         if name in rename:

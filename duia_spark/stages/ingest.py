@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import time
 
-from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config, ConfigError
@@ -119,63 +118,56 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         # Whole-file sources: keep only the requested dates (bad rows keep their drop date).
         last = args.end_date or args.date
         validated = validated.where(F.col("drop_date").between(args.date, last))
-    # Read three times (stats, events, rejected rows). Kept on local disk, not in the
-    # heap: cached in memory, a month-long drop (42M events, bench/pipeline.py at 64x)
-    # ran a 4 GB driver out of heap; a day's drop costs little either way.
-    validated = validated.persist(StorageLevel.DISK_ONLY)
-    try:
-        stats = (
-            validated.groupBy(
-                F.col("drop_date"),
-                F.when(F.size("reasons") == 0, F.lit(None))
-                .otherwise(F.col("reasons")[0])
-                .alias("reason"),
-            )
-            .count()
-            .collect()  # one row per (day, reason): small
+    # Not cached: each read of the drop computes only what it needs. The stats read only
+    # the checks, the events write the good rows' typed columns, and the quarantine write
+    # (only when there are bad rows now or from an earlier read) the bad rows' reasons and
+    # raw text; the JSON of a Parquet row is built on that read alone. Caching every column
+    # of every row on local disk took longer than reading the drop again (one day at 16x,
+    # bench/pipeline.py), and a month-long drop cached in memory ran a 4 GB driver out of
+    # heap.
+    stats = (
+        validated.groupBy(F.col("drop_date"), F.col("first_reason").alias("reason"))
+        .count()
+        .collect()  # one row per (day, first reason): small
+    )
+    read = sum(r["count"] for r in stats)
+    if read == 0:
+        print(f"[ingest] {args.path}: no rows to ingest")
+        _print_rejected_files(lake, drop)
+        return 0
+    good, bad = split_landed_and_rejected(validated)
+    landed = deduplicate_events(good)
+    per_rating = cfg.ingest.movielens_unrated_per_rating
+    if args.source == "movielens" and per_rating > 0:
+        landed = landed.unionByName(
+            sample_unrated_exposures(landed, per_rating, cfg.ingest.unrated_seed)
         )
-        read = sum(r["count"] for r in stats)
-        if read == 0:
-            print(f"[ingest] {args.path}: no rows to ingest")
-            _print_rejected_files(lake, drop)
-            return 0
-        good, bad = split_landed_and_rejected(validated)
-        landed = deduplicate_events(good)
-        per_rating = cfg.ingest.movielens_unrated_per_rating
-        if args.source == "movielens" and per_rating > 0:
-            landed = landed.unionByName(
-                sample_unrated_exposures(landed, per_rating, cfg.ingest.unrated_seed)
+        print(f"[ingest] adding up to {per_rating} unrated exposure(s) per rating (click 0)")
+    dates = sorted({r["drop_date"] for r in stats if r["drop_date"] is not None})
+    event_dates = sorted({r["drop_date"] for r in stats if r["reason"] is None and r["drop_date"]})
+    if event_dates:
+        lake.replace_partitions(landed, "events", "event_date", event_dates)
+    rejected_here = f"source = '{args.source}'"
+    if _rejected_rows_change(lake, stats, dates, rejected_here):
+        if all(r["reason"] is None for r in stats):
+            bad = bad.limit(0)  # it only clears earlier rows: no need to read the drop again
+        lake.replace_partitions(bad, "events_rejected", "drop_date", dates, rejected_here)
+    if drop.users is not None:
+        lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
+    if drop.items is not None:
+        lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
+    n_landed, n_unrated = 0, 0
+    if event_dates:
+        counts = (
+            lake.read("events")
+            .where(F.col("event_date").isin(event_dates))
+            .agg(
+                F.count(F.lit(1)).alias("all"),
+                F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias("unrated"),
             )
-            print(f"[ingest] adding up to {per_rating} unrated exposure(s) per rating (click 0)")
-        dates = sorted({r["drop_date"] for r in stats if r["drop_date"] is not None})
-        event_dates = sorted(
-            {r["drop_date"] for r in stats if r["reason"] is None and r["drop_date"]}
+            .first()
         )
-        if event_dates:
-            lake.replace_partitions(landed, "events", "event_date", event_dates)
-        rejected_here = f"source = '{args.source}'"
-        if _rejected_rows_change(lake, stats, dates, rejected_here):
-            lake.replace_partitions(bad, "events_rejected", "drop_date", dates, rejected_here)
-        if drop.users is not None:
-            lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
-        if drop.items is not None:
-            lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
-        n_landed, n_unrated = 0, 0
-        if event_dates:
-            counts = (
-                lake.read("events")
-                .where(F.col("event_date").isin(event_dates))
-                .agg(
-                    F.count(F.lit(1)).alias("all"),
-                    F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias(
-                        "unrated"
-                    ),
-                )
-                .first()
-            )
-            n_landed, n_unrated = counts["all"] - counts["unrated"], counts["unrated"]
-    finally:
-        validated.unpersist()
+        n_landed, n_unrated = counts["all"] - counts["unrated"], counts["unrated"]
     n_good = sum(r["count"] for r in stats if r["reason"] is None)
     rejected: dict[str, int] = {}
     for r in stats:

@@ -46,6 +46,9 @@ BAD = {
     row(user="u6", click="7"): "invalid_signal:click",
     row(user="u7", play="-40"): "negative_time:play_time_ms",
     row(user="u8", play="999999999", dur="1000"): "absurd_time",
+    # Too large for a long: quarantined, not a failed ingest.
+    row(user="u10", ts="99999999999999999999"): "invalid_timestamp",
+    row(user="u11", play="99999999999999999999"): "invalid_number:play_time_ms",
 }
 
 
@@ -80,7 +83,7 @@ def test_good_rows_land_once_and_each_bad_row_is_quarantined_with_its_reason(
         assert rejected[raw].source_file.endswith("part-0.csv")
     out = capsys.readouterr().out
     assert "landed                 3" in out and "duplicates             1" in out
-    assert "rejected               8" in out
+    assert "rejected              10" in out
 
 
 def test_reingesting_a_date_gives_identical_tables(cfg, lake, tmp_path):
@@ -88,7 +91,21 @@ def test_reingesting_a_date_gives_identical_tables(cfg, lake, tmp_path):
     assert ingest(cfg, drop) == 0
     first = (lake.read("events").count(), lake.read("events_rejected").count())
     assert ingest(cfg, drop) == 0
-    assert (lake.read("events").count(), lake.read("events_rejected").count()) == first == (3, 8)
+    assert (lake.read("events").count(), lake.read("events_rejected").count()) == first == (3, len(BAD))
+
+
+def test_reingesting_a_fixed_drop_clears_its_rejected_rows(cfg, lake, tmp_path):
+    raw = tmp_path / "raw"
+    assert ingest(cfg, write_drop(raw, GOOD + list(BAD))) == 0
+    assert lake.read("events_rejected").count() == len(BAD)
+    assert ingest(cfg, write_drop(raw, GOOD)) == 0
+    assert lake.read("events_rejected").count() == 0
+    assert lake.read("events").count() == len(GOOD)
+
+
+def test_a_clean_first_drop_creates_an_empty_quarantine(cfg, lake, tmp_path):
+    assert ingest(cfg, write_drop(tmp_path / "raw", GOOD)) == 0
+    assert lake.exists("events_rejected") and lake.read("events_rejected").count() == 0
 
 
 def test_a_missing_source_path_fails_with_a_message_naming_it(cfg, tmp_path, capsys):
@@ -249,3 +266,97 @@ def test_movielens_unrated_exposures_are_same_day_items_the_user_never_rated(cfg
         sorted((r.user_id, r.item_id, r.event_ts, r.click) for r in lake.read("events").collect())
         == key
     )
+
+
+def test_a_line_without_quotes_splits_as_the_quote_aware_regex_splits_it(spark):
+    from pyspark.sql import functions as F
+
+    from duia_spark.data.readers import _split_outside_quotes, split_fields
+
+    lines = {
+        ",": ["u1,v1,,5", ",,", "a,b,", " a , b ", 'u1,"v,1",5', '"a","b"', 'a,"b'],
+        "\t": ["u1\tv1\t\t5", "\t", 'u1\t"v\t1"\t5', "a,b\tc"],
+    }
+    for sep, texts in lines.items():
+        df = spark.createDataFrame([(t,) for t in texts], "line string")
+        regex = _split_outside_quotes("\\t" if sep == "\t" else sep)
+        got = df.select(
+            "line",
+            split_fields(F.col("line"), sep).alias("fields"),
+            F.split("line", regex).alias("quote_aware"),
+        ).collect()
+        for r in got:
+            assert r.fields == r.quote_aware, (sep, r.line)
+    fields = spark.range(1).select(split_fields(F.lit('u1,"v,1",5'), ",").alias("f")).first().f
+    assert fields == ["u1", '"v,1"', "5"]  # a separator inside quotes does not split
+
+
+def test_a_row_with_several_faults_keeps_every_reason_and_counts_under_the_first(
+    cfg, lake, tmp_path, capsys
+):
+    bad = row(user="u7", click="7", play="-40")
+    assert ingest(cfg, write_drop(tmp_path / "raw", [row(), bad])) == 0
+    (rejected,) = lake.read("events_rejected").collect()
+    assert rejected.raw_row == bad
+    assert rejected.reason == "invalid_signal:click; negative_time:play_time_ms"
+    out = capsys.readouterr().out
+    assert "rejected               1" in out
+    assert [line.split() for line in out.splitlines() if "invalid_signal " in line] == [
+        ["[ingest]", "invalid_signal", "1"]
+    ]
+    assert "negative_time" not in out
+
+
+def test_a_quoted_line_lands_the_same_event_as_its_unquoted_copy(cfg, lake, tmp_path):
+    plain = row(user="u1", item="v1")
+    quoted = ",".join(f'"{f}"' for f in row(user="u2", item="v1").split(","))
+    padded = ",".join(f' "{f}" ' for f in row(user="u3", item="v1").split(","))
+    assert ingest(cfg, write_drop(tmp_path / "raw", [plain, quoted, padded])) == 0
+    events = {r.user_id: r.asDict() for r in lake.read("events").collect()}
+    assert set(events) == {"u1", "u2", "u3"}
+    for u in ("u2", "u3"):
+        assert {**events[u], "user_id": "u1"} == events["u1"]
+    assert lake.read("events_rejected").count() == 0
+
+
+def test_a_bad_parquet_row_is_quarantined_with_its_raw_row_as_json(cfg, lake, tmp_path, capsys):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "raw" / "log" / DAY.isoformat() / "parquet"
+    d.mkdir(parents=True)
+    table = pa.table(
+        {
+            "user_id": ["u1", "u2", None],
+            "video_id": ["v1", "v1", "v2"],
+            "time_ms": [T0 + 3_600_000, T0 + 7_200_000, T0 + 3_600_000],
+            "is_click": [1, 7, 1],
+            "play_time_ms": [5000, 5000, None],
+            "duration_ms": [10000, 10000, 10000],
+        }
+    )
+    pq.write_table(table, d / "part-0.parquet")
+    assert ingest(cfg, tmp_path / "raw") == 0
+    assert [r.user_id for r in lake.read("events").collect()] == ["u1"]
+    rejected = {r.reason: r for r in lake.read("events_rejected").collect()}
+    assert set(rejected) == {"invalid_signal:click", "missing_user_id"}
+    # The raw row is the Parquet row as JSON, typed values as in the file (nulls left out).
+    assert json.loads(rejected["invalid_signal:click"].raw_row) == {
+        "user_id": "u2",
+        "video_id": "v1",
+        "time_ms": T0 + 7_200_000,
+        "is_click": 7,
+        "play_time_ms": 5000,
+        "duration_ms": 10000,
+    }
+    assert json.loads(rejected["missing_user_id"].raw_row) == {
+        "video_id": "v2",
+        "time_ms": T0 + 3_600_000,
+        "is_click": 1,
+        "duration_ms": 10000,
+    }
+    assert all(r.source_file.endswith("part-0.parquet") for r in rejected.values())
+    out = capsys.readouterr().out
+    assert "landed                 1" in out and "rejected               2" in out
