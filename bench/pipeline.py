@@ -382,11 +382,11 @@ def main() -> int:
     history_scale = a.history_scale or scales[-1]
     if a.history_days and history_scale not in scales:
         p.error(f"--history-scale {history_scale} is not one of --scales {a.scales}")
-    if a.history_days and a.history_days >= a.days - 1:
-        p.error(f"--history-days {a.history_days} must be below the history of --days {a.days}")
     night_history = a.night_history_days or a.days - 1
     if not 1 <= night_history <= a.days - 1:
         p.error(f"--night-history-days {night_history} must be in 1..{a.days - 1} (--days - 1)")
+    if a.history_days and a.history_days >= night_history:
+        p.error(f"--history-days {a.history_days} must be below the night's {night_history}")
     a.load = os.getloadavg()[0]
     base = Path(a.raw_dir)
     runs: dict[int, dict] = {}
