@@ -91,7 +91,11 @@ def test_reingesting_a_date_gives_identical_tables(cfg, lake, tmp_path):
     assert ingest(cfg, drop) == 0
     first = (lake.read("events").count(), lake.read("events_rejected").count())
     assert ingest(cfg, drop) == 0
-    assert (lake.read("events").count(), lake.read("events_rejected").count()) == first == (3, len(BAD))
+    assert (
+        (lake.read("events").count(), lake.read("events_rejected").count())
+        == first
+        == (3, len(BAD))
+    )
 
 
 def test_reingesting_a_fixed_drop_clears_its_rejected_rows(cfg, lake, tmp_path):
