@@ -328,7 +328,8 @@ def _run_worker(spec: dict) -> dict:
             tail.append(line)
             if line.startswith("[bench]"):
                 print(line, end="", flush=True)  # progress of a run that may take an hour
-    shutil.rmtree(spec["lake"], ignore_errors=True)
+    if not spec.get("keep_lake"):
+        shutil.rmtree(spec["lake"], ignore_errors=True)
     if proc.returncode != 0 or result is None:
         print("".join(tail))
         raise SystemExit(f"[bench] the run on {spec['raw']} failed (exit {proc.returncode})")
@@ -372,6 +373,12 @@ def main() -> int:
     p.add_argument(
         "--results-name", default="pipeline", help="writes bench/results/<name>.md and .csv"
     )
+    p.add_argument(
+        "--keep-lake",
+        action="store_true",
+        help="keep each size's lakehouse (<raw-dir>/lake-<N>x) after its run, to profile a "
+        "stage on it (the next run of that size starts it afresh)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
@@ -403,6 +410,7 @@ def main() -> int:
             "history_days": night_history,
             "backfill_days": a.backfill_days,
             "full_rebuild": True,
+            "keep_lake": a.keep_lake,
         }
         print(f"[bench] {scale}x: the night with {night_history} days of history")
         runs[scale] = _run_worker(spec) | {

@@ -133,8 +133,10 @@ def sample_vocabulary_candidates(
     sequence of an exposed user), and those items' categories and authors."""
     users = day_events.select("user_id").distinct()
     seq = sequences.join(users, "user_id", "left_semi")
-    seq_items = [seq.select(F.explode(f"{name}.item_id").alias("item_id")) for name in LISTS]
-    items = reduce(DataFrame.unionByName, seq_items, day_events.select("item_id")).distinct()
+    # One scan of the snapshot, one explode of its three lists' ids together.
+    every_list = F.concat(*[F.col(f"{name}.item_id") for name in LISTS])
+    seq_items = seq.select(F.explode(every_list).alias("item_id"))
+    items = seq_items.unionByName(day_events.select("item_id")).distinct()
     parts = [vocabulary_candidates("user", users), vocabulary_candidates("item", items)]
     if item_features is not None:
         feats = item_features.join(items, "item_id", "left_semi")
@@ -149,36 +151,43 @@ def _pad(arr: Column, n: int) -> Column:
     return F.slice(padded, 1, n)
 
 
+def _tagged_ids(list_code: int, name: str) -> Column:
+    """A list's item ids as (list, pos, item_id) structs, pos counting from 0."""
+    return F.transform(
+        F.col(f"{name}.item_id"),
+        lambda item_id, pos: F.struct(
+            F.lit(list_code).alias("list"), pos.alias("pos"), item_id.alias("item_id")
+        ),
+    )
+
+
 def sequence_indices(
     sequences: DataFrame, users: DataFrame, vocabulary: DataFrame, cfg: SequenceConfig
 ) -> DataFrame:
-    """Per user of the day: hist/pos/neg item indices (most recent first, padded) and lengths."""
-    seq = sequences.join(users, "user_id", "left_semi")
-    rows = reduce(
-        DataFrame.unionByName,
-        [
-            seq.select(
-                "user_id",
-                F.lit(name).alias("list"),
-                F.posexplode(f"{name}.item_id").alias("pos", "item_id"),
-            )
-            for name in LISTS
-        ],
-    )
+    """Per user of the day: hist/pos/neg item indices (most recent first, padded) and lengths.
+
+    The day's snapshot rows are read once and partitioned by user while still compact
+    (one row per user); their ids are then exploded, looked up in the item vocabulary
+    (Spark broadcasts it when it is small) and folded back per user without another
+    shuffle: the exploded ids, many per user, never cross the network.
+    """
+    seq = sequences.join(users, "user_id", "left_semi").repartition("user_id")
+    every_list = F.concat(*[_tagged_ids(code, name) for code, name in enumerate(LISTS)])
+    rows = seq.select("user_id", F.explode(every_list).alias("e")).select("user_id", "e.*")
     rows = rows.join(index_lookup(vocabulary, "item", "item_id", "idx"), "item_id", "left")
     aggs = [
         F.transform(
             F.array_sort(
                 F.collect_list(
                     F.when(
-                        F.col("list") == name,
+                        F.col("list") == code,
                         F.struct("pos", F.coalesce("idx", F.lit(0)).alias("idx")),
                     )
                 )
             ),
             lambda x: x["idx"],
-        ).alias(col)
-        for name, (col, _) in SEQUENCE_COLUMNS.items()
+        ).alias(SEQUENCE_COLUMNS[name][0])
+        for code, name in enumerate(LISTS)
     ]
     return rows.groupBy("user_id").agg(*aggs)
 
@@ -280,17 +289,26 @@ def assemble_samples(
         sequences.where(F.col("as_of_date") == F.lit(sample_date)), users, vocabulary, seq_cfg
     )
 
-    df = (
-        ev.join(profiles, "user_id", "left")
+    # Everything about an item is gathered per item of the day, everything about a user
+    # per user of the day, and each side meets the exposures in one join: the exposure
+    # rows are shuffled twice (by item, then by user), and the sequence arrays travel
+    # once per user, not once per exposure through every join.
+    item_side = (
+        ev.select("item_id")
+        .distinct()
         .join(items, "item_id", "left")
-        .join(act, "user_id", "left")
         .join(stats, "item_id", "left")
-        .join(seqs, "user_id", "left")
-        .join(index_lookup(vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
         .join(index_lookup(vocabulary, "item", "item_id", "item_idx"), "item_id", "left")
         .join(index_lookup(vocabulary, "category", "category", "category_idx"), "category", "left")
         .join(index_lookup(vocabulary, "author", "author_id", "author_idx"), "author_id", "left")
     )
+    user_side = (
+        users.join(profiles, "user_id", "left")
+        .join(act, "user_id", "left")
+        .join(seqs, "user_id", "left")
+        .join(index_lookup(vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
+    )
+    df = ev.join(item_side, "item_id", "left").join(user_side, "user_id", "left")
 
     exposures = F.coalesce(F.col("exposures"), F.lit(0))
     user_dense_parts = [

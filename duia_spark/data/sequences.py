@@ -7,8 +7,11 @@ can leak into samples of day D.
 Two ways to build the same snapshot:
 - `build_user_sequences(events, D, cfg)` — from all history (the full rebuild);
 - `advance_user_sequences(snapshot_of_D_minus_1, events_of_D_minus_1, D, cfg)` —
-  yesterday's snapshot plus one day of events: merge, re-rank, keep the top N.
-They agree exactly because the top N of (A ∪ B) equals the top N of (top N of A ∪ B).
+  yesterday's snapshot plus one day of events: the day's own top N per user, joined to
+  yesterday's lists by user and merged array to array (both already ranked), the top N
+  kept. Yesterday's lists are never exploded into rows or ranked again, so the night
+  shuffles the snapshot once, as it is, and ranks only the day's events.
+They agree exactly because the top N of (A ∪ B) equals the top N of (top N of A ∪ top N of B).
 
 Skew-safe: lists are ranked with `row_number() <= N` per (user, list) (Spark turns
 this into a per-partition group limit before the shuffle) and only the bounded
@@ -85,21 +88,6 @@ def _event_rows(events: DataFrame, cfg: SequenceConfig) -> DataFrame:
     )
 
 
-def _snapshot_rows(snapshot: DataFrame) -> DataFrame:
-    """A snapshot exploded back to (user_id, list, item_id, event_ts, <signals>) rows."""
-    parts = []
-    for name in LISTS:
-        e = snapshot.select("user_id", F.explode(name).alias("e"))
-        flags = [
-            (F.col(f"e.{s}") if name == "exposures" else F.lit(0)).cast("int").alias(s)
-            for s in SIGNALS
-        ]
-        parts.append(
-            e.select("user_id", F.lit(name).alias("list"), "e.item_id", "e.event_ts", *flags)
-        )
-    return reduce(DataFrame.unionByName, parts)
-
-
 def _top_n_lists(rows: DataFrame, as_of: dt.date, cfg: SequenceConfig) -> DataFrame:
     """Keep the N most recent rows per (user, list) and fold them into bounded arrays."""
     lengths = _list_lengths(cfg)
@@ -126,6 +114,24 @@ def build_user_sequences(events: DataFrame, as_of: dt.date, cfg: SequenceConfig)
     return _top_n_lists(_event_rows(history, cfg), as_of, cfg)
 
 
+def _most_recent_first(a: Column, b: Column) -> Column:
+    """array_sort comparator: later event_ts first, then item_id ascending (as the ranking)."""
+    return (
+        F.when(a["event_ts"] > b["event_ts"], -1)
+        .when(a["event_ts"] < b["event_ts"], 1)
+        .when(a["item_id"] < b["item_id"], -1)
+        .when(a["item_id"] > b["item_id"], 1)
+        .otherwise(0)
+    )
+
+
+def merge_ranked_lists(newer: Column, older: Column, n: int) -> Column:
+    """The top n of two lists: concatenated, sorted most recent first, cut at n. Sorting
+    (not just newer ++ older) keeps the result exact even when the two lists' times
+    overlap; the lists are bounded (at most 2n elements), so it costs little."""
+    return F.slice(F.array_sort(F.concat(newer, older), _most_recent_first), 1, n)
+
+
 def advance_user_sequences(
     previous: DataFrame, day_events: DataFrame, as_of: dt.date, cfg: SequenceConfig
 ) -> DataFrame:
@@ -135,11 +141,17 @@ def advance_user_sequences(
     """
     day = as_of - dt.timedelta(days=1)
     new = day_events.where(F.col("event_date") == F.lit(day))
-    touched = new.select("user_id").distinct()
-    carried = previous.join(touched, "user_id", "left_anti").select(
-        "user_id", *LISTS, F.lit(as_of).alias("as_of_date")
+    today = _top_n_lists(_event_rows(new, cfg), as_of, cfg).select(
+        "user_id", *[F.col(name).alias(f"_new_{name}") for name in LISTS]
     )
-    rows = _snapshot_rows(previous.join(touched, "user_id", "left_semi")).unionByName(
-        _event_rows(new, cfg)
-    )
-    return carried.unionByName(_top_n_lists(rows, as_of, cfg))
+    joined = previous.select("user_id", *LISTS).join(today, "user_id", "full_outer")
+    lengths = _list_lengths(cfg)
+    merged = []
+    for name, (tp, _) in LISTS.items():
+        old = F.coalesce(F.col(name), F.array().cast(T.ArrayType(tp, False)))
+        merged.append(
+            F.when(F.col(f"_new_{name}").isNull(), old)
+            .otherwise(merge_ranked_lists(F.col(f"_new_{name}"), old, lengths[name]))
+            .alias(name)
+        )
+    return joined.select("user_id", *merged, F.lit(as_of).alias("as_of_date"))

@@ -3,7 +3,11 @@ import datetime as dt
 
 from pyspark.sql import functions as F
 
-from duia_spark.data.sequences import advance_user_sequences, build_user_sequences
+from duia_spark.data.sequences import (
+    advance_user_sequences,
+    build_user_sequences,
+    merge_ranked_lists,
+)
 
 from .hand_built import D, day, ev
 
@@ -79,3 +83,21 @@ def test_a_user_with_100x_the_median_events_gets_lists_capped_at_n(spark, cfg, e
     ts = [e["event_ts"] for e in heavy["exposures"]]
     assert ts == sorted(ts, reverse=True)
     assert snap.where("user_id = 'u0'").first()["positives"][0]["item_id"] == "i0"
+
+
+def test_merging_two_ranked_lists_keeps_the_top_n_even_when_their_times_overlap(spark):
+    t = dt.datetime(2026, 1, 1, 10)
+    hours = dt.timedelta(hours=1)
+    df = spark.createDataFrame(
+        [
+            (
+                [("n1", t + 2 * hours), ("n2", t)],
+                [("o1", t + 3 * hours), ("o2", t), ("o3", t - hours)],
+            )
+        ],
+        "newer array<struct<item_id:string,event_ts:timestamp>>, "
+        "older array<struct<item_id:string,event_ts:timestamp>>",
+    )
+    merged = df.select(merge_ranked_lists(F.col("newer"), F.col("older"), 4).alias("m")).first()
+    # Later first; "n2" and "o2" share a time, so the item id orders them.
+    assert [e["item_id"] for e in merged["m"]] == ["o1", "n1", "n2", "o2"]
