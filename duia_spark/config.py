@@ -352,6 +352,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         k_tp, v_tp = typing.get_args(tp)
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        if v_tp is str:  # a map of settings (spark.extra): 4 / true are "4" / "true"
+            value = {k: _as_setting(v) for k, v in value.items()}
         return {
             _check_type(k, k_tp, f"{key}"): _check_type(v, v_tp, f"{key}.{k}")
             for k, v in value.items()
@@ -377,6 +379,15 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported config type {tp!r}")
 
 
+def _as_setting(value: Any) -> Any:
+    """A YAML scalar as the string a setting (Spark's conf) spells it; others unchanged."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
 def _deep_update(base: dict, upd: dict) -> dict:
     out = dict(base)
     for k, v in upd.items():
@@ -387,6 +398,22 @@ def _deep_update(base: dict, upd: dict) -> dict:
     return out
 
 
+def _split_key(key: str) -> list[str]:
+    """A dotted --set key as the path of config fields it names. Below a mapping field
+    (`spark.extra`, `features.user_categorical`, ...) the rest is one key, dots and all:
+    `spark.extra.spark.sql.adaptive.enabled` → ["spark", "extra", "spark.sql.adaptive.enabled"]."""
+    parts = key.strip().split(".")
+    cls: Any = Config
+    for i, name in enumerate(parts[:-1]):
+        tp = typing.get_type_hints(cls).get(name) if dataclasses.is_dataclass(cls) else None
+        if typing.get_origin(tp) is dict:
+            return [*parts[: i + 1], ".".join(parts[i + 1 :])]
+        if not dataclasses.is_dataclass(tp):
+            break  # not a config section: the unknown-key check names it
+        cls = tp
+    return parts
+
+
 def _parse_override(item: str) -> dict:
     """`a.b.c=value` → {"a": {"b": {"c": value}}}, value parsed as YAML scalar/list."""
     if "=" not in item:
@@ -395,7 +422,7 @@ def _parse_override(item: str) -> dict:
     value = yaml.safe_load(raw) if raw != "" else ""
     out: dict = {}
     cur = out
-    parts = key.strip().split(".")
+    parts = _split_key(key)
     for p in parts[:-1]:
         cur = cur.setdefault(p, {})
     cur[parts[-1]] = value

@@ -100,6 +100,12 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.debug.maxToStringFields", "200")
         .config("spark.sql.sources.partitionOverwriteMode", "static")
+        # A partitioned write sorts each task's rows by the partition columns first unless
+        # it may keep a few files open at once. Our writes hold one date (a few when
+        # backfilling), so the sort of wide rows only spilled: gold.samples at 64x
+        # spilled 1.56 GB to memory and 338 MB to disk with it, 139 MB / 54 MB without,
+        # in the same time. Past 4 dates in one task the writer sorts the rest.
+        .config("spark.sql.maxConcurrentOutputFileWriters", "4")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{LOG4J_CONF}")

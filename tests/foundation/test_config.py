@@ -36,6 +36,21 @@ def test_override_file_is_merged_over_defaults_and_set_wins(tmp_path):
     assert cfg.activity.window_days == 7
 
 
+def test_a_set_key_below_a_mapping_keeps_its_dots_and_settings_become_strings():
+    cfg = load_config(
+        overrides=[
+            "spark.extra.spark.sql.maxConcurrentOutputFileWriters=4",
+            "spark.extra.spark.sql.adaptive.enabled=false",
+            "features.user_categorical.user_active_degree=8",
+        ]
+    )
+    assert cfg.spark.extra["spark.sql.maxConcurrentOutputFileWriters"] == "4"
+    assert cfg.spark.extra["spark.sql.adaptive.enabled"] == "false"
+    assert cfg.features.user_categorical == {"user_active_degree": 8}
+    with pytest.raises(ConfigError, match=r"features\.user_categorical\.a\.b: expected an integer"):
+        load_config(overrides=["features.user_categorical.a.b=many"])
+
+
 def test_missing_override_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
