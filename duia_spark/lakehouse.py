@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql.types import MapType, StructType
 
 from duia_spark.config import Config
 
@@ -26,6 +26,17 @@ def _sql_literal(value: object) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     return str(value)
+
+
+def changed_rows(source: DataFrame, target: DataFrame) -> DataFrame | None:
+    """The rows of `source` that are not already in `target` as they stand (compared
+    null-safely on every column), or None when they cannot be compared: the source
+    brings a column the target lacks, or a column of a type without equality (a map)."""
+    have = {f.name for f in target.schema.fields}
+    if any(f.name not in have or isinstance(f.dataType, MapType) for f in source.schema.fields):
+        return None
+    same = [source[f.name].eqNullSafe(target[f.name]) for f in source.schema.fields]
+    return source.join(target, same, "left_anti")
 
 
 class Lakehouse:
@@ -104,14 +115,24 @@ class Lakehouse:
         )
 
     def upsert(self, df: DataFrame, table: str, keys: list[str]) -> None:
-        """MERGE `df` into `table` on `keys`: update matches, insert the rest."""
+        """MERGE `df` into `table` on `keys`: update matches that changed, insert the rest.
+
+        Rows already in the table as they are never reach the MERGE (Delta would rewrite
+        every file a matched row lives in, changed or not), so re-sending an unchanged
+        profile table (every night's drop carries one) commits nothing.
+        """
         if not self.exists(table):
             df.write.format("delta").mode("overwrite").save(self.path(table))
             return
+        target = DeltaTable.forPath(self.spark, self.path(table))
+        changed = changed_rows(df, target.toDF())
+        if changed is not None:
+            if changed.isEmpty():
+                return
+            df = changed
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         (
-            DeltaTable.forPath(self.spark, self.path(table))
-            .alias("t")
+            target.alias("t")
             .merge(df.alias("s"), cond)
             .withSchemaEvolution()  # new nullable columns (profile attributes) join
             .whenMatchedUpdateAll()

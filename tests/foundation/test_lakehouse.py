@@ -52,3 +52,40 @@ def test_rows_outside_the_replaced_partition_are_refused(spark, lake):
 def test_reading_a_table_nobody_wrote_names_the_table(lake):
     with pytest.raises(TableNotFoundError, match="user_sequences"):
         lake.read("user_sequences")
+
+
+def _merge_metrics(spark, lake, table: str) -> dict:
+    from delta.tables import DeltaTable
+
+    last = DeltaTable.forPath(spark, lake.path(table)).history(1).first()
+    return {k: int(v) for k, v in last["operationMetrics"].items() if v.isdigit()}
+
+
+def test_an_upsert_rewrites_only_the_rows_that_changed(spark, lake):
+    schema = "user_id string, register_days int, gender string"
+
+    def upsert(rows):
+        lake.upsert(spark.createDataFrame(rows, schema), "user_profiles", ["user_id"])
+
+    upsert([("u1", 10, "F"), ("u2", 5, None)])
+    before = lake.version("user_profiles")
+    upsert([("u1", 10, "F"), ("u2", 5, None)])
+    assert lake.version("user_profiles") == before  # unchanged (a null equals a null): no commit
+    upsert([("u1", 11, "F"), ("u2", 5, None), ("u3", 1, "M")])
+    changed = _merge_metrics(spark, lake, "user_profiles")
+    assert changed["numSourceRows"] == 2  # u2, unchanged, never reached the MERGE
+    assert changed["numTargetRowsUpdated"] == 1
+    assert changed["numTargetRowsInserted"] == 1
+    rows = sorted(tuple(r) for r in lake.read("user_profiles").collect())
+    assert rows == [("u1", 11, "F"), ("u2", 5, None), ("u3", 1, "M")]
+
+
+def test_an_upsert_with_a_new_column_updates_every_match(spark, lake):
+    lake.upsert(
+        spark.createDataFrame([("u1", 10)], "user_id string, register_days int"),
+        "user_profiles",
+        ["user_id"],
+    )
+    wider = spark.createDataFrame([("u1", 10, 3)], "user_id string, register_days int, fans int")
+    lake.upsert(wider, "user_profiles", ["user_id"])
+    assert [tuple(r) for r in lake.read("user_profiles").collect()] == [("u1", 10, 3)]
