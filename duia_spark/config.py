@@ -181,10 +181,21 @@ class TrainConfig:
     # during the first `memory_epochs` epochs only; later epochs train the ranker on the
     # memories as they stand, as it will read them when serving. 0 = they learn throughout.
     memory_epochs: int = 0
+    # Residual fusion only: after training, the head's correction is kept for an activity
+    # segment only where it beats the base ranker alone on the validation day by more than
+    # `residual_gate_margin` (the selection metric, read per segment); the other segments
+    # are served the base ranker's score (training/residual_gate.py). False: every segment
+    # keeps the head.
+    residual_gate: bool = True
+    residual_gate_margin: float = 0.0
     cold_start: bool = False
     warm_start_weights: bool = False
 
     def __post_init__(self) -> None:
+        if self.residual_gate_margin < 0:
+            raise ConfigError(
+                f"train.residual_gate_margin: expected a number >= 0, got {self.residual_gate_margin}"
+            )
         if self.memory_epochs < 0:
             raise ConfigError(
                 f"train.memory_epochs: expected 0 (the memories learn in every epoch) or a "

@@ -157,7 +157,9 @@ class DuiaRanker(nn.Module):
                 if self.uhse is not None:
                     self.uhse_attention = TargetAttention(target_dim, d)
                     duia_width += d
-                self.residual = EnhancementResidual(duia_width, width, n_tasks, cfg.tower_hidden)
+                self.residual = EnhancementResidual(
+                    duia_width, width, n_tasks, cfg.tower_hidden, len(SEGMENT_IDS)
+                )
             elif duia_width and cfg.enhancement_fusion == "towers":
                 self.tower_norm = nn.BatchNorm1d(duia_width)
                 tower_extra = duia_width
@@ -410,6 +412,8 @@ class DuiaRanker(nn.Module):
             residual = residual * self.enhanced_task_mask
             if rows is not None:
                 residual = residual * rows.unsqueeze(1)
+            if segment is not None:  # segments where the head did not earn its place: off
+                residual = residual * self.residual.segment_on[segment].unsqueeze(1)
             aux["enhanced_rows"] = rows
             out.update(base_logits=logits, residual=residual, logits=logits + residual)
 
@@ -564,6 +568,8 @@ class DuiaRanker(nn.Module):
             "target_std": torch.ones_like(self.target_std),
             "target_tracked": torch.zeros_like(self.target_tracked),
         }
+        if self.residual is not None:  # saved before the residual gate: every segment on
+            legacy["residual.segment_on"] = torch.ones_like(self.residual.segment_on)
         self.load_state_dict({**legacy, **state})
 
     @torch.no_grad()

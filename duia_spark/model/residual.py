@@ -13,6 +13,11 @@ stops at the base), on the rows of `enhanced_segments` only. Its last layer star
 at zero, so an untrained head serves the base ranker's scores. What the memories
 add is then a correction the head has to earn against a ranker that learned without
 them, and rows outside `enhanced_segments` get the base ranker's score unchanged.
+
+`segment_on` (saved with the weights) holds, per activity segment, whether the head's
+correction is served there: training sets it from the validation day's evidence
+(training/residual_gate.py), so a segment where the head does not beat the base is
+served the base ranker's score.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ class EnhancementResidual(nn.Module):
     """[B, e] enhancement (batch-normalised by `norm`), [B, c] base input, [B, T] base
     logits -> [B, T] residual logits. The base's tensors are detached here."""
 
-    def __init__(self, enhancement_dim: int, context_dim: int, n_tasks: int, hidden: int) -> None:
+    def __init__(
+        self, enhancement_dim: int, context_dim: int, n_tasks: int, hidden: int, n_segments: int
+    ) -> None:
         super().__init__()
+        self.register_buffer("segment_on", torch.ones(n_segments))
         self.norm = nn.BatchNorm1d(enhancement_dim)
         self.net = mlp(enhancement_dim + context_dim + n_tasks, hidden, n_tasks)
         nn.init.zeros_(self.net[-1].weight)

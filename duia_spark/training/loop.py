@@ -25,10 +25,11 @@ import torch
 import torch.distributed as dist
 
 from duia_spark.config import TrainConfig
-from duia_spark.model.config import ModelConfig
+from duia_spark.model.config import SEGMENT_IDS, ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 from duia_spark.training.dataset import to_batch
 from duia_spark.training.metrics import ranking_report, selection_value
+from duia_spark.training.residual_gate import gate_residual_head
 from duia_spark.training.weight_average import WeightAverage
 
 CHECKPOINT = "checkpoint.pt"
@@ -340,7 +341,24 @@ def train_rank(job: TrainJob) -> None:
                 dist.destroy_process_group()
             return
     if rank == 0:
-        _write_results(Path(job.out_dir), model, best_state, history, stopped_early)
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        gate = {}
+        if model.residual is not None and tc.residual_gate:
+            gate = gate_residual_head(
+                model,
+                lambda: evaluate_rows(model, job.val_data, cfg, tc.batch_size, device),
+                tc.selection_metric,
+                tc.residual_gate_margin,
+            )
+            kept = [s for s in SEGMENT_IDS if gate[f"residual_gate/{s}/kept"]]
+            print(
+                f"[train] residual gate: the head serves {', '.join(kept) or 'no segment'}"
+                f" (it beat the base ranker there on the validation day); other segments"
+                f" get the base ranker's score",
+                flush=True,
+            )
+        _write_results(Path(job.out_dir), model, history, stopped_early, gate)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -389,14 +407,16 @@ def _overlap_state(own: dict, saved: dict) -> dict:
     return out
 
 
-def _write_results(out: Path, model: DuiaRanker, best_state, history, stopped_early: bool) -> None:
+def _write_results(
+    out: Path, model: DuiaRanker, history, stopped_early: bool, residual_gate: dict
+) -> None:
+    """The model as it stands (the kept weights), its memories, history and config."""
     out.mkdir(parents=True, exist_ok=True)
-    if best_state is not None:
-        model.load_state_dict(best_state)
     torch.save(model.state_dict(), out / "weights.pt")
     model.save_memory(out / "cluster_memory.safetensors")
-    (out / "history.json").write_text(
-        json.dumps({"history": history, "stopped_early": stopped_early}, indent=1, default=float)
-    )
+    summary = {"history": history, "stopped_early": stopped_early}
+    if residual_gate:
+        summary["residual_gate"] = residual_gate
+    (out / "history.json").write_text(json.dumps(summary, indent=1, default=float))
     (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=1))
     (out / "_SUCCESS").write_text("ok\n")

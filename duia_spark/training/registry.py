@@ -14,7 +14,7 @@ from mlflow.models import infer_signature
 
 from duia_spark import tracking
 from duia_spark.config import Config
-from duia_spark.model.config import ModelConfig
+from duia_spark.model.config import SEGMENT_IDS, ModelConfig
 from duia_spark.training import plots
 from duia_spark.training.metrics import selection_value
 from duia_spark.training.pyfunc import (
@@ -93,7 +93,9 @@ def log_and_register(
     wall_s: float = 0.0,
 ) -> dict:
     """Log params, metrics, plots, lineage and the pyfunc model; register it. -> ids + metrics."""
-    history = json.loads((out_dir / "history.json").read_text())["history"]
+    summary = json.loads((out_dir / "history.json").read_text())
+    history = summary["history"]
+    residual_gate = summary.get("residual_gate", {})
     weights, memory = out_dir / "weights.pt", out_dir / "cluster_memory.safetensors"
     config_file = out_dir / "model_config.json"
     model = load_ranker(str(weights), str(memory), str(config_file))
@@ -126,6 +128,12 @@ def log_and_register(
             }
             mlflow.log_metrics(clean, step=int(h["epoch"]))
         mlflow.log_metric("train_wall_s", wall_s)
+        if residual_gate:  # which segments the residual head serves, and the evidence
+            mlflow.log_metrics(
+                {k.replace("/", "."): float(v) for k, v in residual_gate.items() if np.isfinite(v)}
+            )
+            served = [s for s in SEGMENT_IDS if residual_gate.get(f"residual_gate/{s}/kept")]
+            mlflow.set_tag("residual_head_serves", ",".join(served) or "none")
         mlflow.log_dict({"history": history, "lineage": lineage}, "history.json")
         fig_dir = out_dir / "plots"
         fig_dir.mkdir(exist_ok=True)

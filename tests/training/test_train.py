@@ -86,6 +86,23 @@ def test_a_stopped_run_registers_nothing_and_resume_finishes_and_registers(tiny_
 
 
 @pytest.mark.slow
+def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train_cfg):
+    cfg = with_train(train_cfg, epochs=1, train_days=3)
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, enhancement_fusion="residual")
+    )
+    assert run_train(cfg) == 0
+    (mv,) = MlflowClient().search_model_versions(f"name='{cfg.mlflow.registered_model}'")
+    run = MlflowClient().get_run(mv.run_id)
+    metrics = run.data.metrics
+    kept = [s for s in ("low", "mid", "high") if metrics.get(f"residual_gate.{s}.kept") == 1.0]
+    assert {f"residual_gate.{s}.kept" for s in ("low", "mid", "high")} <= set(metrics)
+    assert run.data.tags["residual_head_serves"] == (",".join(kept) or "none")
+    for s in kept:  # a served segment: the head validated better than the base alone
+        assert metrics[f"residual_gate.{s}.with_head"] > metrics[f"residual_gate.{s}.base"]
+
+
+@pytest.mark.slow
 def test_a_resumed_run_reproduces_the_uninterrupted_run_exactly(
     spark, tiny_lake, train_cfg, tmp_path
 ):
