@@ -151,6 +151,8 @@ class DuiaRanker(nn.Module):
             # Residual fusion: a head corrects the base ranker's logits (residual.py);
             # UHSE's enhanced sequence reaches it as its own target-attention pool.
             self.residual: EnhancementResidual | None = None
+            # False: the head's correction is left out everywhere (a switch, not state).
+            self.residual_served = True
             self.uhse_attention: TargetAttention | None = None
             tower_extra = 0
             if residual:
@@ -414,6 +416,8 @@ class DuiaRanker(nn.Module):
                 residual = residual * rows.unsqueeze(1)
             if segment is not None:  # segments where the head did not earn its place: off
                 residual = residual * self.residual.segment_on[segment].unsqueeze(1)
+            if not self.residual_served:  # the base ranker's own scores (base_ranker_only)
+                residual = torch.zeros_like(residual)
             aux["enhanced_rows"] = rows
             out.update(base_logits=logits, residual=residual, logits=logits + residual)
 

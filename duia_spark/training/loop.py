@@ -29,7 +29,7 @@ from duia_spark.model.config import SEGMENT_IDS, ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 from duia_spark.training.dataset import to_batch
 from duia_spark.training.metrics import ranking_report, selection_value
-from duia_spark.training.residual_gate import gate_residual_head
+from duia_spark.training.residual_gate import base_ranker_only, gate_residual_head
 from duia_spark.training.weight_average import WeightAverage
 
 CHECKPOINT = "checkpoint.pt"
@@ -276,13 +276,16 @@ def train_rank(job: TrainJob) -> None:
             "memories_learning": float(model.memories_learning),
         }
         if rank == 0:
-            record.update(evaluate_rows(model, job.val_data, cfg, tc.batch_size, device))
-            metric = selection_value(record, tc.selection_metric)
-            candidate = None  # None: the epoch's own weights
-            if average is not None:
-                metric, candidate = _validate_average(
-                    model, average, record, metric, job, cfg, tc, device
-                )
+            # Residual fusion: the base ranker is validated on its own (the head is judged
+            # after training, per segment), so it keeps the epoch variant "ple" keeps.
+            with base_ranker_only(model):
+                record.update(evaluate_rows(model, job.val_data, cfg, tc.batch_size, device))
+                metric = selection_value(record, tc.selection_metric)
+                candidate = None  # None: the epoch's own weights
+                if average is not None:
+                    metric, candidate = _validate_average(
+                        model, average, record, metric, job, cfg, tc, device
+                    )
             improved = not np.isnan(metric) and metric > best
             if improved or best_state is None:
                 best = metric if not np.isnan(metric) else best

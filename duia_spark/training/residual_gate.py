@@ -4,6 +4,8 @@ With `enhancement_fusion: residual` the served score is base(x) + head(...), and
 base ranker is what variant "ple" trains. After training, the kept weights score the
 validation day twice — with the head and with the base ranker alone — and the
 selection metric is read per activity segment (`auc/click/all` → `auc/click/low`, ...).
+While training, epochs are validated on the base ranker alone (`base_ranker_only`), so
+the base keeps the epoch variant "ple" keeps and the head is judged only here.
 A segment keeps the head's correction only when it scores higher with it (by more than
 `train.residual_gate_margin`); elsewhere the head is switched off (`segment_on`, saved
 with the weights) and the segment is served the base ranker's score. Where the memories
@@ -12,7 +14,8 @@ hold nothing the ranker's own inputs lack, the model then serves what "ple" serv
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -26,6 +29,21 @@ def metric_for_segment(metric: str, segment: str) -> str:
     return "+".join(f"{key.strip().rsplit('/', 1)[0]}/{segment}" for key in metric.split("+"))
 
 
+@contextlib.contextmanager
+def base_ranker_only(model: DuiaRanker) -> Iterator[None]:
+    """Within: the model serves its base ranker's scores (no residual head anywhere).
+    Residual fusion validates the base this way while it trains, so the epoch (or the
+    mean of epochs) it keeps is the one variant "ple" of the same seed keeps."""
+    if model.residual is None:
+        yield
+        return
+    model.residual_served = False
+    try:
+        yield
+    finally:
+        model.residual_served = True
+
+
 def gate_residual_head(
     model: DuiaRanker, evaluate: Callable[[], dict], metric: str, margin: float = 0.0
 ) -> dict[str, float]:
@@ -37,8 +55,8 @@ def gate_residual_head(
     on = model.residual.segment_on
     before = on.detach().clone()
     with_head = evaluate()
-    on.zero_()
-    base_only = evaluate()
+    with base_ranker_only(model):
+        base_only = evaluate()
     record: dict[str, float] = {}
     for name, idx in SEGMENT_IDS.items():
         key = metric_for_segment(metric, name)

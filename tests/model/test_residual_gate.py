@@ -6,7 +6,11 @@ import torch
 
 from duia_spark.data.schema import SEGMENT_INDEX
 from duia_spark.model.ranker import build_ranker
-from duia_spark.training.residual_gate import gate_residual_head, metric_for_segment
+from duia_spark.training.residual_gate import (
+    base_ranker_only,
+    gate_residual_head,
+    metric_for_segment,
+)
 
 
 def _trained_residual_model(make_config, make_batch):
@@ -33,7 +37,7 @@ def test_the_head_is_switched_off_where_the_base_alone_validates_better(make_con
     model = _trained_residual_model(make_config, make_batch)
 
     def evaluate():  # with the head, low improves, mid gets worse, high is unchanged
-        on = bool(model.residual.segment_on.sum() > 0)
+        on = model.residual_served
         return {
             "auc/click/low": 0.70 if on else 0.68,
             "auc/click/mid": 0.66 if on else 0.67,
@@ -66,3 +70,15 @@ def test_the_gate_is_saved_with_the_weights_and_older_weights_serve_every_segmen
     older = {k: v for k, v in state.items() if k != "residual.segment_on"}
     again.load_weights(older)
     assert torch.equal(again.residual.segment_on, torch.ones(3))
+
+
+def test_within_base_ranker_only_the_model_serves_its_base_and_the_head_returns_after(
+    make_config, make_batch
+):
+    model = _trained_residual_model(make_config, make_batch)
+    b = make_batch(model.cfg, 64, seed=3, labels=False)
+    with base_ranker_only(model):
+        model.load_state_dict(model.state_dict())  # loading weights does not undo it
+        out = model(b)
+    torch.testing.assert_close(out["logits"], out["base_logits"], rtol=0, atol=0)
+    assert model(b)["residual"].abs().sum() > 0
