@@ -346,7 +346,7 @@ def train_rank(job: TrainJob) -> None:
     if rank == 0:
         if best_state is not None:
             model.load_state_dict(best_state)
-        gate = {}
+        gate, served = {}, {}
         if model.residual is not None and tc.residual_gate:
             gate = gate_residual_head(
                 model,
@@ -354,6 +354,8 @@ def train_rank(job: TrainJob) -> None:
                 tc.selection_metric,
                 tc.residual_gate_margin,
             )
+            # What the model now serves on D (the epochs recorded the base ranker's).
+            served = evaluate_rows(model, job.val_data, cfg, tc.batch_size, device)
             kept = [s for s in SEGMENT_IDS if gate[f"residual_gate/{s}/kept"]]
             print(
                 f"[train] residual gate: the head serves {', '.join(kept) or 'no segment'}"
@@ -361,7 +363,7 @@ def train_rank(job: TrainJob) -> None:
                 f" get the base ranker's score",
                 flush=True,
             )
-        _write_results(Path(job.out_dir), model, history, stopped_early, gate)
+        _write_results(Path(job.out_dir), model, history, stopped_early, gate, served)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -411,7 +413,12 @@ def _overlap_state(own: dict, saved: dict) -> dict:
 
 
 def _write_results(
-    out: Path, model: DuiaRanker, history, stopped_early: bool, residual_gate: dict
+    out: Path,
+    model: DuiaRanker,
+    history,
+    stopped_early: bool,
+    residual_gate: dict[str, float],
+    served_validation: dict[str, float],
 ) -> None:
     """The model as it stands (the kept weights), its memories, history and config."""
     out.mkdir(parents=True, exist_ok=True)
@@ -420,6 +427,7 @@ def _write_results(
     summary = {"history": history, "stopped_early": stopped_early}
     if residual_gate:
         summary["residual_gate"] = residual_gate
+        summary["served_validation"] = served_validation
     (out / "history.json").write_text(json.dumps(summary, indent=1, default=float))
     (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=1))
     (out / "_SUCCESS").write_text("ok\n")

@@ -96,6 +96,7 @@ def log_and_register(
     summary = json.loads((out_dir / "history.json").read_text())
     history = summary["history"]
     residual_gate = summary.get("residual_gate", {})
+    served = summary.get("served_validation", {})  # residual fusion: after the gate
     weights, memory = out_dir / "weights.pt", out_dir / "cluster_memory.safetensors"
     config_file = out_dir / "model_config.json"
     model = load_ranker(str(weights), str(memory), str(config_file))
@@ -132,8 +133,16 @@ def log_and_register(
             mlflow.log_metrics(
                 {k.replace("/", "."): float(v) for k, v in residual_gate.items() if np.isfinite(v)}
             )
-            served = [s for s in SEGMENT_IDS if residual_gate.get(f"residual_gate/{s}/kept")]
-            mlflow.set_tag("residual_head_serves", ",".join(served) or "none")
+            heads = [s for s in SEGMENT_IDS if residual_gate.get(f"residual_gate/{s}/kept")]
+            mlflow.set_tag("residual_head_serves", ",".join(heads) or "none")
+        if served:  # the registered model's own validation numbers
+            mlflow.log_metrics(
+                {
+                    f"served.{k.replace('/', '.')}": float(v)
+                    for k, v in served.items()
+                    if isinstance(v, (int, float)) and np.isfinite(v)
+                }
+            )
         mlflow.log_dict({"history": history, "lineage": lineage}, "history.json")
         fig_dir = out_dir / "plots"
         fig_dir.mkdir(exist_ok=True)
