@@ -187,7 +187,9 @@ class TrainConfig:
     # are served the base ranker's score (training/residual_gate.py). False: every segment
     # keeps the head.
     residual_gate: bool = True
-    residual_gate_margin: float = 0.0
+    # One validation day moves the selection metric by a few thousandths from seed to seed:
+    # a smaller lead is noise (docs/quality.md). The same scale as the guard's tolerance.
+    residual_gate_margin: float = 0.002
     cold_start: bool = False
     warm_start_weights: bool = False
 
