@@ -289,7 +289,7 @@ def run_health(run_id: str) -> dict[str, float]:
     from mlflow import MlflowClient
 
     m = MlflowClient().get_run(run_id).data.metrics
-    keys = ("enhanced_share", "usage_entropy", "dead", "loss.residual", "outcome", "kept")
+    keys = ("enhanced_share", "usage_entropy", "dead", "loss.residual", "outcome", "gate.")
     return {k: v for k, v in m.items() if any(s in k for s in keys)}
 
 

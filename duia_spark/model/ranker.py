@@ -414,7 +414,12 @@ class DuiaRanker(nn.Module):
             residual = residual * self.enhanced_task_mask
             if rows is not None:
                 residual = residual * rows.unsqueeze(1)
-            if segment is not None:  # segments where the head did not earn its place: off
+            if not bool(self.residual.segment_on.all()):  # the gate switched some off
+                if segment is None:
+                    raise ValueError(
+                        "this model's residual head serves some activity segments only "
+                        "(train.residual_gate): batch['segment'] is needed to score it"
+                    )
                 residual = residual * self.residual.segment_on[segment].unsqueeze(1)
             if not self.residual_served:  # the base ranker's own scores (base_ranker_only)
                 residual = torch.zeros_like(residual)

@@ -25,11 +25,15 @@ import torch
 import torch.distributed as dist
 
 from duia_spark.config import TrainConfig
-from duia_spark.model.config import SEGMENT_IDS, ModelConfig
+from duia_spark.model.config import ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 from duia_spark.training.dataset import to_batch
 from duia_spark.training.metrics import ranking_report, selection_value
-from duia_spark.training.residual_gate import base_ranker_only, gate_residual_head
+from duia_spark.training.residual_gate import (
+    base_ranker_only,
+    gate_residual_head,
+    served_segments,
+)
 from duia_spark.training.weight_average import WeightAverage
 
 CHECKPOINT = "checkpoint.pt"
@@ -356,7 +360,7 @@ def train_rank(job: TrainJob) -> None:
             )
             # What the model now serves on D (the epochs recorded the base ranker's).
             served = evaluate_rows(model, job.val_data, cfg, tc.batch_size, device)
-            kept = [s for s in SEGMENT_IDS if gate[f"residual_gate/{s}/kept"]]
+            kept = served_segments(gate)
             print(
                 f"[train] residual gate: the head serves {', '.join(kept) or 'no segment'}"
                 f" (it beat the base ranker there on the validation day); other segments"

@@ -14,7 +14,7 @@ from mlflow.models import infer_signature
 
 from duia_spark import tracking
 from duia_spark.config import Config
-from duia_spark.model.config import SEGMENT_IDS, ModelConfig
+from duia_spark.model.config import ModelConfig
 from duia_spark.training import plots
 from duia_spark.training.metrics import selection_value
 from duia_spark.training.pyfunc import (
@@ -25,6 +25,7 @@ from duia_spark.training.pyfunc import (
     load_ranker,
     score_frame,
 )
+from duia_spark.training.residual_gate import served_segments
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # duia_spark/, shipped with the model
 
@@ -133,7 +134,7 @@ def log_and_register(
             mlflow.log_metrics(
                 {k.replace("/", "."): float(v) for k, v in residual_gate.items() if np.isfinite(v)}
             )
-            heads = [s for s in SEGMENT_IDS if residual_gate.get(f"residual_gate/{s}/kept")]
+            heads = served_segments(residual_gate)
             mlflow.set_tag("residual_head_serves", ",".join(heads) or "none")
         if served:  # the registered model's own validation numbers
             mlflow.log_metrics(

@@ -44,6 +44,11 @@ def base_ranker_only(model: DuiaRanker) -> Iterator[None]:
         model.residual_served = True
 
 
+def served_segments(gate: dict[str, float]) -> list[str]:
+    """The segments a `gate_residual_head` record keeps the head for."""
+    return [s for s in SEGMENT_IDS if gate.get(f"residual_gate/{s}/kept")]
+
+
 def gate_residual_head(
     model: DuiaRanker, evaluate: Callable[[], dict], metric: str, margin: float = 0.0
 ) -> dict[str, float]:

@@ -35,6 +35,18 @@ def tiny_config(**overrides) -> ModelConfig:
     return ModelConfig(**values)
 
 
+def train_ranker(model, make_batch, steps: int = 4, batch: int = 48) -> None:
+    """A few Adam steps on random batches (`make_batch(cfg, batch, seed=step)`)."""
+    opt = model.build_optimizer(1e-2)
+    model.train()
+    for step in range(steps):
+        b = make_batch(model.cfg, batch, seed=step)
+        total, _ = model.loss(b, model(b))
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+
+
 def random_batch(cfg: ModelConfig, batch: int = 64, seed: int = 0, labels: bool = True) -> dict:
     g = torch.Generator().manual_seed(seed)
     seq, pos = cfg.seq_len, cfg.pos_seq_len

@@ -6,21 +6,11 @@ import copy
 
 import pytest
 import torch
+from conftest import train_ranker
 
 from duia_spark.data.schema import SEGMENT_INDEX
 from duia_spark.model.config import SEGMENT_IDS, VARIANTS, ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
-
-
-def _train(model: DuiaRanker, make_batch, steps: int = 4, batch: int = 48) -> None:
-    opt = model.build_optimizer(1e-2)
-    model.train()
-    for step in range(steps):
-        b = make_batch(model.cfg, batch, seed=step)
-        total, _ = model.loss(b, model(b))
-        opt.zero_grad()
-        total.backward()
-        opt.step()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -28,7 +18,7 @@ def _train(model: DuiaRanker, make_batch, steps: int = 4, batch: int = 48) -> No
 def test_every_variant_trains_and_predicts(variant, hierarchical, make_config, make_batch):
     cfg = make_config(variant=variant, hierarchical=hierarchical)
     model = build_ranker(cfg)
-    _train(model, make_batch, steps=7)  # crosses a dead-centre window (5 steps)
+    train_ranker(model, make_batch, steps=7)  # crosses a dead-centre window (5 steps)
     b = make_batch(cfg, 32, seed=100, labels=False)
     out = model(b)
     assert out["logits"].shape == (32, len(cfg.tasks))
@@ -75,7 +65,7 @@ def test_tower_fusion_reaches_only_the_enhanced_tasks(make_config, make_batch):
     model = build_ranker(cfg)
     assert model.ple_input_dim == DuiaRanker(make_config(variant="ple")).ple_input_dim
     assert model.ple.tower_extra_dim == cfg.enhancement_dim
-    _train(model, make_batch, steps=3)
+    train_ranker(model, make_batch, steps=3)
     model.eval()
     b = make_batch(cfg, 32, seed=5, labels=False)
     before = model(b)["logits"]
@@ -94,7 +84,7 @@ def test_upbe_affinity_feeds_the_cosines_of_user_and_item_clusters(make_config, 
     model = build_ranker(cfg)
     m = cfg.memory_dim
     assert model.duia_proj.in_features == (2 * m + 1) + (m + 1) + 2
-    _train(model, make_batch, steps=3)  # UPBE slots written
+    train_ranker(model, make_batch, steps=3)  # UPBE slots written
     model.eval()
     seen = {}
     model.duia_proj.register_forward_hook(lambda mod, args, out: seen.update(x=args[0]))
@@ -111,7 +101,7 @@ def test_upbe_affinity_feeds_the_cosines_of_user_and_item_clusters(make_config, 
 def test_enhanced_segments_leave_other_rows_without_the_memories(make_config, make_batch):
     cfg = make_config(variant="ple+duia", enhanced_segments=["low"])
     model = build_ranker(cfg)
-    _train(model, make_batch, steps=3)
+    train_ranker(model, make_batch, steps=3)
     model.eval()
     b = make_batch(cfg, 64, seed=11, labels=False)
     low = b["segment"] == SEGMENT_INDEX["low"]
@@ -139,8 +129,8 @@ def test_residual_fusion_trains_its_base_exactly_as_plain_ple(make_config, make_
     b = make_batch(cfg, 32, seed=21, labels=False)
     # The head's last layer starts at zero: an untrained model serves the base's scores.
     torch.testing.assert_close(model.predict(b), plain.predict(b), rtol=0, atol=0)
-    _train(plain, make_batch, steps=4)
-    _train(model, make_batch, steps=4)
+    train_ranker(plain, make_batch, steps=4)
+    train_ranker(model, make_batch, steps=4)
     for name, value in plain.state_dict().items():  # the memories did not move the base
         torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0, msg=name)
     out = model.eval()(b)
@@ -161,7 +151,7 @@ def test_residual_fusion_reaches_only_enhanced_segments_and_tasks(make_config, m
         enhanced_tasks=["click"],
     )
     model = build_ranker(cfg)
-    _train(model, make_batch, steps=4)
+    train_ranker(model, make_batch, steps=4)
     model.eval()
     b = make_batch(cfg, 64, seed=12, labels=False)
     low = b["segment"] == SEGMENT_INDEX["low"]
@@ -200,7 +190,7 @@ def test_config_rejects_enhanced_tasks_it_cannot_honour():
 def test_clustering_loss_leaves_main_model_gradients_untouched(make_config, make_batch):
     cfg = make_config(variant="ple+duia")
     model = build_ranker(cfg)
-    _train(model, make_batch, steps=3)  # memories initialised, UPBE slots written
+    train_ranker(model, make_batch, steps=3)  # memories initialised, UPBE slots written
     model.eval()  # no bookkeeping between the passes: both see the same memories
     b = make_batch(cfg, 64, seed=7)
     centre_ids = {id(p) for p in model.centre_parameters()}
@@ -228,8 +218,8 @@ def test_same_seed_same_model_same_training(make_config, make_batch):
     a, b = build_ranker(cfg), build_ranker(cfg)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
-    _train(a, make_batch, steps=6)
-    _train(b, make_batch, steps=6)
+    train_ranker(a, make_batch, steps=6)
+    train_ranker(b, make_batch, steps=6)
     batch = make_batch(cfg, 40, seed=50)
     assert torch.equal(a.predict(batch), b.predict(batch))
     other = build_ranker(ModelConfig(**{**cfg.to_dict(), "seed": 1}))
@@ -268,7 +258,7 @@ def test_saved_memory_loads_into_a_new_model_with_identical_outputs(
 ):
     cfg = make_config(variant="ple+duia")
     trained = build_ranker(cfg)
-    _train(trained, make_batch, steps=6)
+    train_ranker(trained, make_batch, steps=6)
     path = tmp_path / "memory.safetensors"
     trained.save_memory(path)
 

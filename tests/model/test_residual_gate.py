@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from conftest import train_ranker
 
 from duia_spark.data.schema import SEGMENT_INDEX
 from duia_spark.model.ranker import build_ranker
@@ -14,16 +16,8 @@ from duia_spark.training.residual_gate import (
 
 
 def _trained_residual_model(make_config, make_batch):
-    cfg = make_config(variant="ple+duia", enhancement_fusion="residual")
-    model = build_ranker(cfg)
-    opt = model.build_optimizer(1e-2)
-    model.train()
-    for step in range(4):
-        b = make_batch(cfg, 48, seed=step)
-        total, _ = model.loss(b, model(b))
-        opt.zero_grad()
-        total.backward()
-        opt.step()
+    model = build_ranker(make_config(variant="ple+duia", enhancement_fusion="residual"))
+    train_ranker(model, make_batch)
     return model.eval()
 
 
@@ -54,6 +48,9 @@ def test_the_head_is_switched_off_where_the_base_alone_validates_better(make_con
     assert torch.all(out["residual"][~low] == 0)  # mid and high: the base ranker's score
     assert torch.all(out["residual"][low] != 0)
     torch.testing.assert_close(out["logits"][~low], out["base_logits"][~low], rtol=0, atol=0)
+    del b["segment"]
+    with pytest.raises(ValueError, match="batch\\['segment'\\] is needed"):
+        model(b)
 
 
 def test_the_gate_is_saved_with_the_weights_and_older_weights_serve_every_segment(
