@@ -190,6 +190,10 @@ class TrainConfig:
     # One validation day moves the selection metric by a few thousandths from seed to seed:
     # a smaller lead is noise (docs/quality.md). The same scale as the guard's tolerance.
     residual_gate_margin: float = 0.002
+    # ... and its users' loss on the selection metric's tasks must be lower with the head
+    # at p < `residual_gate_alpha` (one-sided Wilcoxon signed-rank test over the segment's
+    # users on D). 1.0 = no test (the margin alone decides).
+    residual_gate_alpha: float = 0.05
     cold_start: bool = False
     warm_start_weights: bool = False
 
@@ -197,6 +201,11 @@ class TrainConfig:
         if self.residual_gate_margin < 0:
             raise ConfigError(
                 f"train.residual_gate_margin: expected a number >= 0, got {self.residual_gate_margin}"
+            )
+        if not 0 < self.residual_gate_alpha <= 1:
+            raise ConfigError(
+                f"train.residual_gate_alpha: expected a p-value threshold in (0, 1] "
+                f"(1 = no test), got {self.residual_gate_alpha}"
             )
         if self.memory_epochs < 0:
             raise ConfigError(

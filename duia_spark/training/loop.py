@@ -28,7 +28,7 @@ from duia_spark.config import TrainConfig
 from duia_spark.model.config import ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 from duia_spark.training.dataset import to_batch
-from duia_spark.training.metrics import ranking_report, selection_value
+from duia_spark.training.metrics import ScoredRows, selection_value
 from duia_spark.training.residual_gate import (
     base_ranker_only,
     gate_residual_head,
@@ -137,8 +137,9 @@ def open_loader(data, rank: int, world: int, batch_size: int, seed: int, num_epo
     )
 
 
-def evaluate_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, device) -> dict:
-    """Predict the whole validation set (one reader, no sharding) and score it."""
+def predict_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, device):
+    """Predict the whole validation set (one reader, no sharding) -> ScoredRows, or None
+    when it holds no row."""
     users, segments, labels, known, scores = [], [], [], [], []
     with open_loader(data, 0, 1, batch_size, seed=0, num_epochs=1) as loader:
         for cols in loader:
@@ -149,15 +150,20 @@ def evaluate_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, de
             labels.append(np.nan_to_num(batch["labels"].cpu().numpy()))
             known.append(~np.isnan(batch["labels"].cpu().numpy()))
     if not scores:
-        return {}
-    return ranking_report(
-        cfg.tasks,
+        return None
+    return ScoredRows(
         np.concatenate(users),
         np.concatenate(segments),
         np.concatenate(labels),
         np.concatenate(scores),
         np.concatenate(known),
     )
+
+
+def evaluate_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, device) -> dict:
+    """Predict the whole validation set and score it (a ranking report; {} if empty)."""
+    rows = predict_rows(model, data, cfg, batch_size, device)
+    return rows.report(cfg.tasks) if rows is not None else {}
 
 
 def _save_checkpoint(path: Path, model, optimizer, epoch: int, state: dict) -> None:
@@ -352,19 +358,19 @@ def train_rank(job: TrainJob) -> None:
             model.load_state_dict(best_state)
         gate, served = {}, {}
         if model.residual is not None and tc.residual_gate:
-            gate = gate_residual_head(
+            gate, served = gate_residual_head(
                 model,
-                lambda: evaluate_rows(model, job.val_data, cfg, tc.batch_size, device),
+                lambda: predict_rows(model, job.val_data, cfg, tc.batch_size, device),
                 tc.selection_metric,
                 tc.residual_gate_margin,
+                tc.residual_gate_alpha,
             )
-            # What the model now serves on D (the epochs recorded the base ranker's).
-            served = evaluate_rows(model, job.val_data, cfg, tc.batch_size, device)
             kept = served_segments(gate)
             print(
                 f"[train] residual gate: the head serves {', '.join(kept) or 'no segment'}"
-                f" (it beat the base ranker there on the validation day); other segments"
-                f" get the base ranker's score",
+                f" (it beat the base ranker there on the validation day, by more than"
+                f" {tc.residual_gate_margin} and over users at p < {tc.residual_gate_alpha});"
+                f" other segments get the base ranker's score",
                 flush=True,
             )
         _write_results(Path(job.out_dir), model, history, stopped_early, gate, served)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from duia_spark.data.schema import SEGMENTS
@@ -51,6 +53,23 @@ def selection_value(record: dict[str, float], metric: str) -> float:
                 )
     values = [record.get(key, float("nan")) for key in keys]
     return float(np.mean(values)) if not any(np.isnan(v) for v in values) else float("nan")
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """One model's predictions for a set of labelled rows: `users`, `segments` [N];
+    `labels`, `scores`, `known` [N, T] (known: the row's label for that task exists)."""
+
+    users: np.ndarray
+    segments: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    known: np.ndarray
+
+    def report(self, tasks: list[str]) -> dict[str, float]:
+        return ranking_report(
+            tasks, self.users, self.segments, self.labels, self.scores, self.known
+        )
 
 
 def ranking_report(

@@ -7,7 +7,11 @@ selection metric is read per activity segment (`auc/click/all` → `auc/click/lo
 While training, epochs are validated on the base ranker alone (`base_ranker_only`), so
 the base keeps the epoch variant "ple" keeps and the head is judged only here.
 A segment keeps the head's correction only when it scores higher with it (by more than
-`train.residual_gate_margin`); elsewhere the head is switched off (`segment_on`, saved
+`train.residual_gate_margin`) and the head lowers its users' loss on the selection
+metric's tasks beyond chance (`train.residual_gate_alpha`: a one-sided Wilcoxon
+signed-rank test over the segment's users, each user's mean loss without the head minus
+with it), so a lead that one day's noise could give, or that a few users carry, is not
+served; elsewhere the head is switched off (`segment_on`, saved
 with the weights) and the segment is served the base ranker's score. Where the memories
 hold nothing the ranker's own inputs lack, the model then serves what "ple" serves.
 """
@@ -18,10 +22,13 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
+from scipy import stats
 
 from duia_spark.model.config import SEGMENT_IDS
 from duia_spark.model.ranker import DuiaRanker
-from duia_spark.training.metrics import selection_value
+from duia_spark.training.metrics import ScoredRows, selection_value
+
+_EPS = 1e-7
 
 
 def metric_for_segment(metric: str, segment: str) -> str:
@@ -49,27 +56,94 @@ def served_segments(gate: dict[str, float]) -> list[str]:
     return [s for s in SEGMENT_IDS if gate.get(f"residual_gate/{s}/kept")]
 
 
+def metric_tasks(metric: str) -> list[str]:
+    """`auc/click/all+gauc/long_view/all` → ['click', 'long_view']."""
+    tasks = [key.strip().split("/")[1] for key in metric.split("+")]
+    return list(dict.fromkeys(tasks))
+
+
+def row_losses(rows: ScoredRows, t: int, regression: bool) -> np.ndarray:
+    """[N] each row's loss on task t: log-loss for a binary task, squared error for a
+    regression (NaN where the label is unknown)."""
+    y, p = rows.labels[:, t].astype(np.float64), rows.scores[:, t].astype(np.float64)
+    if regression:
+        loss = (p - y) ** 2
+    else:
+        p = np.clip(p, _EPS, 1 - _EPS)
+        loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return np.where(rows.known[:, t], loss, np.nan)
+
+
+def user_gain_p_value(
+    base: ScoredRows, head: ScoredRows, mask: np.ndarray, tasks: list[int], regression: list[bool]
+) -> tuple[float, int]:
+    """One-sided Wilcoxon signed-rank test over users that the head lowers the loss: per
+    user (rows in `mask`), the mean over rows and `tasks` of base loss minus head loss.
+    -> (p, users tested); p = 1.0 when fewer than two users' losses differ."""
+    gains = [row_losses(base, t, regression[t]) - row_losses(head, t, regression[t]) for t in tasks]
+    gain = np.stack(gains, axis=1)[mask]
+    labelled = ~np.all(np.isnan(gain), axis=1)
+    row_gain = np.nanmean(gain[labelled], axis=1)
+    users = base.users[mask][labelled]
+    if users.size == 0:
+        return 1.0, 0
+    ids, inverse = np.unique(users, return_inverse=True)
+    per_user = np.bincount(inverse, weights=row_gain) / np.bincount(inverse)
+    if np.count_nonzero(per_user) < 2:
+        return 1.0, int(ids.size)
+    test = stats.wilcoxon(per_user, alternative="greater", zero_method="wilcox")
+    return float(test.pvalue), int(ids.size)
+
+
 def gate_residual_head(
-    model: DuiaRanker, evaluate: Callable[[], dict], metric: str, margin: float = 0.0
-) -> dict[str, float]:
+    model: DuiaRanker,
+    predict: Callable[[], ScoredRows | None],
+    metric: str,
+    margin: float = 0.0,
+    alpha: float = 1.0,
+) -> tuple[dict[str, float], dict[str, float]]:
     """Switch the residual head off in the segments where it does not beat the base on
-    `evaluate()` (the validation day's ranking report). -> per segment: the metric with
-    the head, without it, and whether the head was kept (1.0) or not (0.0)."""
+    `predict()` (the validation day's rows): its selection metric must be higher by more
+    than `margin` and its users' loss lower at p < `alpha` (1.0: no test). -> (per
+    segment: the metric with the head and without it, the test's p and users, whether
+    the head was kept (1.0) or not (0.0); the ranking report of what is now served)."""
     if model.residual is None:
         raise ValueError("the residual gate needs model.enhancement_fusion: residual")
     on = model.residual.segment_on
     before = on.detach().clone()
-    with_head = evaluate()
+    tasks = model.cfg.tasks
+    with_head = predict()
     with base_ranker_only(model):
-        base_only = evaluate()
+        base_only = predict()
     record: dict[str, float] = {}
+    if with_head is None or base_only is None:
+        on.zero_()
+        return record, {}
+    head_report, base_report = with_head.report(tasks), base_only.report(tasks)
+    test_tasks = [tasks.index(t) for t in metric_tasks(metric) if t in tasks]
     for name, idx in SEGMENT_IDS.items():
         key = metric_for_segment(metric, name)
-        head, base = selection_value(with_head, key), selection_value(base_only, key)
+        head, base = selection_value(head_report, key), selection_value(base_report, key)
+        in_segment = base_only.segments == idx
+        p, n_users = user_gain_p_value(
+            base_only, with_head, in_segment, test_tasks, list(model.regression)
+        )
         kept = bool(before[idx]) and not np.isnan(head) and not np.isnan(base)
-        kept = kept and head > base + margin
+        kept = kept and head > base + margin and (alpha >= 1.0 or p < alpha)
         on[idx] = 1.0 if kept else 0.0
         record[f"residual_gate/{name}/with_head"] = head
         record[f"residual_gate/{name}/base"] = base
+        record[f"residual_gate/{name}/p_users"] = p
+        record[f"residual_gate/{name}/users"] = float(n_users)
         record[f"residual_gate/{name}/kept"] = float(kept)
-    return record
+    # Served now: the head's scores where it is on, the base's elsewhere (what the
+    # gated model computes, without a third pass over the day).
+    served_on = on.detach().cpu().numpy()[base_only.segments].astype(bool)
+    served = ScoredRows(
+        base_only.users,
+        base_only.segments,
+        base_only.labels,
+        np.where(served_on[:, None], with_head.scores, base_only.scores),
+        base_only.known,
+    )
+    return record, served.report(tasks)

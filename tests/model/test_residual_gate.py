@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import train_ranker
 
 from duia_spark.data.schema import SEGMENT_INDEX
 from duia_spark.model.ranker import build_ranker
+from duia_spark.training.metrics import ScoredRows
 from duia_spark.training.residual_gate import (
     base_ranker_only,
     gate_residual_head,
     metric_for_segment,
+    metric_tasks,
+    user_gain_p_value,
 )
+
+USERS_PER_SEGMENT, ROWS_PER_USER = 60, 6
+
+
+def _validation_day(n_tasks: int, seed: int = 0):
+    """60 users per segment, 6 labelled rows each; the base scores 0.5 + noise."""
+    rng = np.random.default_rng(seed)
+    n = 3 * USERS_PER_SEGMENT * ROWS_PER_USER
+    users = np.repeat(np.arange(3 * USERS_PER_SEGMENT), ROWS_PER_USER)
+    segments = users // USERS_PER_SEGMENT
+    labels = (rng.random((n, n_tasks)) < 0.4).astype(np.float64)
+    base = np.clip(0.5 + 0.2 * rng.standard_normal((n, n_tasks)), 0.01, 0.99)
+    return users, segments, labels, base
+
+
+def _rows(users, segments, labels, scores) -> ScoredRows:
+    return ScoredRows(users, segments, labels, scores, np.ones_like(labels, dtype=bool))
+
+
+def _predict_for(model, base_rows: ScoredRows, head_rows: ScoredRows):
+    """predict() of the gate: the head's rows while the model serves its head."""
+    return lambda: head_rows if model.residual_served else base_rows
 
 
 def _trained_residual_model(make_config, make_batch):
@@ -27,20 +53,37 @@ def test_a_per_segment_metric_is_read_from_the_selection_metric():
     )
 
 
+def test_the_tasks_of_a_selection_metric_are_read_once_each():
+    assert metric_tasks("auc/click/all+gauc/click/all+auc/like/all") == ["click", "like"]
+
+
 def test_the_head_is_switched_off_where_the_base_alone_validates_better(make_config, make_batch):
     model = _trained_residual_model(make_config, make_batch)
+    users, segments, labels, base = _validation_day(len(model.cfg.tasks))
+    toward = np.where(labels == 1, 1.0, -1.0) * 0.15  # towards each row's label
+    head = base.copy()
+    head[segments == 0] += toward[segments == 0]  # low: better for every user
+    head[segments == 1] -= toward[segments == 1]  # mid: worse
+    head = np.clip(head, 0.01, 0.99)  # high: unchanged
+    base_rows, head_rows = (
+        _rows(users, segments, labels, base),
+        _rows(users, segments, labels, head),
+    )
 
-    def evaluate():  # with the head, low improves, mid gets worse, high is unchanged
-        on = model.residual_served
-        return {
-            "auc/click/low": 0.70 if on else 0.68,
-            "auc/click/mid": 0.66 if on else 0.67,
-            "auc/click/high": 0.71,
-        }
-
-    gate = gate_residual_head(model, evaluate, "auc/click/all")
+    gate, served = gate_residual_head(
+        model, _predict_for(model, base_rows, head_rows), "auc/click/all", 0.002, 0.05
+    )
     assert [gate[f"residual_gate/{s}/kept"] for s in ("low", "mid", "high")] == [1.0, 0.0, 0.0]
-    assert gate["residual_gate/low/with_head"] == 0.70 and gate["residual_gate/low/base"] == 0.68
+    assert gate["residual_gate/low/with_head"] > gate["residual_gate/low/base"] + 0.002
+    assert gate["residual_gate/low/p_users"] < 0.001
+    assert gate["residual_gate/low/users"] == USERS_PER_SEGMENT
+    assert gate["residual_gate/mid/p_users"] > 0.5
+    # What is served: the head's scores for low users, the base's elsewhere.
+    expected = np.where((segments == 0)[:, None], head, base)
+    assert served == pytest.approx(
+        _rows(users, segments, labels, expected).report(model.cfg.tasks), nan_ok=True
+    )
+
     b = make_batch(model.cfg, 96, seed=7, labels=False)
     out = model(b)
     low = b["segment"] == SEGMENT_INDEX["low"]
@@ -53,13 +96,52 @@ def test_the_head_is_switched_off_where_the_base_alone_validates_better(make_con
         model(b)
 
 
+def test_a_lead_that_a_few_users_carry_does_not_pass_the_test_over_users(make_config, make_batch):
+    model = _trained_residual_model(make_config, make_batch)
+    users, segments, labels, base = _validation_day(len(model.cfg.tasks), seed=1)
+    head = base.copy()
+    few = (segments == 0) & (users < 6)  # 6 of the 60 low-active users: ranked perfectly
+    head[few] = np.where(labels[few] == 1, 0.99, 0.01)
+    rest = (segments == 0) & ~few  # the other 54: a little worse
+    head[rest] -= np.where(labels[rest] == 1, 1.0, -1.0) * 0.01
+    base_rows, head_rows = (
+        _rows(users, segments, labels, base),
+        _rows(users, segments, labels, head),
+    )
+    predict = _predict_for(model, base_rows, head_rows)
+
+    gate, _ = gate_residual_head(model, predict, "auc/click/all", 0.002, 0.05)
+    assert gate["residual_gate/low/with_head"] > gate["residual_gate/low/base"] + 0.002
+    assert gate["residual_gate/low/p_users"] > 0.05
+    assert gate["residual_gate/low/kept"] == 0.0
+    model.residual.segment_on.fill_(1.0)
+    gate, _ = gate_residual_head(model, predict, "auc/click/all", 0.002, 1.0)  # no test
+    assert gate["residual_gate/low/kept"] == 1.0
+
+
+def test_the_test_over_users_weighs_each_user_once_and_skips_unlabelled_rows():
+    users = np.array([1, 1, 1, 2, 3, 4])
+    labels = np.array([[1.0], [0.0], [1.0], [0.0], [1.0], [0.0]])
+    known = np.array([[True], [True], [True], [True], [True], [False]])
+    base = ScoredRows(users, np.zeros(6, dtype=int), labels, np.full((6, 1), 0.5), known)
+    better = np.array([[0.9], [0.1], [0.9], [0.4], [0.6], [0.5]])
+    head = ScoredRows(users, np.zeros(6, dtype=int), labels, better, known)
+    p, n_users = user_gain_p_value(base, head, np.ones(6, dtype=bool), [0], [False])
+    assert n_users == 3  # user 4's only row has no label
+    assert 0 < p <= 0.125 + 1e-9  # 3 users all gain: the smallest one-sided p with n = 3
+    p_worse, _ = user_gain_p_value(head, base, np.ones(6, dtype=bool), [0], [False])
+    assert p_worse == 1.0
+
+
 def test_the_gate_is_saved_with_the_weights_and_older_weights_serve_every_segment(
     make_config, make_batch
 ):
     model = _trained_residual_model(make_config, make_batch)
-    report = {"auc/click/low": 0.5, "auc/click/mid": 0.5, "auc/click/high": float("nan")}
-    gate_residual_head(model, lambda: report, "auc/click/all")
-    assert model.residual.segment_on.sum() == 0  # a tie, or no rows of a segment on D: off
+    users, segments, labels, base = _validation_day(len(model.cfg.tasks))
+    rows = _rows(users, segments, labels, base)
+    gate, _ = gate_residual_head(model, lambda: rows, "auc/click/all")
+    assert model.residual.segment_on.sum() == 0  # a tie: off
+    assert gate["residual_gate/low/p_users"] == 1.0  # no user's loss differs
     state = model.state_dict()
     again = build_ranker(model.cfg)
     again.load_weights(state)
@@ -67,6 +149,12 @@ def test_the_gate_is_saved_with_the_weights_and_older_weights_serve_every_segmen
     older = {k: v for k, v in state.items() if k != "residual.segment_on"}
     again.load_weights(older)
     assert torch.equal(again.residual.segment_on, torch.ones(3))
+
+
+def test_a_validation_day_without_rows_switches_the_head_off(make_config, make_batch):
+    model = _trained_residual_model(make_config, make_batch)
+    gate, served = gate_residual_head(model, lambda: None, "auc/click/all")
+    assert model.residual.segment_on.sum() == 0 and gate == {} and served == {}
 
 
 def test_within_base_ranker_only_the_model_serves_its_base_and_the_head_returns_after(
