@@ -74,6 +74,7 @@ DUIA_ONLY_SETTINGS = (
     "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
     "upbe_affinity", "enhanced_segments", "enhancement_dropout", "memory_epochs",
     "cluster_outcomes", "cluster_outcome_prior", "cluster_outcome_half_life",
+    "residual_gate", "residual_gate_margin", "residual_gate_alpha",
 )  # fmt: skip
 # Knobs added after runs were first cached: at their ModelConfig default they are left
 # out of a run's fingerprint, so the runs trained before the knob existed (which had
