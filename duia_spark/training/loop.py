@@ -366,11 +366,17 @@ def train_rank(job: TrainJob) -> None:
                 tc.residual_gate_alpha,
             )
             kept = served_segments(gate)
+            rule = (
+                f"beat the base ranker on the validation day by more than "
+                f"{tc.residual_gate_margin} with its users' loss lower at p < "
+                f"{tc.residual_gate_alpha}"
+            )
             print(
-                f"[train] residual gate: the head serves {', '.join(kept) or 'no segment'}"
-                f" (it beat the base ranker there on the validation day, by more than"
-                f" {tc.residual_gate_margin} and over users at p < {tc.residual_gate_alpha});"
-                f" other segments get the base ranker's score",
+                f"[train] residual gate: the head serves {', '.join(kept)} (it {rule} there);"
+                f" other segments get the base ranker's score"
+                if kept
+                else f"[train] residual gate: the head serves no segment (it did not {rule}"
+                f" in any); every row gets the base ranker's score",
                 flush=True,
             )
         _write_results(Path(job.out_dir), model, history, stopped_early, gate, served)
