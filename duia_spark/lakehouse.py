@@ -7,11 +7,14 @@ table as it was, and re-writing a partition replaces it instead of appending.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import MapType, StructType
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
 from duia_spark.config import Config
 
@@ -28,14 +31,41 @@ def _sql_literal(value: object) -> str:
     return str(value)
 
 
+def _comparable(df: DataFrame, field: StructField) -> Column:
+    """A column Spark can compare: a map (no equality in Spark) becomes the JSON of its
+    entries sorted by key, so two maps holding the same pairs compare equal."""
+    if isinstance(field.dataType, MapType):
+        return F.to_json(F.array_sort(F.map_entries(df[field.name])))
+    return df[field.name]
+
+
+def _has_map_inside(tp: DataType) -> bool:
+    if isinstance(tp, MapType):
+        return True
+    if isinstance(tp, ArrayType):
+        return _has_map_inside(tp.elementType)
+    if isinstance(tp, StructType):
+        return any(_has_map_inside(f.dataType) for f in tp.fields)
+    return False
+
+
 def changed_rows(source: DataFrame, target: DataFrame) -> DataFrame | None:
     """The rows of `source` that are not already in `target` as they stand (compared
-    null-safely on every column), or None when they cannot be compared: the source
-    brings a column the target lacks, or a column of a type without equality (a map)."""
-    have = {f.name for f in target.schema.fields}
-    if any(f.name not in have or isinstance(f.dataType, MapType) for f in source.schema.fields):
-        return None
-    same = [source[f.name].eqNullSafe(target[f.name]) for f in source.schema.fields]
+    null-safely on every column; a map column by its entries), or None when they cannot
+    be compared: the source brings a column the target lacks, or a column holding a map
+    inside an array or a struct."""
+    have = {f.name: f for f in target.schema.fields}
+    for f in source.schema.fields:
+        if f.name not in have or isinstance(f.dataType, MapType) != isinstance(
+            have[f.name].dataType, MapType
+        ):
+            return None
+        if not isinstance(f.dataType, MapType) and _has_map_inside(f.dataType):
+            return None
+    same = [
+        _comparable(source, f).eqNullSafe(_comparable(target, have[f.name]))
+        for f in source.schema.fields
+    ]
     return source.join(target, same, "left_anti")
 
 
@@ -87,12 +117,20 @@ class Lakehouse:
         partition_col: str,
         values: Iterable[object],
         extra_predicate: str | None = None,
-    ) -> None:
+        summary: Sequence[Column] = (),
+    ) -> dict[str, Any]:
         """Atomically replace the given partitions with `df` (idempotent re-runs).
 
         Rows of `df` outside `values` make Delta refuse the whole write, so a bug can
-        never spill into a neighbouring date.
+        never spill into a neighbouring date. `summary`: named aggregates of the rows
+        written (`F.count(F.lit(1)).alias("rows")`, ...), gathered while writing them
+        (Spark's observed metrics), so a stage's report costs no second read of what
+        it wrote. -> their values by name ({} without a summary).
         """
+        observation = None
+        if summary:
+            observation = Observation(f"{table}-{uuid.uuid4().hex[:12]}")
+            df = df.observe(observation, *summary)
         values = sorted(set(values))
         if not values:
             raise ValueError(f"replace_partitions({table}): no partition values given")
@@ -107,6 +145,7 @@ class Lakehouse:
             .partitionBy(partition_col)
             .save(self.path(table))
         )
+        return dict(observation.get) if observation is not None else {}
 
     def overwrite(self, df: DataFrame, table: str) -> None:
         """Replace a whole (small, unpartitioned) table in one transaction."""

@@ -145,8 +145,19 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print(f"[ingest] adding up to {per_rating} unrated exposure(s) per rating (click 0)")
     dates = sorted({r["drop_date"] for r in stats if r["drop_date"] is not None})
     event_dates = sorted({r["drop_date"] for r in stats if r["reason"] is None and r["drop_date"]})
+    counts = {"all": 0, "unrated": 0}
     if event_dates:
-        lake.replace_partitions(landed, "events", "event_date", event_dates)
+        # Counted while writing (no second read of the landed days).
+        counts = lake.replace_partitions(
+            landed,
+            "events",
+            "event_date",
+            event_dates,
+            summary=[
+                F.count(F.lit(1)).alias("all"),
+                F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias("unrated"),
+            ],
+        )
     rejected_here = f"source = '{args.source}'"
     if _rejected_rows_change(lake, stats, dates, rejected_here):
         if all(r["reason"] is None for r in stats):
@@ -156,18 +167,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
     if drop.items is not None:
         lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
-    n_landed, n_unrated = 0, 0
-    if event_dates:
-        counts = (
-            lake.read("events")
-            .where(F.col("event_date").isin(event_dates))
-            .agg(
-                F.count(F.lit(1)).alias("all"),
-                F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias("unrated"),
-            )
-            .first()
-        )
-        n_landed, n_unrated = counts["all"] - counts["unrated"], counts["unrated"]
+    n_landed, n_unrated = counts["all"] - counts["unrated"], counts["unrated"]
     n_good = sum(r["count"] for r in stats if r["reason"] is None)
     rejected: dict[str, int] = {}
     for r in stats:

@@ -70,13 +70,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     else:
         # Reads the few days it adds and drops (partition-pruned), not the window.
         stats = advance_item_stats(prev, lake.read("events"), day, cfg.item_stats)
-    lake.replace_partitions(stats, "item_stats", "stats_date", [day])
     w = max(cfg.item_stats.windows_days)
-    s = (
-        lake.read("item_stats")
-        .where(F.col("stats_date") == F.lit(day))
-        .agg(F.count(F.lit(1)).alias("items"), F.sum(f"exposures_{w}d").alias("exp"))
-        .first()
+    s = lake.replace_partitions(  # the report is gathered while writing
+        stats,
+        "item_stats",
+        "stats_date",
+        [day],
+        summary=[F.count(F.lit(1)).alias("items"), F.sum(f"exposures_{w}d").alias("exp")],
     )
     print(
         f"[item-stats] {day} ({'recounted' if prev is None else 'advanced from the day before'}): "

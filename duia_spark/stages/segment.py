@@ -62,9 +62,14 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     else:
         # Reads the days it adds and drops and D itself (partition-pruned), not the window.
         activity = advance_user_activity(prev, lake.read("events"), day, cfg.activity)
-    lake.replace_partitions(activity, "user_activity", "activity_date", [day])
-    written = lake.read("user_activity").where(F.col("activity_date") == F.lit(day))
-    counts = {r["segment"]: r["count"] for r in written.groupBy("segment").count().collect()}
+    # The report is counted while writing (no second read of the partition).
+    counts = lake.replace_partitions(
+        activity,
+        "user_activity",
+        "activity_date",
+        [day],
+        summary=[F.count_if(F.col("segment") == s).alias(s) for s in SEGMENTS],
+    )
     total = sum(counts.values())
     print(
         f"[segment] {day} ({'recounted' if prev is None else 'advanced from the day before'}): "

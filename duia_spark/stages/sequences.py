@@ -51,14 +51,19 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         day_events = events.where(F.col("event_date") == F.lit(prev_day))
         snapshot = advance_user_sequences(prev, day_events, day, cfg.sequences)
         mode = f"incremental from {prev_day}"
-    lake.replace_partitions(snapshot, "user_sequences", "as_of_date", [day])
-    written = lake.read("user_sequences").where(F.col("as_of_date") == F.lit(day))
-    s = written.agg(
-        F.count(F.lit(1)).alias("users"),
-        F.avg(F.size("exposures")).alias("exp"),
-        F.avg(F.size("positives")).alias("pos"),
-        F.avg(F.size("negatives")).alias("neg"),
-    ).first()
+    # The report is gathered while writing (no second read of the snapshot).
+    s = lake.replace_partitions(
+        snapshot,
+        "user_sequences",
+        "as_of_date",
+        [day],
+        summary=[
+            F.count(F.lit(1)).alias("users"),
+            F.avg(F.size("exposures")).alias("exp"),
+            F.avg(F.size("positives")).alias("pos"),
+            F.avg(F.size("negatives")).alias("neg"),
+        ],
+    )
     print(
         f"[sequences] {day} ({mode}): {s['users']:,d} users, mean lengths "
         f"exposures {s['exp'] or 0:.1f} / positives {s['pos'] or 0:.1f} / negatives {s['neg'] or 0:.1f}"

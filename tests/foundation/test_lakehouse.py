@@ -80,6 +80,23 @@ def test_an_upsert_rewrites_only_the_rows_that_changed(spark, lake):
     assert rows == [("u1", 11, "F"), ("u2", 5, None), ("u3", 1, "M")]
 
 
+def test_an_upsert_compares_a_map_column_by_its_entries(spark, lake):
+    schema = "user_id string, attributes map<string,string>"
+
+    def upsert(rows):
+        lake.upsert(spark.createDataFrame(rows, schema), "user_profiles", ["user_id"])
+
+    upsert([("u1", {"a": "1", "b": "2"}), ("u2", None), ("u3", {})])
+    before = lake.version("user_profiles")
+    upsert([("u1", {"b": "2", "a": "1"}), ("u2", None), ("u3", {})])  # same pairs
+    assert lake.version("user_profiles") == before  # nothing changed: no commit
+    upsert([("u1", {"a": "1", "b": "3"}), ("u2", None), ("u3", {})])
+    changed = _merge_metrics(spark, lake, "user_profiles")
+    assert changed["numSourceRows"] == 1 and changed["numTargetRowsUpdated"] == 1
+    got = {r["user_id"]: r["attributes"] for r in lake.read("user_profiles").collect()}
+    assert got == {"u1": {"a": "1", "b": "3"}, "u2": None, "u3": {}}
+
+
 def test_an_upsert_with_a_new_column_updates_every_match(spark, lake):
     lake.upsert(
         spark.createDataFrame([("u1", 10)], "user_id string, register_days int"),
