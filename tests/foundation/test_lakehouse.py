@@ -25,6 +25,23 @@ def test_replacing_a_partition_twice_does_not_duplicate_and_spares_other_dates(s
     assert rows == [("a", D1), ("b", D2), ("c", D1)]
 
 
+def test_a_partition_write_reports_the_summary_of_the_rows_it_wrote(spark, lake):
+    rows = _frame(spark, [("a", D1), ("b", D1), ("a", D1)])
+    summary = [
+        F.count(F.lit(1)).alias("rows"),
+        F.count_if(F.col("user_id") == "a").alias("a_rows"),
+    ]
+    got = lake.replace_partitions(rows, "events", "event_date", [D1], summary=summary)
+    assert got == {"rows": 3, "a_rows": 2}
+    empty = rows.where(F.lit(False))
+    assert lake.replace_partitions(empty, "events", "event_date", [D1], summary=summary) == {
+        "rows": 0,
+        "a_rows": 0,
+    }
+    assert lake.replace_partitions(rows, "events", "event_date", [D1]) == {}
+    assert lake.read("events").count() == 3
+
+
 def test_a_write_that_fails_midway_leaves_the_table_as_it_was(spark, lake):
     lake.replace_partitions(_frame(spark, [("a", D1)]), "events", "event_date", [D1])
     before = lake.version("events")
