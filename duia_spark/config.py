@@ -190,9 +190,9 @@ class TrainConfig:
     # One validation day moves the selection metric by a few thousandths from seed to seed:
     # a smaller lead is noise (docs/quality.md). The same scale as the guard's tolerance.
     residual_gate_margin: float = 0.002
-    # ... and its users' loss on the selection metric's tasks must be lower with the head
-    # at p < `residual_gate_alpha` (one-sided Wilcoxon signed-rank test over the segment's
-    # users on D). 1.0 = no test (the margin alone decides).
+    # ... and the head must rank the segment's users' rows better at p < `residual_gate_alpha`
+    # (one-sided Wilcoxon signed-rank test over the users of D of their per-user AUC with
+    # minus without the head, on the selection metric's binary tasks). 1.0 = no test.
     residual_gate_alpha: float = 0.05
     cold_start: bool = False
     warm_start_weights: bool = False

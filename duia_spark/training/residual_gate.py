@@ -7,11 +7,11 @@ selection metric is read per activity segment (`auc/click/all` → `auc/click/lo
 While training, epochs are validated on the base ranker alone (`base_ranker_only`), so
 the base keeps the epoch variant "ple" keeps and the head is judged only here.
 A segment keeps the head's correction only when it scores higher with it (by more than
-`train.residual_gate_margin`) and the head lowers its users' loss on the selection
-metric's tasks beyond chance (`train.residual_gate_alpha`: a one-sided Wilcoxon
-signed-rank test over the segment's users, each user's mean loss without the head minus
-with it), so a lead that one day's noise could give, or that a few users carry, is not
-served; elsewhere the head is switched off (`segment_on`, saved
+`train.residual_gate_margin`) and the head ranks its users' rows better beyond chance
+(`train.residual_gate_alpha`: a one-sided Wilcoxon signed-rank test over the segment's
+users of each user's AUC with the head minus without it, on the selection metric's
+binary tasks), so a lead that one day's noise could give, or that a few users carry, is
+not served; elsewhere the head is switched off (`segment_on`, saved
 with the weights) and the segment is served the base ranker's score. Where the memories
 hold nothing the ranker's own inputs lack, the model then serves what "ple" serves.
 """
@@ -26,9 +26,7 @@ from scipy import stats
 
 from duia_spark.model.config import SEGMENT_IDS
 from duia_spark.model.ranker import DuiaRanker
-from duia_spark.training.metrics import ScoredRows, selection_value
-
-_EPS = 1e-7
+from duia_spark.training.metrics import ScoredRows, auc, selection_value
 
 
 def metric_for_segment(metric: str, segment: str) -> str:
@@ -62,37 +60,39 @@ def metric_tasks(metric: str) -> list[str]:
     return list(dict.fromkeys(tasks))
 
 
-def row_losses(rows: ScoredRows, t: int, regression: bool) -> np.ndarray:
-    """[N] each row's loss on task t: log-loss for a binary task, squared error for a
-    regression (NaN where the label is unknown)."""
-    y, p = rows.labels[:, t].astype(np.float64), rows.scores[:, t].astype(np.float64)
-    if regression:
-        loss = (p - y) ** 2
-    else:
-        p = np.clip(p, _EPS, 1 - _EPS)
-        loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-    return np.where(rows.known[:, t], loss, np.nan)
+def _per_user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict:
+    """{user: AUC of their rows} for the users with both classes among them."""
+    order = np.argsort(users, kind="mergesort")
+    u, y, sc = users[order], labels[order], scores[order]
+    cuts = np.flatnonzero(u[1:] != u[:-1]) + 1
+    out = {}
+    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [u.size]]), strict=True):
+        value = auc(y[a:b], sc[a:b])
+        if not np.isnan(value):
+            out[u[a]] = value
+    return out
 
 
-def user_gain_p_value(
-    base: ScoredRows, head: ScoredRows, mask: np.ndarray, tasks: list[int], regression: list[bool]
+def user_ranking_gain_p_value(
+    base: ScoredRows, head: ScoredRows, mask: np.ndarray, tasks: list[int]
 ) -> tuple[float, int]:
-    """One-sided Wilcoxon signed-rank test over users that the head lowers the loss: per
-    user (rows in `mask`), the mean over rows and `tasks` of base loss minus head loss.
-    -> (p, users tested); p = 1.0 when fewer than two users' losses differ."""
-    gains = [row_losses(base, t, regression[t]) - row_losses(head, t, regression[t]) for t in tasks]
-    gain = np.stack(gains, axis=1)[mask]
-    labelled = ~np.all(np.isnan(gain), axis=1)
-    row_gain = np.nanmean(gain[labelled], axis=1)
-    users = base.users[mask][labelled]
-    if users.size == 0:
-        return 1.0, 0
-    ids, inverse = np.unique(users, return_inverse=True)
-    per_user = np.bincount(inverse, weights=row_gain) / np.bincount(inverse)
+    """One-sided Wilcoxon signed-rank test over users that the head ranks each user's
+    rows better: per user (rows in `mask`) with both classes of a task, their AUC with
+    the head minus without it, averaged over `tasks` (binary tasks). -> (p, users
+    tested); p = 1.0 when fewer than two users' AUCs differ."""
+    gains: dict = {}
+    for t in tasks:
+        rows = mask & base.known[:, t].astype(bool)
+        users, labels = base.users[rows], base.labels[rows, t]
+        with_head = _per_user_auc(users, labels, head.scores[rows, t])
+        without = _per_user_auc(users, labels, base.scores[rows, t])
+        for user, value in with_head.items():
+            gains.setdefault(user, []).append(value - without[user])
+    per_user = np.array([np.mean(g) for g in gains.values()], dtype=np.float64)
     if np.count_nonzero(per_user) < 2:
-        return 1.0, int(ids.size)
+        return 1.0, int(per_user.size)
     test = stats.wilcoxon(per_user, alternative="greater", zero_method="wilcox")
-    return float(test.pvalue), int(ids.size)
+    return float(test.pvalue), int(per_user.size)
 
 
 def gate_residual_head(
@@ -104,7 +104,7 @@ def gate_residual_head(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Switch the residual head off in the segments where it does not beat the base on
     `predict()` (the validation day's rows): its selection metric must be higher by more
-    than `margin` and its users' loss lower at p < `alpha` (1.0: no test). -> (per
+    than `margin` and its users' rows ranked better at p < `alpha` (1.0: no test). -> (per
     segment: the metric with the head and without it, the test's p and users, whether
     the head was kept (1.0) or not (0.0); the ranking report of what is now served)."""
     if model.residual is None:
@@ -120,14 +120,16 @@ def gate_residual_head(
         on.zero_()
         return record, {}
     head_report, base_report = with_head.report(tasks), base_only.report(tasks)
-    test_tasks = [tasks.index(t) for t in metric_tasks(metric) if t in tasks]
+    test_tasks = [
+        tasks.index(t)
+        for t in metric_tasks(metric)
+        if t in tasks and not model.regression[tasks.index(t)]
+    ]
     for name, idx in SEGMENT_IDS.items():
         key = metric_for_segment(metric, name)
         head, base = selection_value(head_report, key), selection_value(base_report, key)
         in_segment = base_only.segments == idx
-        p, n_users = user_gain_p_value(
-            base_only, with_head, in_segment, test_tasks, list(model.regression)
-        )
+        p, n_users = user_ranking_gain_p_value(base_only, with_head, in_segment, test_tasks)
         kept = bool(before[idx]) and not np.isnan(head) and not np.isnan(base)
         kept = kept and head > base + margin and (alpha >= 1.0 or p < alpha)
         on[idx] = 1.0 if kept else 0.0
