@@ -25,19 +25,27 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((pos_rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mean of per-user AUCs weighted by each user's exposures; users with one class skipped."""
+def per_user_auc(
+    users: np.ndarray, labels: np.ndarray, scores: np.ndarray
+) -> dict[object, tuple[float, int]]:
+    """{user: (AUC of their rows, their row count)} for the users with both classes."""
     users = np.asarray(users)
     order = np.argsort(users, kind="mergesort")
     u, y, s = users[order], np.asarray(labels)[order], np.asarray(scores)[order]
     cuts = np.flatnonzero(u[1:] != u[:-1]) + 1
-    total, weight = 0.0, 0.0
+    out = {}
     for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [u.size]]), strict=True):
         value = auc(y[a:b], s[a:b])
         if not np.isnan(value):
-            total += value * (b - a)
-            weight += b - a
-    return float(total / weight) if weight else float("nan")
+            out[u[a]] = (value, int(b - a))
+    return out
+
+
+def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean of per-user AUCs weighted by each user's exposures; users with one class skipped."""
+    per_user = per_user_auc(users, labels, scores).values()
+    weight = sum(n for _, n in per_user)
+    return float(sum(value * n for value, n in per_user) / weight) if weight else float("nan")
 
 
 def selection_value(record: dict[str, float], metric: str) -> float:

@@ -26,7 +26,7 @@ from scipy import stats
 
 from duia_spark.model.config import SEGMENT_IDS
 from duia_spark.model.ranker import DuiaRanker
-from duia_spark.training.metrics import ScoredRows, auc, selection_value
+from duia_spark.training.metrics import ScoredRows, per_user_auc, selection_value
 
 
 def metric_for_segment(metric: str, segment: str) -> str:
@@ -60,19 +60,6 @@ def metric_tasks(metric: str) -> list[str]:
     return list(dict.fromkeys(tasks))
 
 
-def _per_user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict:
-    """{user: AUC of their rows} for the users with both classes among them."""
-    order = np.argsort(users, kind="mergesort")
-    u, y, sc = users[order], labels[order], scores[order]
-    cuts = np.flatnonzero(u[1:] != u[:-1]) + 1
-    out = {}
-    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [u.size]]), strict=True):
-        value = auc(y[a:b], sc[a:b])
-        if not np.isnan(value):
-            out[u[a]] = value
-    return out
-
-
 def user_ranking_gain_p_value(
     base: ScoredRows, head: ScoredRows, mask: np.ndarray, tasks: list[int]
 ) -> tuple[float, int]:
@@ -84,10 +71,10 @@ def user_ranking_gain_p_value(
     for t in tasks:
         rows = mask & base.known[:, t].astype(bool)
         users, labels = base.users[rows], base.labels[rows, t]
-        with_head = _per_user_auc(users, labels, head.scores[rows, t])
-        without = _per_user_auc(users, labels, base.scores[rows, t])
-        for user, value in with_head.items():
-            gains.setdefault(user, []).append(value - without[user])
+        with_head = per_user_auc(users, labels, head.scores[rows, t])
+        without = per_user_auc(users, labels, base.scores[rows, t])
+        for user, (value, _) in with_head.items():
+            gains.setdefault(user, []).append(value - without[user][0])
     per_user = np.array([np.mean(g) for g in gains.values()], dtype=np.float64)
     if np.count_nonzero(per_user) < 2:
         return 1.0, int(per_user.size)
