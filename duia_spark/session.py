@@ -106,6 +106,12 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         # spilled 1.56 GB to memory and 338 MB to disk with it, 139 MB / 54 MB without,
         # in the same time. Past 4 dates in one task the writer sorts the rest.
         .config("spark.sql.maxConcurrentOutputFileWriters", "4")
+        # The JVM never JIT-compiles a method of more than 8,000 bytes of bytecode; Spark
+        # only gives up whole-stage code generation past 65,535. A wide projection in
+        # between (gold.samples' assembly: about 50 columns of arrays and casts) ran
+        # interpreted: at 64x its write took 38-44 s, 16-21 s with this limit (the stage
+        # then runs operator by operator, each compiled). spark.extra can raise it again.
+        .config("spark.sql.codegen.hugeMethodLimit", "8000")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{LOG4J_CONF}")
