@@ -14,7 +14,6 @@ trainer can mask the task's loss for rows whose source lacks that signal
 from __future__ import annotations
 
 import datetime as dt
-from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -23,7 +22,11 @@ from pyspark.sql import types as T
 from duia_spark.config import FeaturesConfig, ItemStatsConfig, SequenceConfig
 from duia_spark.data.schema import SEGMENT_INDEX, SIGNALS
 from duia_spark.data.sequences import LISTS
-from duia_spark.data.vocabulary import index_lookup, vocabulary_candidates
+from duia_spark.data.vocabulary import (
+    index_lookup,
+    vocabulary_candidates,
+    vocabulary_candidates_by_column,
+)
 
 # user_dense, in this order (all float32):
 USER_DENSE_FEATURES: tuple[str, ...] = (
@@ -137,12 +140,18 @@ def sample_vocabulary_candidates(
     every_list = F.concat(*[F.col(f"{name}.item_id") for name in LISTS])
     seq_items = seq.select(F.explode(every_list).alias("item_id"))
     items = seq_items.unionByName(day_events.select("item_id")).distinct()
-    parts = [vocabulary_candidates("user", users), vocabulary_candidates("item", items)]
-    if item_features is not None:
-        feats = item_features.join(items, "item_id", "left_semi")
-        parts.append(vocabulary_candidates("category", feats.select("category")))
-        parts.append(vocabulary_candidates("author", feats.select("author_id")))
-    return reduce(DataFrame.unionByName, parts).distinct()
+    if item_features is None:
+        item_side = vocabulary_candidates("item", items)
+    else:
+        # Each item's id, category and author in one pass: one scan of the snapshot, not
+        # one per kind.
+        feats = items.join(
+            item_features.select("item_id", "category", "author_id"), "item_id", "left"
+        )
+        item_side = vocabulary_candidates_by_column(
+            feats, {"item": "item_id", "category": "category", "author": "author_id"}
+        )
+    return vocabulary_candidates("user", users).unionByName(item_side).distinct()
 
 
 def _pad(arr: Column, n: int) -> Column:

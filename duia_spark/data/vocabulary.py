@@ -29,11 +29,25 @@ VOCABULARY_SCHEMA = T.StructType(
 
 def vocabulary_candidates(kind: str, ids: DataFrame) -> DataFrame:
     """(kind, id) rows from a one-column frame of ids; nulls and blanks dropped."""
-    if kind not in VOCAB_KINDS:
-        raise ValueError(f"unknown vocabulary kind {kind!r}; known: {VOCAB_KINDS}")
-    col = F.col(ids.columns[0]).cast("string")
-    return ids.select(F.lit(kind).alias("kind"), col.alias("id")).where(
-        F.col("id").isNotNull() & (F.trim("id") != "")
+    return vocabulary_candidates_by_column(ids, {kind: ids.columns[0]})
+
+
+def vocabulary_candidates_by_column(rows: DataFrame, columns: dict[str, str]) -> DataFrame:
+    """(kind, id) rows from several id columns of one frame ({kind: column}), in one pass
+    over it: a frame that is costly to compute is not computed once per kind. Nulls and
+    blanks dropped."""
+    unknown = [k for k in columns if k not in VOCAB_KINDS]
+    if unknown:
+        raise ValueError(f"unknown vocabulary kind {unknown[0]!r}; known: {VOCAB_KINDS}")
+    pairs = [
+        F.struct(F.lit(kind).alias("kind"), F.col(col).cast("string").alias("id"))
+        for kind, col in columns.items()
+    ]
+    one = pairs[0] if len(pairs) == 1 else F.explode(F.array(*pairs))
+    return (
+        rows.select(one.alias("_c"))
+        .select("_c.kind", "_c.id")
+        .where(F.col("id").isNotNull() & (F.trim("id") != ""))
     )
 
 

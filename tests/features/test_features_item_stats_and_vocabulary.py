@@ -1,7 +1,13 @@
 import datetime as dt
 
+import pytest
+
 from duia_spark.data.item_stats import compute_item_stats
-from duia_spark.data.vocabulary import VOCABULARY_SCHEMA, assign_new_indices
+from duia_spark.data.vocabulary import (
+    VOCABULARY_SCHEMA,
+    assign_new_indices,
+    vocabulary_candidates_by_column,
+)
 
 from .hand_built import D, ev
 
@@ -44,3 +50,24 @@ def test_new_ids_get_the_next_indices_in_id_order_and_old_ids_keep_theirs(spark)
         r["idx"] for r in assign_new_indices(cands, empty, D).where("kind = 'item'").collect()
     )
     assert first == [1, 2, 3]  # 0 stays reserved for padding / unknown
+
+
+def test_candidates_by_column_read_several_kinds_of_one_frame_and_drop_blanks(spark):
+    items = spark.createDataFrame(
+        [("i1", "c1", "a1"), ("i2", None, " "), ("i3", "c1", "a2")],
+        "item_id string, category string, author_id string",
+    )
+    got = vocabulary_candidates_by_column(
+        items, {"item": "item_id", "category": "category", "author": "author_id"}
+    )
+    assert sorted((r["kind"], r["id"]) for r in got.collect()) == [
+        ("author", "a1"),
+        ("author", "a2"),
+        ("category", "c1"),
+        ("category", "c1"),
+        ("item", "i1"),
+        ("item", "i2"),
+        ("item", "i3"),
+    ]
+    with pytest.raises(ValueError, match="unknown vocabulary kind 'genre'"):
+        vocabulary_candidates_by_column(items, {"genre": "category"})
