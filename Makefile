@@ -98,7 +98,7 @@ bench-model: setup ## model step time / retrieval benchmark
 bench-pipeline: setup ## the nightly feature jobs at 1x and 4x (PIPELINE_ARGS="--scales 1,16,64" for 10M/40M events)
 	$(PY) bench/pipeline.py $(PIPELINE_ARGS)
 
-bench-train: setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 processes, vs torch-rechub's PLE
+bench-train: bench-setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 processes, vs torch-rechub's PLE
 	$(PY) bench/train.py
 
 bench-score: setup ## Spark batch scoring vs in-process rows/s
