@@ -109,8 +109,9 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         # The JVM never JIT-compiles a method of more than 8,000 bytes of bytecode; Spark
         # only gives up whole-stage code generation past 65,535. A wide projection in
         # between (gold.samples' assembly: about 50 columns of arrays and casts) ran
-        # interpreted: at 64x its write took 38-44 s, 16-21 s with this limit (the stage
-        # then runs operator by operator, each compiled). spark.extra can raise it again.
+        # interpreted: at 64x the assembly took 38-44 s, 16-20 s with this limit (the stage
+        # then runs operator by operator, each compiled; bench/codegen_limit.py).
+        # spark.extra can raise it again.
         .config("spark.sql.codegen.hugeMethodLimit", "8000")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

@@ -107,11 +107,8 @@ def gate_residual_head(
         on.zero_()
         return record, {}
     head_report, base_report = with_head.report(tasks), base_only.report(tasks)
-    test_tasks = [
-        tasks.index(t)
-        for t in metric_tasks(metric)
-        if t in tasks and not model.regression[tasks.index(t)]
-    ]
+    metric_indices = [tasks.index(t) for t in metric_tasks(metric) if t in tasks]
+    test_tasks = [t for t in metric_indices if not model.regression[t]]  # AUC: binary only
     for name, idx in SEGMENT_IDS.items():
         key = metric_for_segment(metric, name)
         head, base = selection_value(head_report, key), selection_value(base_report, key)
