@@ -74,7 +74,8 @@ DUIA_ONLY_SETTINGS = (
     "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
     "upbe_affinity", "enhanced_segments", "enhancement_dropout", "memory_epochs",
     "cluster_outcomes", "cluster_outcome_prior", "cluster_outcome_half_life",
-    "residual_gate", "residual_gate_margin", "residual_gate_alpha",
+    "residual_gate", "residual_gate_margin", "residual_gate_alpha", "residual_fit",
+    "residual_refit_epochs",
 )  # fmt: skip
 # Knobs added after runs were first cached: at their ModelConfig default they are left
 # out of a run's fingerprint, so the runs trained before the knob existed (which had
@@ -85,7 +86,9 @@ LATER_SETTINGS = (
     "cluster_outcome_half_life",
 )  # fmt: skip
 # The same, at their TrainConfig default.
-LATER_TRAIN_SETTINGS = ("average_weights", "memory_epochs")
+LATER_TRAIN_SETTINGS = (
+    "average_weights", "memory_epochs", "residual_fit", "residual_refit_epochs",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

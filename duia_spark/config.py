@@ -20,6 +20,8 @@ from duia_spark.model.config import ModelConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONF = PROJECT_ROOT / "conf" / "default.yaml"
+# train.residual_fit: where the residual head learns (training/residual_refit.py)
+RESIDUAL_FITS = ("train", "held_out")
 
 
 class ConfigError(ValueError):
@@ -194,6 +196,14 @@ class TrainConfig:
     # (one-sided Wilcoxon signed-rank test over the users of D of their per-user AUC with
     # minus without the head, on the selection metric's binary tasks). 1.0 = no test.
     residual_gate_alpha: float = 0.05
+    # Residual fusion only: where the head learns. "train": beside the base ranker, on the
+    # training rows (from the second epoch on, rows the base has already fitted).
+    # "held_out": after the base's weights are chosen, the head is reset and fitted for
+    # `residual_refit_epochs` passes, the base held fixed, on the validation day's rows of
+    # half its users (rows the base never trained on); the residual gate then judges it on
+    # the other half (training/residual_refit.py).
+    residual_fit: str = "train"
+    residual_refit_epochs: int = 3
     cold_start: bool = False
     warm_start_weights: bool = False
 
@@ -206,6 +216,15 @@ class TrainConfig:
             raise ConfigError(
                 f"train.residual_gate_alpha: expected a p-value threshold in (0, 1] "
                 f"(1 = no test), got {self.residual_gate_alpha}"
+            )
+        if self.residual_fit not in RESIDUAL_FITS:
+            raise ConfigError(
+                f"train.residual_fit: expected one of {list(RESIDUAL_FITS)}, got "
+                f"{self.residual_fit!r}"
+            )
+        if self.residual_refit_epochs < 1:
+            raise ConfigError(
+                f"train.residual_refit_epochs: expected >= 1, got {self.residual_refit_epochs}"
             )
         if self.memory_epochs < 0:
             raise ConfigError(

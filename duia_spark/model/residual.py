@@ -42,6 +42,15 @@ class EnhancementResidual(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
+    def reset(self) -> None:
+        """Back to an untrained head: fresh hidden layer, zero last layer (serves the base
+        ranker's scores), fresh batch-norm statistics, every segment on."""
+        self.norm.reset_parameters()
+        self.net[0].reset_parameters()
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.segment_on.fill_(1.0)
+
     def forward(self, enhancement: Tensor, context: Tensor, base_logits: Tensor) -> Tensor:
         features = [enhancement, context.detach(), base_logits.detach()]
         return self.net(torch.cat(features, dim=1))

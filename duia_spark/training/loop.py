@@ -34,6 +34,7 @@ from duia_spark.training.residual_gate import (
     gate_residual_head,
     served_segments,
 )
+from duia_spark.training.residual_refit import fit_users, refit_residual_head
 from duia_spark.training.weight_average import WeightAverage
 
 CHECKPOINT = "checkpoint.pt"
@@ -141,14 +142,12 @@ def predict_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, dev
     """Predict the whole validation set (one reader, no sharding) -> ScoredRows, or None
     when it holds no row."""
     users, segments, labels, known, scores = [], [], [], [], []
-    with open_loader(data, 0, 1, batch_size, seed=0, num_epochs=1) as loader:
-        for cols in loader:
-            batch = to_batch(cols, device, cfg=cfg)
-            scores.append(model.predict(batch).cpu().numpy())
-            users.append(batch["user_idx"].cpu().numpy())
-            segments.append(batch["segment"].cpu().numpy())
-            labels.append(np.nan_to_num(batch["labels"].cpu().numpy()))
-            known.append(~np.isnan(batch["labels"].cpu().numpy()))
+    for batch in validation_batches(data, cfg, batch_size, device):
+        scores.append(model.predict(batch).cpu().numpy())
+        users.append(batch["user_idx"].cpu().numpy())
+        segments.append(batch["segment"].cpu().numpy())
+        labels.append(np.nan_to_num(batch["labels"].cpu().numpy()))
+        known.append(~np.isnan(batch["labels"].cpu().numpy()))
     if not scores:
         return None
     return ScoredRows(
@@ -158,6 +157,14 @@ def predict_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, dev
         np.concatenate(scores),
         np.concatenate(known),
     )
+
+
+def validation_batches(data, cfg: ModelConfig, batch_size: int, device, seed: int = 0):
+    """One pass over the whole validation set as model batches (one reader, no sharding;
+    `seed` orders its row groups)."""
+    with open_loader(data, 0, 1, batch_size, seed=seed, num_epochs=1) as loader:
+        for cols in loader:
+            yield to_batch(cols, device, cfg=cfg)
 
 
 def evaluate_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, device) -> dict:
@@ -356,11 +363,34 @@ def train_rank(job: TrainJob) -> None:
     if rank == 0:
         if best_state is not None:
             model.load_state_dict(best_state)
-        gate, served = {}, {}
+        gate, served, refit = {}, {}, {}
+        held_out = model.residual is not None and tc.residual_fit == "held_out"
+        if held_out:
+            refit = refit_residual_head(
+                model,
+                lambda epoch: validation_batches(job.val_data, cfg, tc.batch_size, device, epoch),
+                tc.residual_refit_epochs,
+                tc.lr,
+            )
+            print(
+                f"[train] residual head refitted on half the validation day's users "
+                f"({refit.get('residual_refit/rows', 0):,.0f} rows, "
+                f"{tc.residual_refit_epochs} passes): loss "
+                f"{refit.get('residual_refit/loss', float('nan')):.4f} against the base's "
+                f"{refit.get('residual_refit/loss_base', float('nan')):.4f}",
+                flush=True,
+            )
+
+        def judged_rows() -> ScoredRows | None:
+            rows = predict_rows(model, job.val_data, cfg, tc.batch_size, device)
+            if rows is None or not held_out:
+                return rows
+            return rows.subset(~fit_users(rows.users))  # rows the head was not fitted on
+
         if model.residual is not None and tc.residual_gate:
             gate, served = gate_residual_head(
                 model,
-                lambda: predict_rows(model, job.val_data, cfg, tc.batch_size, device),
+                judged_rows,
                 tc.selection_metric,
                 tc.residual_gate_margin,
                 tc.residual_gate_alpha,
@@ -379,7 +409,7 @@ def train_rank(job: TrainJob) -> None:
                 f" in any); every row gets the base ranker's score",
                 flush=True,
             )
-        _write_results(Path(job.out_dir), model, history, stopped_early, gate, served)
+        _write_results(Path(job.out_dir), model, history, stopped_early, {**gate, **refit}, served)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()

@@ -88,8 +88,9 @@ def test_a_stopped_run_registers_nothing_and_resume_finishes_and_registers(tiny_
 
 
 @pytest.mark.slow
-def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train_cfg):
-    cfg = with_train(train_cfg, epochs=1, train_days=3)
+@pytest.mark.parametrize("fit", ["train", "held_out"])
+def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train_cfg, fit):
+    cfg = with_train(train_cfg, epochs=1, train_days=3, residual_fit=fit)
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, enhancement_fusion="residual")
     )
@@ -102,6 +103,11 @@ def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train
     assert run.data.tags["residual_head_serves"] == (",".join(kept) or "none")
     for s in kept:  # a served segment: the head validated better than the base alone
         assert metrics[f"residual_gate.{s}.with_head"] > metrics[f"residual_gate.{s}.base"]
+    if fit == "held_out":  # refitted on half the validation day's users, judged on the rest
+        assert metrics["residual_refit.rows"] > 0
+        assert np.isfinite(metrics["residual_refit.loss"])
+        judged = sum(metrics[f"residual_gate.{s}.users"] for s in ("low", "mid", "high"))
+        assert judged > 0
 
 
 @pytest.mark.slow
