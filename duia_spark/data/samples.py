@@ -135,10 +135,14 @@ def sample_vocabulary_candidates(
     """Every (kind, id) a day's samples refer to: users, items (exposed or in a
     sequence of an exposed user), and those items' categories and authors."""
     users = day_events.select("user_id").distinct()
-    seq = sequences.join(users, "user_id", "left_semi")
-    # One scan of the snapshot, one explode of its three lists' ids together.
+    # One scan of the snapshot, one explode of its three lists' ids together. The ids are
+    # selected before the join: above a join Spark does not prune the lists' other fields
+    # (times, signals) from the Parquet read.
     every_list = F.concat(*[F.col(f"{name}.item_id") for name in LISTS])
-    seq_items = seq.select(F.explode(every_list).alias("item_id"))
+    seq = sequences.select("user_id", every_list.alias("item_ids"))
+    seq_items = seq.join(users, "user_id", "left_semi").select(
+        F.explode("item_ids").alias("item_id")
+    )
     items = seq_items.unionByName(day_events.select("item_id")).distinct()
     if item_features is None:
         item_side = vocabulary_candidates("item", items)
@@ -161,9 +165,10 @@ def _pad(arr: Column, n: int) -> Column:
 
 
 def _tagged_ids(list_code: int, name: str) -> Column:
-    """A list's item ids as (list, pos, item_id) structs, pos counting from 0."""
+    """A list's item ids (column `name`, an array of ids) as (list, pos, item_id) structs,
+    pos counting from 0."""
     return F.transform(
-        F.col(f"{name}.item_id"),
+        F.col(name),
         lambda item_id, pos: F.struct(
             F.lit(list_code).alias("list"), pos.alias("pos"), item_id.alias("item_id")
         ),
@@ -180,7 +185,10 @@ def sequence_indices(
     (Spark broadcasts it when it is small) and folded back per user without another
     shuffle: the exploded ids, many per user, never cross the network.
     """
-    seq = sequences.join(users, "user_id", "left_semi").repartition("user_id")
+    # Only the lists' item ids, selected before the join so the Parquet read skips the
+    # rest of each element (Spark does not prune nested fields through a join).
+    ids = sequences.select("user_id", *[F.col(f"{name}.item_id").alias(name) for name in LISTS])
+    seq = ids.join(users, "user_id", "left_semi").repartition("user_id")
     every_list = F.concat(*[_tagged_ids(code, name) for code, name in enumerate(LISTS)])
     rows = seq.select("user_id", F.explode(every_list).alias("e")).select("user_id", "e.*")
     rows = rows.join(index_lookup(vocabulary, "item", "item_id", "idx"), "item_id", "left")

@@ -139,3 +139,31 @@ def test_profile_age_and_gender_parsing(spark):
         (1.0, 0.0),
         (0.0, 0.0),
     ]
+
+
+def test_samples_read_only_the_item_ids_of_the_snapshot_lists(
+    spark, lake, cfg, write_events, run_stage
+):
+    """The snapshot's lists also hold times and signals; the day's samples need only the
+    ids, and the Parquet read must skip the rest (it grows with every user seen)."""
+    from duia_spark.data.samples import sample_vocabulary_candidates, sequence_indices
+
+    write_events(EVENTS)
+    for stage in ("segment", "sequences"):
+        assert run_stage(stage, "--date", str(D)) == 0
+    snapshot = lake.read("user_sequences").where(F.col("as_of_date") == F.lit(D))
+    day_events = lake.read("events").where(F.col("event_date") == F.lit(D))
+    users = day_events.select("user_id").distinct()
+    vocabulary = spark.createDataFrame([("item", "a", 1)], "kind string, id string, idx int")
+    for frame in (
+        sample_vocabulary_candidates(day_events, snapshot, None),
+        sequence_indices(snapshot, users, vocabulary, cfg.sequences),
+    ):
+        plan = frame._jdf.queryExecution().executedPlan().toString()
+        snapshot_reads = [
+            line for line in plan.splitlines() if "ReadSchema" in line and "exposures" in line
+        ]
+        assert snapshot_reads, plan
+        for line in snapshot_reads:
+            assert "item_id" in line
+            assert "event_ts" not in line and "click" not in line, line
