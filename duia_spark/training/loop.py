@@ -409,7 +409,7 @@ def train_rank(job: TrainJob) -> None:
                 f" in any); every row gets the base ranker's score",
                 flush=True,
             )
-        _write_results(Path(job.out_dir), model, history, stopped_early, {**gate, **refit}, served)
+        _write_results(Path(job.out_dir), model, history, stopped_early, gate, served, refit)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -465,6 +465,7 @@ def _write_results(
     stopped_early: bool,
     residual_gate: dict[str, float],
     served_validation: dict[str, float],
+    residual_refit: dict[str, float] | None = None,
 ) -> None:
     """The model as it stands (the kept weights), its memories, history and config."""
     out.mkdir(parents=True, exist_ok=True)
@@ -474,6 +475,8 @@ def _write_results(
     if residual_gate:
         summary["residual_gate"] = residual_gate
         summary["served_validation"] = served_validation
+    if residual_refit:
+        summary["residual_refit"] = residual_refit
     (out / "history.json").write_text(json.dumps(summary, indent=1, default=float))
     (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=1))
     (out / "_SUCCESS").write_text("ok\n")

@@ -130,6 +130,11 @@ def log_and_register(
             }
             mlflow.log_metrics(clean, step=int(h["epoch"]))
         mlflow.log_metric("train_wall_s", wall_s)
+        refit = summary.get("residual_refit", {})  # train.residual_fit: held_out
+        if refit:
+            mlflow.log_metrics(
+                {k.replace("/", "."): float(v) for k, v in refit.items() if np.isfinite(v)}
+            )
         if residual_gate:  # which segments the residual head serves, and the evidence
             mlflow.log_metrics(
                 {k.replace("/", "."): float(v) for k, v in residual_gate.items() if np.isfinite(v)}
