@@ -135,13 +135,11 @@ def sample_vocabulary_candidates(
     """Every (kind, id) a day's samples refer to: users, items (exposed or in a
     sequence of an exposed user), and those items' categories and authors."""
     users = day_events.select("user_id").distinct()
-    # One scan of the snapshot, one explode of its three lists' ids together. The ids are
-    # selected before the join: above a join Spark does not prune the lists' other fields
-    # (times, signals) from the Parquet read.
-    every_list = F.concat(*[F.col(f"{name}.item_id") for name in LISTS])
-    seq = sequences.select("user_id", every_list.alias("item_ids"))
-    seq_items = seq.join(users, "user_id", "left_semi").select(
-        F.explode("item_ids").alias("item_id")
+    # One scan of the snapshot, one explode of its three lists' ids together.
+    seq_items = (
+        list_item_ids(sequences)
+        .join(users, "user_id", "left_semi")
+        .select(F.explode(F.concat(*[F.col(name) for name in LISTS])).alias("item_id"))
     )
     items = seq_items.unionByName(day_events.select("item_id")).distinct()
     if item_features is None:
@@ -156,6 +154,13 @@ def sample_vocabulary_candidates(
             feats, {"item": "item_id", "category": "category", "author": "author_id"}
         )
     return vocabulary_candidates("user", users).unionByName(item_side).distinct()
+
+
+def list_item_ids(sequences: DataFrame) -> DataFrame:
+    """(user_id, <list>...) with each list of the snapshot as its item ids only. Select
+    them before joining the snapshot: Spark does not prune nested fields through a join,
+    and the Parquet read would decode every element's time and signals as well."""
+    return sequences.select("user_id", *[F.col(f"{name}.item_id").alias(name) for name in LISTS])
 
 
 def _pad(arr: Column, n: int) -> Column:
@@ -185,10 +190,7 @@ def sequence_indices(
     (Spark broadcasts it when it is small) and folded back per user without another
     shuffle: the exploded ids, many per user, never cross the network.
     """
-    # Only the lists' item ids, selected before the join so the Parquet read skips the
-    # rest of each element (Spark does not prune nested fields through a join).
-    ids = sequences.select("user_id", *[F.col(f"{name}.item_id").alias(name) for name in LISTS])
-    seq = ids.join(users, "user_id", "left_semi").repartition("user_id")
+    seq = list_item_ids(sequences).join(users, "user_id", "left_semi").repartition("user_id")
     every_list = F.concat(*[_tagged_ids(code, name) for code, name in enumerate(LISTS)])
     rows = seq.select("user_id", F.explode(every_list).alias("e")).select("user_id", "e.*")
     rows = rows.join(index_lookup(vocabulary, "item", "item_id", "idx"), "item_id", "left")

@@ -39,16 +39,19 @@ class EnhancementResidual(nn.Module):
         self.register_buffer("segment_on", torch.ones(n_segments))
         self.norm = nn.BatchNorm1d(enhancement_dim)
         self.net = mlp(enhancement_dim + context_dim + n_tasks, hidden, n_tasks)
+        self._zero_output()
+
+    def _zero_output(self) -> None:
+        """A zero last layer: the head adds nothing, the base ranker's scores are served."""
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
     def reset(self) -> None:
-        """Back to an untrained head: fresh hidden layer, zero last layer (serves the base
-        ranker's scores), fresh batch-norm statistics, every segment on."""
+        """Back to an untrained head: fresh hidden layer, zero last layer, fresh batch-norm
+        statistics, every segment on."""
         self.norm.reset_parameters()
         self.net[0].reset_parameters()
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self._zero_output()
         self.segment_on.fill_(1.0)
 
     def forward(self, enhancement: Tensor, context: Tensor, base_logits: Tensor) -> Tensor:

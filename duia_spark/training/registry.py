@@ -83,6 +83,15 @@ def example_input(model_cfg: ModelConfig, rows: int = 2) -> pd.DataFrame:
     )
 
 
+def _metric_names(record: dict, prefix: str = "") -> dict[str, float]:
+    """A record's finite numbers as MLflow metrics (`auc/click/low` -> `auc.click.low`)."""
+    return {
+        f"{prefix}{k.replace('/', '.')}": float(v)
+        for k, v in record.items()
+        if isinstance(v, (int, float)) and np.isfinite(v)
+    }
+
+
 def log_and_register(
     cfg: Config,
     model_cfg: ModelConfig,
@@ -123,32 +132,18 @@ def log_and_register(
             }
         )
         for h in history:
-            clean = {
-                k.replace("/", "."): float(v)
-                for k, v in h.items()
-                if isinstance(v, (int, float)) and np.isfinite(v) and k != "epoch"
-            }
-            mlflow.log_metrics(clean, step=int(h["epoch"]))
+            mlflow.log_metrics(
+                _metric_names({k: v for k, v in h.items() if k != "epoch"}), step=int(h["epoch"])
+            )
         mlflow.log_metric("train_wall_s", wall_s)
-        refit = summary.get("residual_refit", {})  # train.residual_fit: held_out
-        if refit:
-            mlflow.log_metrics(
-                {k.replace("/", "."): float(v) for k, v in refit.items() if np.isfinite(v)}
-            )
+        # train.residual_fit: held_out — the refitted head's loss and rows
+        mlflow.log_metrics(_metric_names(summary.get("residual_refit", {})))
         if residual_gate:  # which segments the residual head serves, and the evidence
-            mlflow.log_metrics(
-                {k.replace("/", "."): float(v) for k, v in residual_gate.items() if np.isfinite(v)}
-            )
+            mlflow.log_metrics(_metric_names(residual_gate))
             heads = served_segments(residual_gate)
             mlflow.set_tag("residual_head_serves", ",".join(heads) or "none")
-        if served:  # the registered model's own validation numbers
-            mlflow.log_metrics(
-                {
-                    f"served.{k.replace('/', '.')}": float(v)
-                    for k, v in served.items()
-                    if isinstance(v, (int, float)) and np.isfinite(v)
-                }
-            )
+        # the registered model's own validation numbers (residual fusion: after the gate)
+        mlflow.log_metrics(_metric_names(served, prefix="served."))
         mlflow.log_dict({"history": history, "lineage": lineage}, "history.json")
         fig_dir = out_dir / "plots"
         fig_dir.mkdir(exist_ok=True)

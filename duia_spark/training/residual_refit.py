@@ -56,7 +56,6 @@ def refit_residual_head(
     batches: Callable[[int], Iterable[dict]],
     epochs: int,
     lr: float,
-    weight_decay: float = 0.0,
 ) -> dict[str, float]:
     """Reset the residual head and fit it on the rows of `fit_users` in `batches(epoch)`
     (one pass over the held-out day per call), the base held fixed. -> the head's loss
@@ -64,10 +63,8 @@ def refit_residual_head(
     and the rows it was fitted on."""
     if model.residual is None:
         raise ValueError("refitting the residual head needs model.enhancement_fusion: residual")
-    if epochs < 1:
-        raise ValueError(f"train.residual_refit_epochs: expected >= 1, got {epochs}")
     model.residual.reset()
-    optimizer = torch.optim.Adam(model.residual.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(model.residual.parameters(), lr=lr)
     record: dict[str, float] = {}
     with _only_head_learns(model):
         for epoch in range(epochs):
@@ -77,8 +74,8 @@ def refit_residual_head(
                 if not bool(fit.any()):
                     continue
                 labels = batch["labels"].float().masked_fill(~fit.unsqueeze(1), float("nan"))
-                out = model({**batch, "labels": labels})
-                _, parts = model.ranking_loss({**batch, "labels": labels}, out)
+                fit_batch = {**batch, "labels": labels}  # the judging half's labels: unknown
+                _, parts = model.ranking_loss(fit_batch, model(fit_batch))
                 loss = parts["residual"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
