@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
+import uuid
 
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config, ConfigError
 from duia_spark.data.implicit_exposures import IMPLICIT_SOURCE_SUFFIX, sample_unrated_exposures
 from duia_spark.data.ingest import (
+    IngestTally,
     deduplicate_events,
     normalise_item_features,
     normalise_user_profiles,
+    read_tally,
     rejected_files_frame,
+    rejection_reasons,
+    rows_per_first_reason,
     split_landed_and_rejected,
     validate_raw_events,
 )
@@ -88,10 +94,10 @@ def _print_rejected_files(lake: Lakehouse, drop: RawDrop) -> None:
             print(f"[ingest]     {f.path}: {f.reason}")
 
 
-def _rejected_rows_change(lake: Lakehouse, stats, dates, predicate: str) -> bool:
+def _rejected_rows_change(lake: Lakehouse, tally: IngestTally, dates, predicate: str) -> bool:
     """False when this read rejected nothing and the dates hold no rejected rows of the
     source from an earlier read: the write would leave events_rejected as it is."""
-    if any(r["reason"] is not None for r in stats) or not lake.exists("events_rejected"):
+    if tally.rejected or not lake.exists("events_rejected"):
         return True
     earlier = (
         lake.read("events_rejected").where(F.col("drop_date").isin(list(dates))).where(predicate)
@@ -118,24 +124,15 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         # Whole-file sources: keep only the requested dates (bad rows keep their drop date).
         last = args.end_date or args.date
         validated = validated.where(F.col("drop_date").between(args.date, last))
-    # Not cached: each read of the drop computes only what it needs. The stats read only
-    # the checks, the events write the good rows' typed columns, and the quarantine write
-    # (only when there are bad rows now or from an earlier read) the bad rows' reasons and
-    # raw text; the JSON of a Parquet row is built on that read alone. Caching every column
-    # of every row on local disk took longer than reading the drop again (one day at 16x,
-    # bench/pipeline.py), and a month-long drop cached in memory ran a 4 GB driver out of
-    # heap.
-    stats = (
-        validated.groupBy(F.col("drop_date"), F.col("first_reason").alias("reason"))
-        .count()
-        .collect()  # one row per (day, first reason): small
-    )
-    read = sum(r["count"] for r in stats)
-    if read == 0:
-        print(f"[ingest] {args.path}: no rows to ingest")
-        _print_rejected_files(lake, drop)
-        return 0
-    good, bad = split_landed_and_rejected(validated)
+    # One read of the drop lands the good rows and, observed on the way, counts every
+    # row per first reason and lists the drop dates; the quarantine write reads the drop
+    # again, and only when there are bad rows now or from an earlier read. Not cached:
+    # caching every column of every row on local disk took longer than reading the drop
+    # again (one day at 16x, bench/pipeline.py), and a month-long drop cached in memory
+    # ran a 4 GB driver out of heap. The events table's days are replaced as the good
+    # rows turn them up (a day whose rows are all bad keeps what it held).
+    observation = Observation(f"ingest-{uuid.uuid4().hex[:12]}")
+    good, bad = split_landed_and_rejected(validated, observation)
     landed = deduplicate_events(good)
     per_rating = cfg.ingest.movielens_unrated_per_rating
     if args.source == "movielens" and per_rating > 0:
@@ -143,41 +140,48 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             sample_unrated_exposures(landed, per_rating, cfg.ingest.unrated_seed)
         )
         print(f"[ingest] adding up to {per_rating} unrated exposure(s) per rating (click 0)")
-    dates = sorted({r["drop_date"] for r in stats if r["drop_date"] is not None})
-    event_dates = sorted({r["drop_date"] for r in stats if r["reason"] is None and r["drop_date"]})
-    counts = {"all": 0, "unrated": 0}
-    if event_dates:
-        # Counted while writing (no second read of the landed days).
-        counts = lake.replace_partitions(
-            landed,
-            "events",
-            "event_date",
-            event_dates,
-            summary=[
-                F.count(F.lit(1)).alias("all"),
-                F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias("unrated"),
-            ],
-        )
+    counts = lake.replace_partitions_written(
+        landed,
+        "events",
+        "event_date",
+        summary=[
+            F.count(F.lit(1)).alias("all"),
+            F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias("unrated"),
+        ],
+    )
+    tally = read_tally(observation)
+    if tally.rows == 0:
+        print(f"[ingest] {args.path}: no rows to ingest")
+        _print_rejected_files(lake, drop)
+        return 0
+    dates = tally.drop_dates
     rejected_here = f"source = '{args.source}'"
-    if _rejected_rows_change(lake, stats, dates, rejected_here):
-        if all(r["reason"] is None for r in stats):
+    reasons = rejection_reasons(cfg.ingest)
+    per_reason: dict[str, int] = {}
+    if _rejected_rows_change(lake, tally, dates, rejected_here):
+        if not tally.rejected:
             bad = bad.limit(0)  # it only clears earlier rows: no need to read the drop again
-        lake.replace_partitions(bad, "events_rejected", "drop_date", dates, rejected_here)
+        got = lake.replace_partitions(
+            bad,
+            "events_rejected",
+            "drop_date",
+            dates,
+            rejected_here,
+            summary=rows_per_first_reason(reasons) if tally.rejected else (),
+        )
+        per_reason = {
+            r: got[f"reason_{i}"] for i, r in enumerate(reasons) if got.get(f"reason_{i}")
+        }
     if drop.users is not None:
         lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
     if drop.items is not None:
         lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
+    read, n_good = tally.rows, tally.rows - tally.rejected
     n_landed, n_unrated = counts["all"] - counts["unrated"], counts["unrated"]
-    n_good = sum(r["count"] for r in stats if r["reason"] is None)
     rejected: dict[str, int] = {}
-    for r in stats:
-        if r["reason"] is not None:
-            key = (
-                r["reason"].split(":")[0]
-                if r["reason"].startswith("invalid_signal")
-                else r["reason"]
-            )
-            rejected[key] = rejected.get(key, 0) + r["count"]
+    for reason, n in per_reason.items():
+        key = reason.split(":")[0] if reason.startswith("invalid_signal") else reason
+        rejected[key] = rejected.get(key, 0) + n
     print(f"[ingest] source={args.source} dates={dates[0]}..{dates[-1]} ({len(dates)} day(s))")
     print(f"[ingest]   read        {read:>12,d}")
     print(f"[ingest]   landed      {n_landed:>12,d}  → {lake.path('events')}")

@@ -107,6 +107,34 @@ def test_reingesting_a_fixed_drop_clears_its_rejected_rows(cfg, lake, tmp_path):
     assert lake.read("events").count() == len(GOOD)
 
 
+def test_a_day_reingested_with_only_bad_rows_keeps_its_events(cfg, lake, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    assert ingest(cfg, write_drop(raw, GOOD)) == 0
+    assert ingest(cfg, write_drop(raw, list(BAD))) == 0
+    assert lake.read("events").count() == len(GOOD)
+    assert lake.read("events_rejected").count() == len(BAD)
+    out = capsys.readouterr().out.splitlines()[-20:]
+    assert any(line.split()[1:3] == ["landed", "0"] for line in out), out
+    assert any(line.split()[1:3] == ["rejected", str(len(BAD))] for line in out), out
+
+
+def test_numbers_written_as_whole_decimals_land_and_fractions_are_quarantined(cfg, lake, tmp_path):
+    lines = [
+        row(user="u1", play="5000.0", dur="10000.00"),
+        row(user="u2", play="+5000"),
+        row(user="u3", play="50.5"),
+        row(user="u4", ts=f"{T0 + 3_600_000}.0"),
+    ]
+    assert ingest(cfg, write_drop(tmp_path / "raw", lines)) == 0
+    landed = {r.user_id: (r.play_time_ms, r.duration_ms) for r in lake.read("events").collect()}
+    assert landed == {"u1": (5000, 10000), "u4": (5000, 10000)}
+    reasons = {r.raw_row.split(",")[0]: r.reason for r in lake.read("events_rejected").collect()}
+    assert reasons == {
+        "u2": "invalid_number:play_time_ms",
+        "u3": "invalid_number:play_time_ms",
+    }
+
+
 def test_a_clean_first_drop_creates_an_empty_quarantine(cfg, lake, tmp_path):
     assert ingest(cfg, write_drop(tmp_path / "raw", GOOD)) == 0
     assert lake.exists("events_rejected") and lake.read("events_rejected").count() == 0

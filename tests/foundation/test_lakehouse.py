@@ -42,6 +42,20 @@ def test_a_partition_write_reports_the_summary_of_the_rows_it_wrote(spark, lake)
     assert lake.read("events").count() == 3
 
 
+def test_a_write_replacing_the_partitions_it_has_rows_in_spares_the_others(spark, lake):
+    lake.replace_partitions(_frame(spark, [("a", D1), ("b", D2)]), "events", "event_date", [D1, D2])
+    summary = [F.count(F.lit(1)).alias("rows")]
+    again = _frame(spark, [("c", D1), ("d", D1)])
+    assert lake.replace_partitions_written(again, "events", "event_date", summary) == {"rows": 2}
+    assert lake.replace_partitions_written(again, "events", "event_date") == {}
+    rows = sorted((r.user_id, r.event_date) for r in lake.read("events").collect())
+    assert rows == [("b", D2), ("c", D1), ("d", D1)]
+    version = lake.version("events")
+    empty = again.where(F.lit(False))
+    assert lake.replace_partitions_written(empty, "events", "event_date", summary) == {"rows": 0}
+    assert lake.version("events") == version  # nothing to replace: no commit
+
+
 def test_a_write_that_fails_midway_leaves_the_table_as_it_was(spark, lake):
     lake.replace_partitions(_frame(spark, [("a", D1)]), "events", "event_date", [D1])
     before = lake.version("events")
