@@ -311,24 +311,10 @@ def assemble_samples(
     # Everything about an item is gathered per item of the day, everything about a user
     # per user of the day, and each side meets the exposures in one join: the exposure
     # rows are shuffled twice (by item, then by user), and the sequence arrays travel
-    # once per user, not once per exposure through every join.
-    item_side = (
-        ev.select("item_id")
-        .distinct()
-        .join(items, "item_id", "left")
-        .join(stats, "item_id", "left")
-        .join(index_lookup(vocabulary, "item", "item_id", "item_idx"), "item_id", "left")
-        .join(index_lookup(vocabulary, "category", "category", "category_idx"), "category", "left")
-        .join(index_lookup(vocabulary, "author", "author_id", "author_idx"), "author_id", "left")
-    )
-    user_side = (
-        users.join(profiles, "user_id", "left")
-        .join(act, "user_id", "left")
-        .join(seqs, "user_id", "left")
-        .join(index_lookup(vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
-    )
-    df = ev.join(item_side, "item_id", "left").join(user_side, "user_id", "left")
-
+    # once per user, not once per exposure through every join. What a side's features
+    # are made of (profile and attribute maps, item statistics) is folded into its
+    # feature arrays on that side, once per user or item: the maps never travel with the
+    # exposures, and a user's features are not recomputed for each of their exposures.
     exposures = F.coalesce(F.col("exposures"), F.lit(0))
     user_dense_parts = [
         _log1p(F.col("register_days")),
@@ -343,14 +329,15 @@ def assemble_samples(
         gender_is(F.col("gender"), "M"),
         F.coalesce(age_years(F.col("age_range")) / 10, F.lit(0.0)),
     ]
-    duration = F.coalesce(F.col("_item_duration"), F.col("duration_ms"))
-    item_parts = [_log1p(duration)]
+    # item_dense: log1p of the duration (the item table's, else the exposure's: joined
+    # per exposure below), then these, per item.
+    item_parts: list[Column] = []
     for w in stats_cfg.windows_days:
         item_parts.append(_log1p(F.col(f"exposures_{w}d")))
         item_parts += [
             F.coalesce(F.col(f"{s}_rate_{w}d"), F.lit(0.0)) for s in stats_cfg.rate_signals
         ]
-    side_cat: list[Column] = []
+    side_cat: dict[str, list[Column]] = {"user": [], "item": [], "context": []}
     if features is not None:
         user_dense_parts += [signed_log1p(F.col("_user_attrs")[c]) for c in features.user_numeric]
         item_parts += [signed_log1p(F.col("_item_attrs")[c]) for c in features.item_numeric]
@@ -366,10 +353,8 @@ def assemble_samples(
             "item": lambda c: F.col("_item_attrs")[c],
             "context": lambda c: F.col(c) if c in ev.columns else F.lit(None),
         }
-        side_cat = [
-            hash_bucket(source[kind](c), f"{kind}.{c}", n)
-            for kind, c, n in side_categorical_features(features)
-        ]
+        for kind, c, n in side_categorical_features(features):
+            side_cat[kind].append(hash_bucket(source[kind](c), f"{kind}.{c}", n))
     segment = F.coalesce(F.col("segment"), F.lit("low"))
     segment_idx = F.create_map(*[F.lit(x) for kv in SEGMENT_INDEX.items() for x in kv])[segment]
     seq_cols = []
@@ -386,23 +371,80 @@ def assemble_samples(
         )
         for col, key in SEQUENCE_COLUMNS.values()
     }
+
+    def int_array(parts: list[Column]) -> Column:
+        return F.array(*parts) if parts else F.array().cast("array<int>")
+
+    item_side = (
+        ev.select("item_id")
+        .distinct()
+        .join(items, "item_id", "left")
+        .join(stats, "item_id", "left")
+        .join(index_lookup(vocabulary, "item", "item_id", "item_idx"), "item_id", "left")
+        .join(index_lookup(vocabulary, "category", "category", "category_idx"), "category", "left")
+        .join(index_lookup(vocabulary, "author", "author_id", "author_idx"), "author_id", "left")
+        .select(
+            "item_id",
+            F.coalesce("item_idx", F.lit(0)).alias("item_idx"),
+            F.coalesce("category_idx", F.lit(0)).alias("category_idx"),
+            F.coalesce("author_idx", F.lit(0)).alias("author_idx"),
+            "_item_duration",
+            _float_array(item_parts).alias("_item_dense"),
+            int_array(side_cat["item"]).alias("_item_cat"),
+        )
+    )
+    user_side = (
+        users.join(profiles, "user_id", "left")
+        .join(act, "user_id", "left")
+        .join(seqs, "user_id", "left")
+        .join(index_lookup(vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
+        .select(
+            "user_id",
+            F.coalesce("user_idx", F.lit(0)).alias("user_idx"),
+            _float_array(user_dense_parts).alias("user_dense"),
+            int_array(side_cat["user"]).alias("_user_cat"),
+            segment.alias("segment"),
+            *seq_cols,
+            n_len["hist_items"].alias("hist_len"),
+            n_len["pos_items"].alias("pos_len"),
+            n_len["neg_items"].alias("neg_len"),
+        )
+    )
+    df = ev.join(item_side, "item_id", "left").join(user_side, "user_id", "left")
+
+    def joined(col: str, missing: Column) -> Column:
+        """A side's column after the outer join, or what that side gives a row it has
+        no match for (an exposure without an item id, as scoring's per-user queries
+        are): zeros of the array's width, index 0, the low segment."""
+        return F.coalesce(F.col(col), missing).alias(col)
+
+    def zeros(n: int, tp: str) -> Column:
+        return F.array_repeat(F.lit(0).cast(tp), n)
+
+    duration = F.coalesce(F.col("_item_duration"), F.col("duration_ms"))
+    item_dense = F.concat(
+        _float_array([_log1p(duration)]), joined("_item_dense", zeros(len(item_parts), "float"))
+    )
+    side = [
+        joined("_user_cat", zeros(len(side_cat["user"]), "int")),
+        joined("_item_cat", zeros(len(side_cat["item"]), "int")),
+        int_array(side_cat["context"]),
+    ]
     out = df.select(
         "user_id",
         "item_id",
         "event_ts",
-        F.coalesce("user_idx", F.lit(0)).alias("user_idx"),
-        F.coalesce("item_idx", F.lit(0)).alias("item_idx"),
-        F.coalesce("category_idx", F.lit(0)).alias("category_idx"),
-        F.coalesce("author_idx", F.lit(0)).alias("author_idx"),
-        _float_array(user_dense_parts).alias("user_dense"),
-        _float_array(item_parts).alias("item_dense"),
-        (F.array(*side_cat) if side_cat else F.array().cast("array<int>")).alias("side_cat"),
-        segment.alias("segment"),
+        *[joined(c, F.lit(0)) for c in ("user_idx", "item_idx", "category_idx", "author_idx")],
+        joined("user_dense", zeros(len(user_dense_parts), "float")),
+        item_dense.alias("item_dense"),
+        F.concat(*side).alias("side_cat"),
+        joined("segment", F.lit("low")),
         segment_idx.alias("segment_idx"),
-        *seq_cols,
-        n_len["hist_items"].alias("hist_len"),
-        n_len["pos_items"].alias("pos_len"),
-        n_len["neg_items"].alias("neg_len"),
+        *[
+            joined(col, zeros(getattr(seq_cfg, key), "int"))
+            for col, key in SEQUENCE_COLUMNS.values()
+        ],
+        *[joined(c, F.lit(0)) for c in ("hist_len", "pos_len", "neg_len")],
         *[F.coalesce(F.col(s), F.lit(0)).alias(s) for s in SIGNALS],
         *[F.col(s).isNotNull().cast("int").alias(f"{s}_known") for s in SIGNALS],
         F.coalesce(F.col("play_time_ms"), F.lit(0)).alias("play_time_ms"),
