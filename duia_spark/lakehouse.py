@@ -69,16 +69,6 @@ def changed_rows(source: DataFrame, target: DataFrame) -> DataFrame | None:
     return source.join(target, same, "left_anti")
 
 
-def _observed(
-    df: DataFrame, table: str, summary: Sequence[Column]
-) -> tuple[DataFrame, Observation | None]:
-    """`df` with `summary`'s aggregates observed on the action that writes it."""
-    if not summary:
-        return df, None
-    observation = Observation(f"{table}-{uuid.uuid4().hex[:12]}")
-    return df.observe(observation, *summary), observation
-
-
 class Lakehouse:
     """Delta tables under one root folder (local path, hdfs://, s3a://, ...)."""
 
@@ -137,22 +127,15 @@ class Lakehouse:
         (Spark's observed metrics), so a stage's report costs no second read of what
         it wrote. -> their values by name ({} without a summary).
         """
-        df, observation = _observed(df, table, summary)
         values = sorted(set(values))
         if not values:
             raise ValueError(f"replace_partitions({table}): no partition values given")
         predicate = f"{partition_col} IN ({', '.join(_sql_literal(v) for v in values)})"
         if extra_predicate:
             predicate = f"({predicate}) AND ({extra_predicate})"
-        (
-            df.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", predicate)
-            .option("mergeSchema", "true")  # new nullable columns join older tables
-            .partitionBy(partition_col)
-            .save(self.path(table))
+        return self._overwrite_partitions(
+            df, table, partition_col, "replaceWhere", predicate, summary
         )
-        return dict(observation.get) if observation is not None else {}
 
     def replace_partitions_written(
         self, df: DataFrame, table: str, partition_col: str, summary: Sequence[Column] = ()
@@ -161,12 +144,30 @@ class Lakehouse:
         overwrite), for a write whose partitions are only known once its rows are: the
         other partitions stay as they are, and an empty `df` changes nothing. `summary`
         as in `replace_partitions`."""
-        df, observation = _observed(df, table, summary)
+        return self._overwrite_partitions(
+            df, table, partition_col, "partitionOverwriteMode", "dynamic", summary
+        )
+
+    def _overwrite_partitions(
+        self,
+        df: DataFrame,
+        table: str,
+        partition_col: str,
+        option: str,
+        value: str,
+        summary: Sequence[Column] = (),
+    ) -> dict[str, Any]:
+        """One Delta overwrite of some partitions of `table`, chosen by `option`;
+        `summary` observed on the way."""
+        observation = None
+        if summary:
+            observation = Observation(f"{table}-{uuid.uuid4().hex[:12]}")
+            df = df.observe(observation, *summary)
         (
             df.write.format("delta")
             .mode("overwrite")
-            .option("partitionOverwriteMode", "dynamic")
-            .option("mergeSchema", "true")
+            .option(option, value)
+            .option("mergeSchema", "true")  # new nullable columns join older tables
             .partitionBy(partition_col)
             .save(self.path(table))
         )

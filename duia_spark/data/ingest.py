@@ -2,8 +2,8 @@
 
 `validate_raw_events` parses the canonical raw frame (see readers.py) and attaches
 the reasons a row is bad; `split_landed_and_rejected` separates the two
-streams; `deduplicate_events` keeps one row per (user_id, item_id, event_ts).
-All pure DataFrame → DataFrame.
+streams (and observes what the drop held, `read_tally`); `deduplicate_events` keeps one
+row per (user_id, item_id, event_ts). DataFrame → DataFrame, no action of their own.
 """
 
 from __future__ import annotations
@@ -221,11 +221,12 @@ def read_tally(tally: Observation) -> IngestTally:
 
 
 def rows_per_first_reason(reasons: Sequence[str]) -> list[Column]:
-    """Aggregates over quarantine rows: the rows whose first reason is each of `reasons`
-    (from `rejection_reasons`), named `reason_<i>` by position; 31 of them over every row
-    read cost a tenth of a day's ingest, so they are taken over the bad rows alone."""
+    """Aggregates over quarantine rows, each named by its reason: the rows whose first
+    reason (the head of `reason`) it is. `reasons` from `rejection_reasons`; 31 of them
+    over every row read cost a tenth of a day's ingest, so they are taken over the bad
+    rows alone."""
     first = F.substring_index(F.col("reason"), "; ", 1)
-    return [F.count_if(first == r).alias(f"reason_{i}") for i, r in enumerate(reasons)]
+    return [F.count_if(first == r).alias(r) for r in reasons]
 
 
 def rejected_files_frame(

@@ -215,6 +215,15 @@ def _float_array(parts: list[Column]) -> Column:
     return F.array(*[p.cast("float") for p in parts])
 
 
+def _int_array(parts: list[Column]) -> Column:
+    return F.array(*parts) if parts else F.array().cast("array<int>")
+
+
+def _zeros(n: int, tp: str) -> Column:
+    """An array of n zeros of type `tp`."""
+    return F.array_repeat(F.lit(0).cast(tp), n)
+
+
 def _log1p(c: Column) -> Column:
     return F.log1p(F.greatest(F.coalesce(c.cast("double"), F.lit(0.0)), F.lit(0.0)))
 
@@ -372,9 +381,6 @@ def assemble_samples(
         for col, key in SEQUENCE_COLUMNS.values()
     }
 
-    def int_array(parts: list[Column]) -> Column:
-        return F.array(*parts) if parts else F.array().cast("array<int>")
-
     item_side = (
         ev.select("item_id")
         .distinct()
@@ -385,12 +391,12 @@ def assemble_samples(
         .join(index_lookup(vocabulary, "author", "author_id", "author_idx"), "author_id", "left")
         .select(
             "item_id",
-            F.coalesce("item_idx", F.lit(0)).alias("item_idx"),
-            F.coalesce("category_idx", F.lit(0)).alias("category_idx"),
-            F.coalesce("author_idx", F.lit(0)).alias("author_idx"),
+            "item_idx",
+            "category_idx",
+            "author_idx",
             "_item_duration",
             _float_array(item_parts).alias("_item_dense"),
-            int_array(side_cat["item"]).alias("_item_cat"),
+            _int_array(side_cat["item"]).alias("_item_cat"),
         )
     )
     user_side = (
@@ -400,10 +406,10 @@ def assemble_samples(
         .join(index_lookup(vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
         .select(
             "user_id",
-            F.coalesce("user_idx", F.lit(0)).alias("user_idx"),
+            "user_idx",
             _float_array(user_dense_parts).alias("user_dense"),
-            int_array(side_cat["user"]).alias("_user_cat"),
-            segment.alias("segment"),
+            _int_array(side_cat["user"]).alias("_user_cat"),
+            "segment",
             *seq_cols,
             n_len["hist_items"].alias("hist_len"),
             n_len["pos_items"].alias("pos_len"),
@@ -413,35 +419,32 @@ def assemble_samples(
     df = ev.join(item_side, "item_id", "left").join(user_side, "user_id", "left")
 
     def joined(col: str, missing: Column) -> Column:
-        """A side's column after the outer join, or what that side gives a row it has
-        no match for (an exposure without an item id, as scoring's per-user queries
-        are): zeros of the array's width, index 0, the low segment."""
+        """A side's column after the outer join, or `missing`: for ids the vocabulary
+        lacks (index 0) and rows a side has no match for (an exposure without an item
+        id, as scoring's per-user queries are: zeros of the array's width)."""
         return F.coalesce(F.col(col), missing).alias(col)
-
-    def zeros(n: int, tp: str) -> Column:
-        return F.array_repeat(F.lit(0).cast(tp), n)
 
     duration = F.coalesce(F.col("_item_duration"), F.col("duration_ms"))
     item_dense = F.concat(
-        _float_array([_log1p(duration)]), joined("_item_dense", zeros(len(item_parts), "float"))
+        _float_array([_log1p(duration)]), joined("_item_dense", _zeros(len(item_parts), "float"))
     )
     side = [
-        joined("_user_cat", zeros(len(side_cat["user"]), "int")),
-        joined("_item_cat", zeros(len(side_cat["item"]), "int")),
-        int_array(side_cat["context"]),
+        joined("_user_cat", _zeros(len(side_cat["user"]), "int")),
+        joined("_item_cat", _zeros(len(side_cat["item"]), "int")),
+        _int_array(side_cat["context"]),
     ]
     out = df.select(
         "user_id",
         "item_id",
         "event_ts",
         *[joined(c, F.lit(0)) for c in ("user_idx", "item_idx", "category_idx", "author_idx")],
-        joined("user_dense", zeros(len(user_dense_parts), "float")),
+        joined("user_dense", _zeros(len(user_dense_parts), "float")),
         item_dense.alias("item_dense"),
         F.concat(*side).alias("side_cat"),
-        joined("segment", F.lit("low")),
+        segment.alias("segment"),  # users without activity are low-active
         segment_idx.alias("segment_idx"),
         *[
-            joined(col, zeros(getattr(seq_cfg, key), "int"))
+            joined(col, _zeros(getattr(seq_cfg, key), "int"))
             for col, key in SEQUENCE_COLUMNS.values()
         ],
         *[joined(c, F.lit(0)) for c in ("hist_len", "pos_len", "neg_len")],

@@ -94,14 +94,13 @@ def _print_rejected_files(lake: Lakehouse, drop: RawDrop) -> None:
             print(f"[ingest]     {f.path}: {f.reason}")
 
 
-def _rejected_rows_change(lake: Lakehouse, tally: IngestTally, dates, predicate: str) -> bool:
-    """False when this read rejected nothing and the dates hold no rejected rows of the
+def _rejected_rows_change(lake: Lakehouse, tally: IngestTally, predicate: str) -> bool:
+    """False when this read rejected nothing and its dates hold no rejected rows of the
     source from an earlier read: the write would leave events_rejected as it is."""
     if tally.rejected or not lake.exists("events_rejected"):
         return True
-    earlier = (
-        lake.read("events_rejected").where(F.col("drop_date").isin(list(dates))).where(predicate)
-    )
+    dates = tally.drop_dates
+    earlier = lake.read("events_rejected").where(F.col("drop_date").isin(dates)).where(predicate)
     return not earlier.isEmpty()
 
 
@@ -156,22 +155,17 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     dates = tally.drop_dates
     rejected_here = f"source = '{args.source}'"
-    reasons = rejection_reasons(cfg.ingest)
     per_reason: dict[str, int] = {}
-    if _rejected_rows_change(lake, tally, dates, rejected_here):
-        if not tally.rejected:
+    if _rejected_rows_change(lake, tally, rejected_here):
+        summary = []
+        if tally.rejected:
+            summary = rows_per_first_reason(rejection_reasons(cfg.ingest))
+        else:
             bad = bad.limit(0)  # it only clears earlier rows: no need to read the drop again
         got = lake.replace_partitions(
-            bad,
-            "events_rejected",
-            "drop_date",
-            dates,
-            rejected_here,
-            summary=rows_per_first_reason(reasons) if tally.rejected else (),
+            bad, "events_rejected", "drop_date", dates, rejected_here, summary=summary
         )
-        per_reason = {
-            r: got[f"reason_{i}"] for i, r in enumerate(reasons) if got.get(f"reason_{i}")
-        }
+        per_reason = {reason: n for reason, n in got.items() if n}
     if drop.users is not None:
         lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
     if drop.items is not None:
