@@ -126,10 +126,28 @@ def _most_recent_first(a: Column, b: Column) -> Column:
 
 
 def merge_ranked_lists(newer: Column, older: Column, n: int) -> Column:
-    """The top n of two lists: concatenated, sorted most recent first, cut at n. Sorting
-    (not just newer ++ older) keeps the result exact even when the two lists' times
-    overlap; the lists are bounded (at most 2n elements), so it costs little."""
-    return F.slice(F.array_sort(F.concat(newer, older), _most_recent_first), 1, n)
+    """The top n of two lists, each most recent first.
+
+    On a night the newer list holds one day's events and the older one the days before
+    it, so every newer element is strictly later than every older one: newer ++ older is
+    already ranked and is cut at n as it is. Only when their times overlap (or touch,
+    where the item id breaks the tie) are the two sorted together; the lists are bounded
+    (at most 2n elements), but the sort's comparator is interpreted row by row, so it is
+    kept for the case that needs it.
+    """
+    both = F.concat(newer, older)
+    in_order = (
+        (F.size(newer) == 0)
+        | (F.size(older) == 0)
+        | (F.try_element_at(newer, F.lit(-1))["event_ts"] > F.try_element_at(older, F.lit(1))["event_ts"])
+    )
+    return F.slice(
+        F.when(in_order, both).otherwise(
+            F.array_sort(both, _most_recent_first)
+        ),
+        1,
+        n,
+    )
 
 
 def advance_user_sequences(

@@ -101,3 +101,30 @@ def test_merging_two_ranked_lists_keeps_the_top_n_even_when_their_times_overlap(
     merged = df.select(merge_ranked_lists(F.col("newer"), F.col("older"), 4).alias("m")).first()
     # Later first; "n2" and "o2" share a time, so the item id orders them.
     assert [e["item_id"] for e in merged["m"]] == ["o1", "n1", "n2", "o2"]
+
+
+def test_merging_ranked_lists_gives_the_sorted_top_n_whether_or_not_their_times_touch(spark):
+    t = dt.datetime(2026, 1, 1, 10)
+    h = dt.timedelta(hours=1)
+    cases = [
+        # apart: the newer list is later than all of the older one (the nightly case)
+        ([("n1", t + 3 * h), ("n2", t + 2 * h)], [("o1", t + h), ("o2", t), ("o3", t - h)]),
+        # touching: the oldest newer and the newest older share a time
+        ([("n2", t + h), ("n9", t)], [("n1", t), ("o1", t - h)]),
+        ([], [("o1", t), ("o2", t - h)]),  # no newer element of this list
+        ([("n1", t), ("n2", t - h)], []),  # nothing older
+        ([], []),
+    ]
+    df = spark.createDataFrame(
+        [(i, newer, older) for i, (newer, older) in enumerate(cases)],
+        "case int, newer array<struct<item_id:string,event_ts:timestamp>>, "
+        "older array<struct<item_id:string,event_ts:timestamp>>",
+    )
+    got = {
+        r["case"]: [e["item_id"] for e in r["m"]]
+        for r in df.select("case", merge_ranked_lists(F.col("newer"), F.col("older"), 3).alias("m"))
+        .collect()
+    }
+    for i, (newer, older) in enumerate(cases):
+        expected = sorted(newer + older, key=lambda e: (-e[1].timestamp(), e[0]))[:3]
+        assert got[i] == [item for item, _ in expected], i
