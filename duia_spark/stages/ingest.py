@@ -104,6 +104,11 @@ def _rejected_rows_change(lake: Lakehouse, tally: IngestTally, predicate: str) -
     return not earlier.isEmpty()
 
 
+def _no_rows(lake: Lakehouse, drop: RawDrop, args: argparse.Namespace) -> None:
+    print(f"[ingest] {args.path}: no rows to ingest")
+    _print_rejected_files(lake, drop)
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
     if cfg.ingest.on_corrupt_file not in ON_CORRUPT_FILE:
         raise ConfigError(
@@ -130,6 +135,11 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     # again (one day at 16x, bench/pipeline.py), and a month-long drop cached in memory
     # ran a 4 GB driver out of heap. The events table's days are replaced as the good
     # rows turn them up (a day whose rows are all bad keeps what it held).
+    if not lake.exists("events") and validated.isEmpty():
+        # The write below would create an empty events table; a first drop without a
+        # row leaves the lakehouse as it was (an existing table's days are kept anyway).
+        _no_rows(lake, drop, args)
+        return 0
     observation = Observation(f"ingest-{uuid.uuid4().hex[:12]}")
     good, bad = split_landed_and_rejected(validated, observation)
     landed = deduplicate_events(good)
@@ -150,8 +160,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     )
     tally = read_tally(observation)
     if tally.rows == 0:
-        print(f"[ingest] {args.path}: no rows to ingest")
-        _print_rejected_files(lake, drop)
+        _no_rows(lake, drop, args)
         return 0
     dates = tally.drop_dates
     rejected_here = f"source = '{args.source}'"

@@ -140,6 +140,12 @@ def test_a_clean_first_drop_creates_an_empty_quarantine(cfg, lake, tmp_path):
     assert lake.exists("events_rejected") and lake.read("events_rejected").count() == 0
 
 
+def test_a_first_drop_without_rows_leaves_the_lakehouse_without_tables(cfg, lake, tmp_path, capsys):
+    assert ingest(cfg, write_drop(tmp_path / "raw", [])) == 0
+    assert "no rows to ingest" in capsys.readouterr().out
+    assert not lake.exists("events") and not lake.exists("events_rejected")
+
+
 def test_a_missing_source_path_fails_with_a_message_naming_it(cfg, tmp_path, capsys):
     assert ingest(cfg, tmp_path / "nowhere") == 1
     assert "nowhere" in capsys.readouterr().err
