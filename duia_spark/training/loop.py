@@ -214,6 +214,11 @@ def train_rank(job: TrainJob) -> None:
             print(
                 f"[train] warm start: cluster memories {loaded} from {job.warm_memory}", flush=True
             )
+    if model.residual is not None and tc.residual_fit == "held_out":
+        # The head is reset and fitted once the base's weights are chosen
+        # (residual_refit.py): while the base trains it stays as built (zero output) and
+        # takes no gradient steps.
+        model.residual.requires_grad_(False)
     optimizer = model.build_optimizer(tc.lr)
     ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT
     start_epoch, history, best, best_state, bad_epochs = 0, [], -np.inf, None, 0

@@ -104,6 +104,8 @@ def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train
     for s in kept:  # a served segment: the head validated better than the base alone
         assert metrics[f"residual_gate.{s}.with_head"] > metrics[f"residual_gate.{s}.base"]
     if fit == "held_out":  # refitted on half the validation day's users, judged on the rest
+        # While the base trained, the head added nothing: its loss is the base's own.
+        assert metrics["loss.residual"] == pytest.approx(metrics["loss.residual_base"], abs=1e-9)
         assert metrics["residual_refit.rows"] > 0
         assert np.isfinite(metrics["residual_refit.loss"])
         judged = sum(metrics[f"residual_gate.{s}.users"] for s in ("low", "mid", "high"))
