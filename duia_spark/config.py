@@ -161,6 +161,9 @@ class FeaturesConfig:
 @dataclass
 class TrainConfig:
     train_days: int = 14
+    # The last `validation_days` days up to D validate (epoch choice, residual gate,
+    # evaluate); the `train_days` days before them train (training/split.py).
+    validation_days: int = 1
     epochs: int = 3
     batch_size: int = 1024
     lr: float = 0.002
@@ -208,6 +211,10 @@ class TrainConfig:
     warm_start_weights: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("train_days", "validation_days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"train.{name}: expected a whole number >= 1, got {value!r}")
         if self.residual_gate_margin < 0:
             raise ConfigError(
                 f"train.residual_gate_margin: expected a number >= 0, got {self.residual_gate_margin}"

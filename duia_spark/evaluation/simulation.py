@@ -1,7 +1,9 @@
 """Simulated feed replay against the generator's ground truth — the offline stand-in
 for the online A/B test of the DUIA paper.
 
-Each model ranks every user's exposures of the day; the top `feed_size` form the feed.
+Each model ranks every user's exposures of a day; the top `feed_size` form the feed
+(one feed per user and `sample_date` when the rows carry it: a validation window of
+several days holds several feeds of a user).
 From the true latent vectors we know, for each shown item, the probability of a valid
 view and the expected play time, so per user: UVC-like = expected valid views in the
 feed, UDT-like = expected dwell seconds. Averaged per activity segment. An oracle
@@ -35,15 +37,16 @@ def simulate_feeds(
     truth_scored: DataFrame, rank_columns: dict[str, str], feed_size: int
 ) -> DataFrame:
     """(model, segment, users, uvc, udt_s) for every model in `rank_columns` (model →
-    score column) plus the oracle; segment includes "all"."""
+    score column) plus the oracle; segment includes "all"; `users` counts feeds."""
     rank_columns = {**rank_columns, ORACLE: "p_long_view"}
+    feed_key = ["user_id", *[c for c in ("sample_date",) if c in truth_scored.columns]]
     parts = []
     for model, col in rank_columns.items():
-        w = Window.partitionBy("user_id").orderBy(F.col(col).desc(), F.col("item_id"))
+        w = Window.partitionBy(*feed_key).orderBy(F.col(col).desc(), F.col("item_id"))
         feed = truth_scored.withColumn("_pos", F.row_number().over(w)).where(
             F.col("_pos") <= feed_size
         )
-        per_user = feed.groupBy("user_id", "segment").agg(
+        per_user = feed.groupBy(*feed_key, "segment").agg(
             F.sum("p_long_view").alias("uvc"), (F.sum("expected_play_ms") / 1000.0).alias("udt_s")
         )
         per_user = per_user.unionByName(per_user.withColumn("segment", F.lit("all")))

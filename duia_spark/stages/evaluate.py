@@ -11,7 +11,6 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from pyspark.sql import functions as F
 
 from duia_spark import tracking
 from duia_spark.config import Config
@@ -27,6 +26,7 @@ from duia_spark.scoring.inference import (
 )
 from duia_spark.session import build_spark_session
 from duia_spark.training.dataset import available_input_columns, label_column
+from duia_spark.training.split import temporal_split
 
 NAME = "evaluate"
 HELP = "evaluate the new model against the champion and baselines; gate the champion alias"
@@ -187,9 +187,13 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     tasks = list(cfg.model.tasks)
     label_cols = [c for t in tasks for c in label_column(t)]
     samples = lake.read("samples")
-    scored = samples.where(F.col("sample_date") == day).select(
+    # The run's validation window (train.validation_days; one day, D, by default): the
+    # rows the new model chose its epoch on are the rows it is compared on.
+    split = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
+    scored = split.validation_rows(samples).select(
         "user_id",
         "item_id",
+        "sample_date",
         "segment",
         "duration_ms",
         *available_input_columns(samples.columns),
@@ -203,7 +207,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     for label in incompatible_models(payloads, cfg):
         if label == "new":
             raise ValueError(
-                f"v{version} was trained on other feature widths than {day}'s samples "
+                f"v{version} was trained on other feature widths than the samples of "
+                f"{split.describe_validation()} "
                 "(see above): retrain it"
             )
         del models[label], payloads[label]
@@ -211,7 +216,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     try:
         n = scored.count()
         if n == 0:
-            raise ValueError(f"no samples for {day}: run `duia samples --date {day}`")
+            raise ValueError(
+                f"no samples for {split.describe_validation()}: run `duia samples` for "
+                f"{'that date' if split.validation_days == 1 else 'those dates'}"
+            )
         metrics = ranking_metrics(scored, list(models), tasks, cfg.evaluate.auc_bins)
         feeds = None
         if cfg.evaluate.truth_dir:
@@ -255,7 +263,16 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         name="new model" if candidate == "new" else f"{candidate} baseline",
     )
     labels = {k: f"{k} ({d})" for k, (_, d) in models.items()}
-    report = format_report(day, labels, metrics, feeds, tasks, gate, guard)
+    window = split.describe_validation()
+    report = format_report(
+        day if window == str(day) else f"{day} (validation days {window})",
+        labels,
+        metrics,
+        feeds,
+        tasks,
+        gate,
+        guard,
+    )
     client = MlflowClient()
     name = cfg.mlflow.registered_model
     serving = _serving_decision(cfg, client, models, version, candidate, guard, gate, args)
@@ -266,6 +283,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             {
                 "kind": "evaluation",
                 "data_date": str(day),
+                "validation_dates": window,
                 "evaluated_version": version,
                 "gate": "passed" if gate.passed else "failed",
                 "guard": "off" if guard is None else ("held" if guard.held else guard.winner),

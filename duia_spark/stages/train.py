@@ -1,7 +1,8 @@
 """`duia train --date D`: gold.samples → Petastorm → TorchDistributor (DDP) → MLflow.
 
 Trains on the samples of [D - train.train_days, D) and validates on D (a temporal
-split). The driver alone talks to MLflow: it logs params, per-epoch metrics, plots,
+split; with train.validation_days N > 1 the last N days up to D validate and the
+train_days before them train: training/split.py). The driver alone talks to MLflow: it logs params, per-epoch metrics, plots,
 lineage, the pyfunc model with its cluster memory, and registers the version. A run
 that stops before its last epoch registers nothing; `--resume` continues it.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import shutil
 import tempfile
@@ -30,6 +30,7 @@ from duia_spark.training.dataset import (
     select_training_columns,
 )
 from duia_spark.training.loop import TrainJob, train_rank, wants_gpu
+from duia_spark.training.split import temporal_split
 
 NAME = "train"
 HELP = "train PLE+DUIA on gold.samples (TorchDistributor), log and register it in MLflow"
@@ -89,24 +90,27 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     lake = Lakehouse(spark, cfg)
     tc = cfg.train
     day = args.date
-    first = day - dt.timedelta(days=tc.train_days)
+    split = temporal_split(day, tc.train_days, tc.validation_days)
     samples = lake.read("samples")
     check_sample_columns(samples.columns, cfg.model)
     model_cfg = model_config_for_data(cfg, lake)
-    train_df = samples.where(F.col("sample_date").between(first, day - dt.timedelta(days=1)))
-    val_df = samples.where(F.col("sample_date") == day)
+    train_df = split.training_rows(samples)
+    val_df = split.validation_rows(samples)
     train_counts, val_counts = _segment_counts(train_df), _segment_counts(val_df)
     n_train, n_val = sum(train_counts.values()), sum(val_counts.values())
     if n_train == 0:
         raise ValueError(
-            f"no training samples for {first}..{day - dt.timedelta(days=1)}; run `duia samples` for those dates"
+            f"no training samples for {split.describe_training()}; run `duia samples` for those dates"
         )
     if n_val == 0:
-        raise ValueError(f"no validation samples for {day}; run `duia samples --date {day}`")
+        raise ValueError(
+            f"no validation samples for {split.describe_validation()}; run `duia samples` "
+            f"for {'that date' if split.validation_days == 1 else 'those dates'}"
+        )
     print(
-        f"[train] {model_cfg.variant}: {n_train:,} training rows {first}..{day - dt.timedelta(days=1)} {train_counts}"
+        f"[train] {model_cfg.variant}: {n_train:,} training rows {split.describe_training()} {train_counts}"
     )
-    print(f"[train] {n_val:,} validation rows on {day} {val_counts}")
+    print(f"[train] {n_val:,} validation rows on {split.describe_validation()} {val_counts}")
 
     tracking.configure_mlflow(cfg)
     warm_memory, warm_weights, warm_version = (None, None, None)
@@ -173,6 +177,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     lineage = {
         "samples_version": lake.version("samples"),
         "vocabulary_version": lake.version("vocabulary"),
+        "train_dates": split.describe_training(),
+        "val_dates": split.describe_validation(),
         "train_rows": n_train,
         "val_rows": n_val,
         **{f"train_rows_{k}": v for k, v in train_counts.items()},

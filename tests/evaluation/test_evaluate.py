@@ -243,3 +243,36 @@ def test_the_guard_has_its_own_tolerances_or_the_gates():
     args = (new, {"ple": ple}, ["auc"], ["click"])
     assert baseline_guard(*args, gate_only.guard_tolerance_map, min_positives=100).held
     assert not baseline_guard(*args, strict.guard_tolerance_map, min_positives=100).held
+
+
+@pytest.mark.slow
+def test_a_two_day_validation_window_trains_before_it_and_is_what_evaluate_scores(
+    tiny_lake, train_cfg, capsys
+):
+    from pyspark.sql import functions as F
+
+    cfg = dataclasses.replace(
+        train_cfg,
+        train=dataclasses.replace(train_cfg.train, epochs=1, train_days=2, validation_days=2),
+        evaluate=dataclasses.replace(train_cfg.evaluate, baseline_guard=False),
+    )
+    day = dt.timedelta(days=1)
+    window = f"{VAL_DAY - day}..{VAL_DAY}"
+    assert _train(cfg) == 0
+    out = capsys.readouterr().out
+    assert f"training rows {VAL_DAY - 3 * day}..{VAL_DAY - 2 * day}" in out
+    assert f"validation rows on {window}" in out
+    assert _evaluate(cfg) == 0
+    assert f"== evaluation of {VAL_DAY} (validation days {window}) ==" in capsys.readouterr().out
+    client = MlflowClient()
+    version = client.get_model_version(cfg.mlflow.registered_model, "1")
+    assert client.get_run(version.run_id).data.tags["lineage.val_dates"] == window
+    run = client.get_run(version.tags["evaluation_run"])
+    assert run.data.tags["validation_dates"] == window
+    both_days = tiny_lake.read("samples").where(
+        F.col("sample_date").between(VAL_DAY - day, VAL_DAY)
+    )
+    positives = both_days.agg(F.sum(F.col("click") * F.col("click_known"))).first()[0]
+    one_day = both_days.where(F.col("sample_date") == VAL_DAY)
+    assert positives > one_day.agg(F.sum(F.col("click") * F.col("click_known"))).first()[0]
+    assert run.data.metrics["new.pos.click.all"] == positives

@@ -1,4 +1,5 @@
 import dataclasses
+import datetime as dt
 import types
 import typing
 
@@ -118,3 +119,23 @@ def test_a_local_driver_declares_the_machines_gpus_for_torchdistributor(tmp_path
     assert local_gpu_resources(off, gpus=2) == {}
     cluster = dataclasses.replace(cfg, spark=dataclasses.replace(cfg.spark, master="yarn"))
     assert local_gpu_resources(cluster, gpus=2) == {}
+
+
+def test_the_temporal_split_puts_the_validation_window_last_and_the_training_days_before_it():
+    from duia_spark.training.split import temporal_split
+
+    d = dt.date(2026, 1, 10)
+    one = temporal_split(d, train_days=3)
+    assert (one.train_first, one.train_last) == (dt.date(2026, 1, 7), dt.date(2026, 1, 9))
+    assert one.validation_first == one.validation_last == d
+    assert one.describe_validation() == "2026-01-10"
+    two = temporal_split(d, train_days=3, validation_days=2)
+    assert (two.train_first, two.train_last) == (dt.date(2026, 1, 6), dt.date(2026, 1, 8))
+    assert (two.validation_first, two.validation_last) == (dt.date(2026, 1, 9), d)
+    assert two.validation_days == 2 and two.describe_validation() == "2026-01-09..2026-01-10"
+
+
+@pytest.mark.parametrize("knob", ["train_days", "validation_days"])
+def test_training_and_validation_days_below_one_are_refused_naming_the_knob(knob):
+    with pytest.raises(ConfigError, match=f"train.{knob}: expected a whole number >= 1, got 0"):
+        load_config(overrides=[f"train.{knob}=0"])

@@ -1,0 +1,71 @@
+"""The temporal split of a run dated D: the days that train, and the days that validate.
+
+The validation window is the last `validation_days` days up to and including D; the
+`train_days` days before it train. With one validation day (the default) that is the
+classic split: train on [D - train_days, D), validate on D. A longer window takes
+day-to-day noise out of everything decided on validation rows: the epoch that is kept,
+the residual gate, and the evaluate stage's comparison with the champion and the
+baselines, which scores the same window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    train_first: dt.date
+    train_last: dt.date
+    validation_first: dt.date
+    validation_last: dt.date  # D, the run's date
+
+    @property
+    def validation_days(self) -> int:
+        return (self.validation_last - self.validation_first).days + 1
+
+    def training(self, sample_date: Column | None = None) -> Column:
+        """True for a sample of the training days."""
+        d = F.col("sample_date") if sample_date is None else sample_date
+        return d.between(self.train_first, self.train_last)
+
+    def validation(self, sample_date: Column | None = None) -> Column:
+        """True for a sample of the validation days."""
+        d = F.col("sample_date") if sample_date is None else sample_date
+        return d.between(self.validation_first, self.validation_last)
+
+    def training_rows(self, samples: DataFrame) -> DataFrame:
+        return samples.where(self.training())
+
+    def validation_rows(self, samples: DataFrame) -> DataFrame:
+        return samples.where(self.validation())
+
+    def describe_training(self) -> str:
+        return f"{self.train_first}..{self.train_last}"
+
+    def describe_validation(self) -> str:
+        if self.validation_first == self.validation_last:
+            return str(self.validation_last)
+        return f"{self.validation_first}..{self.validation_last}"
+
+
+def temporal_split(day: dt.date, train_days: int, validation_days: int = 1) -> TemporalSplit:
+    """The split of a run dated `day` (see the module's docstring)."""
+    if train_days < 1:
+        raise ValueError(f"train.train_days: expected a whole number >= 1, got {train_days}")
+    if validation_days < 1:
+        raise ValueError(
+            f"train.validation_days: expected a whole number >= 1, got {validation_days}"
+        )
+    validation_first = day - dt.timedelta(days=validation_days - 1)
+    train_last = validation_first - dt.timedelta(days=1)
+    return TemporalSplit(
+        train_first=train_last - dt.timedelta(days=train_days - 1),
+        train_last=train_last,
+        validation_first=validation_first,
+        validation_last=day,
+    )
