@@ -139,12 +139,13 @@ def merge_ranked_lists(newer: Column, older: Column, n: int) -> Column:
     in_order = (
         (F.size(newer) == 0)
         | (F.size(older) == 0)
-        | (F.try_element_at(newer, F.lit(-1))["event_ts"] > F.try_element_at(older, F.lit(1))["event_ts"])
+        | (
+            F.try_element_at(newer, F.lit(-1))["event_ts"]
+            > F.try_element_at(older, F.lit(1))["event_ts"]
+        )
     )
     return F.slice(
-        F.when(in_order, both).otherwise(
-            F.array_sort(both, _most_recent_first)
-        ),
+        F.when(in_order, both).otherwise(F.array_sort(both, _most_recent_first)),
         1,
         n,
     )

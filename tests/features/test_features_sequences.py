@@ -122,8 +122,9 @@ def test_merging_ranked_lists_gives_the_sorted_top_n_whether_or_not_their_times_
     )
     got = {
         r["case"]: [e["item_id"] for e in r["m"]]
-        for r in df.select("case", merge_ranked_lists(F.col("newer"), F.col("older"), 3).alias("m"))
-        .collect()
+        for r in df.select(
+            "case", merge_ranked_lists(F.col("newer"), F.col("older"), 3).alias("m")
+        ).collect()
     }
     for i, (newer, older) in enumerate(cases):
         expected = sorted(newer + older, key=lambda e: (-e[1].timestamp(), e[0]))[:3]
