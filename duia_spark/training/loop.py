@@ -402,7 +402,7 @@ def train_rank(job: TrainJob) -> None:
             )
             kept = served_segments(gate)
             rule = (
-                f"beat the base ranker on the validation day by more than "
+                f"beat the base ranker on the validation rows by more than "
                 f"{tc.residual_gate_margin} with its users' rows ranked better at p < "
                 f"{tc.residual_gate_alpha}"
             )
