@@ -2,9 +2,10 @@
 
 Trains on the samples of [D - train.train_days, D) and validates on D (a temporal
 split; with train.validation_days N > 1 the last N days up to D validate and the
-train_days before them train: training/split.py). The driver alone talks to MLflow: it logs params, per-epoch metrics, plots,
-lineage, the pyfunc model with its cluster memory, and registers the version. A run
-that stops before its last epoch registers nothing; `--resume` continues it.
+train_days before them train: training/split.py). The driver alone talks to MLflow: it
+logs params, per-epoch metrics, plots, lineage, the pyfunc model with its cluster
+memory, and registers the version. A run that stops before its last epoch registers
+nothing; `--resume` continues it.
 """
 
 from __future__ import annotations

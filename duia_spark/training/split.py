@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 
@@ -28,21 +28,15 @@ class TemporalSplit:
     def validation_days(self) -> int:
         return (self.validation_last - self.validation_first).days + 1
 
-    def training(self, sample_date: Column | None = None) -> Column:
-        """True for a sample of the training days."""
-        d = F.col("sample_date") if sample_date is None else sample_date
-        return d.between(self.train_first, self.train_last)
-
-    def validation(self, sample_date: Column | None = None) -> Column:
-        """True for a sample of the validation days."""
-        d = F.col("sample_date") if sample_date is None else sample_date
-        return d.between(self.validation_first, self.validation_last)
-
     def training_rows(self, samples: DataFrame) -> DataFrame:
-        return samples.where(self.training())
+        """The samples of the training days."""
+        return samples.where(F.col("sample_date").between(self.train_first, self.train_last))
 
     def validation_rows(self, samples: DataFrame) -> DataFrame:
-        return samples.where(self.validation())
+        """The samples of the validation days."""
+        return samples.where(
+            F.col("sample_date").between(self.validation_first, self.validation_last)
+        )
 
     def describe_training(self) -> str:
         return f"{self.train_first}..{self.train_last}"
