@@ -142,7 +142,8 @@ class Lakehouse:
     ) -> dict[str, Any]:
         """Atomically replace the partitions `df` has rows in (Delta's dynamic partition
         overwrite), for a write whose partitions are only known once its rows are: the
-        other partitions stay as they are, and an empty `df` changes nothing. `summary`
+        other partitions stay as they are, and an empty `df` changes nothing (on a table
+        that does not exist yet it creates the table, empty). `summary`
         as in `replace_partitions`."""
         return self._overwrite_partitions(
             df, table, partition_col, "partitionOverwriteMode", "dynamic", summary

@@ -265,7 +265,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     labels = {k: f"{k} ({d})" for k, (_, d) in models.items()}
     window = split.describe_validation()
     report = format_report(
-        day if window == str(day) else f"{day} (validation days {window})",
+        day if split.validation_days == 1 else f"{day} (validation days {window})",
         labels,
         metrics,
         feeds,

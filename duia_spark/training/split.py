@@ -48,13 +48,8 @@ class TemporalSplit:
 
 
 def temporal_split(day: dt.date, train_days: int, validation_days: int = 1) -> TemporalSplit:
-    """The split of a run dated `day` (see the module's docstring)."""
-    if train_days < 1:
-        raise ValueError(f"train.train_days: expected a whole number >= 1, got {train_days}")
-    if validation_days < 1:
-        raise ValueError(
-            f"train.validation_days: expected a whole number >= 1, got {validation_days}"
-        )
+    """The split of a run dated `day` (see the module's docstring); both counts come
+    from TrainConfig, which refuses anything below 1."""
     validation_first = day - dt.timedelta(days=validation_days - 1)
     train_last = validation_first - dt.timedelta(days=1)
     return TemporalSplit(
