@@ -216,10 +216,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     try:
         n = scored.count()
         if n == 0:
-            raise ValueError(
-                f"no samples for {split.describe_validation()}: run `duia samples` for "
-                f"{'that date' if split.validation_days == 1 else 'those dates'}"
-            )
+            raise ValueError(split.no_samples_message("validation"))
         metrics = ranking_metrics(scored, list(models), tasks, cfg.evaluate.auc_bins)
         feeds = None
         if cfg.evaluate.truth_dir:

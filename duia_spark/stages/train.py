@@ -100,14 +100,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     train_counts, val_counts = _segment_counts(train_df), _segment_counts(val_df)
     n_train, n_val = sum(train_counts.values()), sum(val_counts.values())
     if n_train == 0:
-        raise ValueError(
-            f"no training samples for {split.describe_training()}; run `duia samples` for those dates"
-        )
+        raise ValueError(split.no_samples_message("training"))
     if n_val == 0:
-        raise ValueError(
-            f"no validation samples for {split.describe_validation()}; run `duia samples` "
-            f"for {'that date' if split.validation_days == 1 else 'those dates'}"
-        )
+        raise ValueError(split.no_samples_message("validation"))
     print(
         f"[train] {model_cfg.variant}: {n_train:,} training rows {split.describe_training()} {train_counts}"
     )

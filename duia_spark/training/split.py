@@ -39,12 +39,24 @@ class TemporalSplit:
         )
 
     def describe_training(self) -> str:
-        return f"{self.train_first}..{self.train_last}"
+        return _describe(self.train_first, self.train_last)
 
     def describe_validation(self) -> str:
-        if self.validation_first == self.validation_last:
-            return str(self.validation_last)
-        return f"{self.validation_first}..{self.validation_last}"
+        return _describe(self.validation_first, self.validation_last)
+
+    def no_samples_message(self, window: str) -> str:
+        """What to tell a user when the `window` ("training" or "validation") has no
+        samples: which dates, and the stage that makes them."""
+        if window == "training":
+            dates, days = self.describe_training(), (self.train_last - self.train_first).days + 1
+        else:
+            dates, days = self.describe_validation(), self.validation_days
+        which = "that date" if days == 1 else "those dates"
+        return f"no {window} samples for {dates}: run `duia samples` for {which}"
+
+
+def _describe(first: dt.date, last: dt.date) -> str:
+    return str(first) if first == last else f"{first}..{last}"
 
 
 def temporal_split(day: dt.date, train_days: int, validation_days: int = 1) -> TemporalSplit:

@@ -133,6 +133,19 @@ def test_the_temporal_split_puts_the_validation_window_last_and_the_training_day
     assert (two.train_first, two.train_last) == (dt.date(2026, 1, 6), dt.date(2026, 1, 8))
     assert (two.validation_first, two.validation_last) == (dt.date(2026, 1, 9), d)
     assert two.validation_days == 2 and two.describe_validation() == "2026-01-09..2026-01-10"
+    assert one.no_samples_message("validation") == (
+        "no validation samples for 2026-01-10: run `duia samples` for that date"
+    )
+    assert two.no_samples_message("validation").endswith(
+        "2026-01-09..2026-01-10: run `duia samples` for those dates"
+    )
+    single = temporal_split(d, train_days=1)
+    assert single.no_samples_message("training").endswith(
+        "samples for 2026-01-09: run `duia samples` for that date"
+    )
+    assert one.no_samples_message("training").endswith(
+        "2026-01-07..2026-01-09: run `duia samples` for those dates"
+    )
 
 
 @pytest.mark.parametrize("knob", ["train_days", "validation_days"])
