@@ -31,6 +31,7 @@ from duia_spark.training.dataset import to_batch
 from duia_spark.training.metrics import ScoredRows, selection_value
 from duia_spark.training.residual_gate import (
     base_ranker_only,
+    gate_evidence,
     gate_residual_head,
     served_segments,
 )
@@ -414,6 +415,8 @@ def train_rank(job: TrainJob) -> None:
                 f" in any); every row gets the base ranker's score",
                 flush=True,
             )
+            for line in gate_evidence(gate, tc.selection_metric):
+                print(f"[train]   {line}", flush=True)
         _write_results(Path(job.out_dir), model, history, stopped_early, gate, served, refit)
     if distributed:
         dist.barrier()

@@ -54,6 +54,24 @@ def served_segments(gate: dict[str, float]) -> list[str]:
     return [s for s in SEGMENT_IDS if gate.get(f"residual_gate/{s}/kept")]
 
 
+def gate_evidence(gate: dict[str, float], metric: str) -> list[str]:
+    """One line per segment of a `gate_residual_head` record: the selection metric with
+    the head and without it, the users' test, and the verdict."""
+    lines = []
+    for s in SEGMENT_IDS:
+        if f"residual_gate/{s}/kept" not in gate:
+            continue
+        head, base = gate[f"residual_gate/{s}/with_head"], gate[f"residual_gate/{s}/base"]
+        verdict = "served" if gate[f"residual_gate/{s}/kept"] else "off"
+        lines.append(
+            f"{s}: {metric_for_segment(metric, s)} {head:.4f} with the head, {base:.4f} "
+            f"without ({head - base:+.4f}); users ranked better p = "
+            f"{gate[f'residual_gate/{s}/p_users']:.3g} over "
+            f"{gate[f'residual_gate/{s}/users']:,.0f} users → {verdict}"
+        )
+    return lines
+
+
 def metric_tasks(metric: str) -> list[str]:
     """`auc/click/all+gauc/long_view/all` → ['click', 'long_view']."""
     tasks = [key.strip().split("/")[1] for key in metric.split("+")]

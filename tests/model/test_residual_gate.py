@@ -12,6 +12,7 @@ from duia_spark.model.ranker import build_ranker
 from duia_spark.training.metrics import ScoredRows
 from duia_spark.training.residual_gate import (
     base_ranker_only,
+    gate_evidence,
     gate_residual_head,
     metric_for_segment,
     metric_tasks,
@@ -78,6 +79,12 @@ def test_the_head_is_switched_off_where_the_base_alone_validates_better(make_con
     assert gate["residual_gate/low/p_users"] < 0.001
     assert 40 <= gate["residual_gate/low/users"] <= USERS_PER_SEGMENT  # both classes on D
     assert gate["residual_gate/mid/p_users"] > 0.5
+    # The train log's evidence: one line per segment, with both values and the verdict.
+    low, mid, high = gate_evidence(gate, "auc/click/all")
+    assert low.startswith("low: auc/click/low ") and low.endswith("→ served")
+    assert f"{gate['residual_gate/low/with_head']:.4f} with the head" in low
+    assert mid.startswith("mid: auc/click/mid ") and mid.endswith("→ off")
+    assert high.startswith("high: ") and "(+0.0000)" in high and high.endswith("→ off")
     # What is served: the head's scores for low users, the base's elsewhere.
     expected = np.where((segments == 0)[:, None], head, base)
     assert served == pytest.approx(
