@@ -49,8 +49,10 @@ class TemporalSplit:
         samples: which dates, and the stage that makes them."""
         if window == "training":
             dates, days = self.describe_training(), (self.train_last - self.train_first).days + 1
-        else:
+        elif window == "validation":
             dates, days = self.describe_validation(), self.validation_days
+        else:
+            raise ValueError(f"window: expected 'training' or 'validation', got {window!r}")
         which = "that date" if days == 1 else "those dates"
         return f"no {window} samples for {dates}: run `duia samples` for {which}"
 
