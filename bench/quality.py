@@ -709,7 +709,56 @@ def summarise(
             ]
             lines.append(f"| {v} | " + " | ".join(f"{x:.3f}" for x in vals) + " |")  # fmt: skip
         lines.append("")
+        lines += residual_gate_table(health, models, seeds)
+    if "platform_degree" in test.columns:
+        lines += segment_by_degree_table(test)
     return lines, csv_rows
+
+
+def residual_gate_table(health, models, seeds) -> list[str]:
+    """Per run and segment, what the residual gate read on the validation days: the
+    selection metric with the head and without it, the test over users, the verdict."""
+    rows = []
+    for v in [x for x in models if x in VARIANTS]:
+        for s in seeds:
+            h = health.get((v, s), {})
+            for g in SEGMENT_GROUPS[1:4]:
+                key = f"residual_gate.{g}."
+                if key + "kept" in h:
+                    head, base = h[key + "with_head"], h[key + "base"]
+                    rows.append(
+                        f"| {v} | {s} | {g} | {head:.4f} | {base:.4f} | {head - base:+.4f} | "
+                        f"{h[key + 'p_users']:.3f} | {h[key + 'users']:,.0f} | "
+                        f"{'served' if h[key + 'kept'] else 'off'} |"
+                    )
+    if not rows:
+        return []
+    return [
+        "Residual gate per run (validation days; the selection metric per segment):",
+        "",
+        "| variant | seed | segment | with the head | without | difference | p (users) | users | head |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows,
+        "",
+    ]
+
+
+def segment_by_degree_table(test: pd.DataFrame) -> list[str]:
+    """Test users per activity segment (ours) and the platform's own activity label."""
+    users = test.drop_duplicates(["user_idx", "segment"])
+    table = pd.crosstab(users["platform_degree"].fillna("unknown"), users["segment"])
+    segments = [g for g in SEGMENT_GROUPS[1:4] if g in table.columns]
+    return [
+        "Test users per segment and platform activity label:",
+        "",
+        "| label | " + " | ".join(segments) + " |",
+        "| --- |" + " ---: |" * len(segments),
+        *[
+            f"| {label} | " + " | ".join(f"{int(table.loc[label, g]):,}" for g in segments) + " |"
+            for label in table.index
+        ],
+        "",
+    ]
 
 
 def simulated_feed_table(cfg, feeds: list[dict], variants, seeds) -> list[str]:

@@ -211,10 +211,11 @@ class TrainConfig:
     warm_start_weights: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("train_days", "validation_days"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"train.{name}: expected a whole number >= 1, got {value!r}")
+        for name in ("train_days", "validation_days"):  # the loader has made them ints
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"train.{name}: expected a whole number >= 1, got {getattr(self, name)!r}"
+                )
         if self.residual_gate_margin < 0:
             raise ConfigError(
                 f"train.residual_gate_margin: expected a number >= 0, got {self.residual_gate_margin}"
