@@ -15,11 +15,19 @@ Environment of the Airflow workers:
   DUIA_HOME    the project checkout, where tasks run (default /opt/duia-spark)
   DUIA_VENV    the project's virtual environment (default $DUIA_HOME/.venv)
   DUIA_STATE   local state holding spark-submit.conf from `make setup` (default $DUIA_HOME/.duia)
-Airflow Variables (optional; a DAG run's params override the first three):
+  DUIA_RETRIES retries of a failed task (default 2; read from the environment when the
+               file is parsed, so parsing makes no metadata-database call)
+Airflow Variables (optional; a DAG run's params override them):
   duia_raw     raw drops folder that ingest reads D from (default /data/raw)
   duia_source  raw layout for ingest: synthetic, kuairand, movielens (default synthetic)
   duia_conf    YAML file deep-merged over conf/default.yaml (default: none)
-  duia_retries retries of a failed task (default 2)
+
+A run's parameters never become shell text. They are typed Params (an absolute path of
+safe characters, an enum of sources) that Airflow validates when the run is triggered;
+their values, and the Variables', reach the command through the task's environment
+(DUIA_RAW, DUIA_SOURCE, DUIA_CONF) and the command quotes them ("$DUIA_RAW"), so a value
+such as "/data/raw; rm -rf /" is refused by the Param and, from a Variable, is one
+argument that names no folder.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import os
 import shlex
 
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param, Variable
+from airflow.sdk import DAG, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 # Keep equal to duia_spark.pipeline.NIGHTLY_STAGES (a test checks it).
@@ -52,13 +60,23 @@ DUIA_HOME = os.environ.get("DUIA_HOME", "/opt/duia-spark")
 DUIA_VENV = os.environ.get("DUIA_VENV", os.path.join(DUIA_HOME, ".venv"))
 DUIA_STATE = os.environ.get("DUIA_STATE", os.path.join(DUIA_HOME, ".duia"))
 
-# Rendered per run: a DAG run's param, else the Airflow Variable, else the default.
-RAW = "{{ params.raw or var.value.get('duia_raw', '/data/raw') }}"
-SOURCE = "{{ params.source or var.value.get('duia_source', 'synthetic') }}"
-CONF_FLAG = (
-    "{% set conf = params.conf or var.value.get('duia_conf', '') %}"
-    "{% if conf %} --conf {{ conf }}{% endif %}"
-)
+# The raw layouts `duia ingest --source` accepts (duia_spark.stages.ingest.SOURCES; a test
+# keeps them equal).
+SOURCES = ["synthetic", "kuairand", "movielens"]
+# An absolute path of letters, digits and . _ - + / only: nothing a shell would read.
+SAFE_PATH = r"^/[A-Za-z0-9._+/-]*$"
+
+# Rendered per run into the task's environment (never into the command): a DAG run's
+# param, else the Airflow Variable, else the default.
+RUN_ENV = {
+    "DUIA_DATE": "{{ ds }}",
+    "DUIA_RAW": "{{ params.raw or var.value.get('duia_raw', '/data/raw') }}",
+    "DUIA_SOURCE": "{{ params.source or var.value.get('duia_source', 'synthetic') }}",
+    "DUIA_CONF": "{{ params.conf or var.value.get('duia_conf', '') }}",
+}
+# The command reads them quoted; --conf only when one is set.
+DATE, RAW, SOURCE = '"$DUIA_DATE"', '"$DUIA_RAW"', '"$DUIA_SOURCE"'
+CONF_FLAG = '${DUIA_CONF:+--conf "$DUIA_CONF"}'
 
 
 def stage_jobs(stage: str) -> list[list[str]]:
@@ -73,17 +91,22 @@ def stage_jobs(stage: str) -> list[list[str]]:
 
 
 def stage_command(stage: str) -> str:
-    """The bash command of a stage's task: its spark-submit call(s), one after the other."""
+    """The bash command of a stage's task: its spark-submit call(s), one after the other.
+
+    Fixed words are shell-quoted; the run's values are the quoted environment variables
+    above, which bash expands as single arguments and never parses as commands."""
     submit = [
         os.path.join(DUIA_VENV, "bin", "spark-submit"),
         "--properties-file",
         os.path.join(DUIA_STATE, "spark-submit.conf"),
     ]
+    run_values = {DATE, RAW, SOURCE}
     calls = []
     for job, *flags in stage_jobs(stage):
-        argv = [*submit, f"jobs/{job.replace('-', '_')}.py", "--date", "{{ ds }}", *flags]
-        # Jinja fields stay unquoted so that they render; the rest is shell-quoted.
-        calls.append(" ".join(a if "{{" in a else shlex.quote(a) for a in argv) + CONF_FLAG)
+        argv = [*submit, f"jobs/{job.replace('-', '_')}.py", "--date", DATE, *flags, CONF_FLAG]
+        calls.append(
+            " ".join(a if a in run_values or a == CONF_FLAG else shlex.quote(a) for a in argv)
+        )
     return " && ".join(calls) or "true"  # no baseline variants: nothing to run
 
 
@@ -97,21 +120,32 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args={
-        # Read when the file is parsed; an unset Variable means the default.
-        "retries": int(Variable.get("duia_retries", default=2)),
+        # From the worker's environment: parsing the file asks no metadata database.
+        "retries": int(os.environ.get("DUIA_RETRIES", "2")),
         "retry_delay": dt.timedelta(minutes=10),
         "cwd": DUIA_HOME,
-        "env": {"PYSPARK_PYTHON": os.path.join(DUIA_VENV, "bin", "python")},
+        "env": {"PYSPARK_PYTHON": os.path.join(DUIA_VENV, "bin", "python"), **RUN_ENV},
         "append_env": True,
     },
     params={
         "raw": Param(
-            "", type="string", description="raw drops folder (default: Variable duia_raw)"
+            "",
+            type="string",
+            pattern=f"^$|{SAFE_PATH}",
+            description="raw drops folder, an absolute path (empty: Variable duia_raw)",
         ),
         "source": Param(
-            "", type="string", description="raw layout (default: Variable duia_source)"
+            "",
+            type="string",
+            enum=["", *SOURCES],
+            description="raw layout (empty: Variable duia_source)",
         ),
-        "conf": Param("", type="string", description="config YAML (default: Variable duia_conf)"),
+        "conf": Param(
+            "",
+            type="string",
+            pattern=f"^$|{SAFE_PATH}",
+            description="config YAML, an absolute path (empty: Variable duia_conf)",
+        ),
     },
     tags=["duia-spark"],
 ) as dag:

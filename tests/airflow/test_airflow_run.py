@@ -181,7 +181,7 @@ for argv in (
         "AIRFLOW_VAR_DUIA_RAW": str(raw),
         "AIRFLOW_VAR_DUIA_SOURCE": "synthetic",
         "AIRFLOW_VAR_DUIA_CONF": str(conf),
-        "AIRFLOW_VAR_DUIA_RETRIES": "0",  # a failed task fails the run at once
+        "DUIA_RETRIES": "0",  # a failed task fails the run at once
     }
     w = AirflowWorld(state, raw, conf, env)
     migrate = w.airflow("db", "migrate", timeout=300)

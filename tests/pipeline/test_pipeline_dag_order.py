@@ -5,11 +5,12 @@ Read with `ast`, so the main suite needs no Airflow."""
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
-from duia_spark.config import PROJECT_ROOT, load_config
+from duia_spark.config import load_config
 from duia_spark.pipeline import NIGHTLY_STAGES
 
-DAG_FILE = PROJECT_ROOT / "jobs" / "airflow" / "duia_nightly_dag.py"
+DAG_FILE = Path(__file__).resolve().parents[2] / "jobs" / "airflow" / "duia_nightly_dag.py"
 
 
 def _dag_module() -> ast.Module:
@@ -49,3 +50,9 @@ def test_dag_file_imports_only_airflow_and_the_standard_library():
             assert root == "airflow" or root in sys.stdlib_module_names or root == "__future__", (
                 f"{DAG_FILE.name} imports {root}: the Airflow scheduler has no Spark stack"
             )
+
+
+def test_dag_sources_are_the_layouts_ingest_accepts():
+    from duia_spark.stages.ingest import SOURCES
+
+    assert tuple(_literal("SOURCES")) == SOURCES
