@@ -184,8 +184,8 @@ def run_night(
     `backfill_days` of them, then measure D's night stage by stage, each with its ceiling."""
     from pyspark.sql import functions as F
 
-    from duia_spark.data.readers import list_drop_dates
     from duia_spark.lakehouse import Lakehouse
+    from duia_spark.sources.daily_drops import list_drop_dates
 
     lake = Lakehouse(spark, cfg)
     recorder = SparkMetricsRecorder(spark)

@@ -1,6 +1,6 @@
 """Raw rows → typed `bronze.events` rows, with every bad row kept and explained.
 
-`validate_raw_events` parses the canonical raw frame (see readers.py) and attaches
+`validate_raw_events` parses the canonical raw frame (see duia_spark/sources/raw.py) and attaches
 the reasons a row is bad; `split_landed_and_rejected` separates the two
 streams (and observes what the drop held, `read_tally`); `deduplicate_events` keeps one
 row per (user_id, item_id, event_ts). DataFrame → DataFrame, no action of their own.
@@ -16,7 +16,6 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from duia_spark.config import IngestConfig
-from duia_spark.data.readers import RejectedFile
 from duia_spark.data.schema import (
     CONTEXT_COLUMNS,
     DURATIONS,
@@ -25,6 +24,17 @@ from duia_spark.data.schema import (
     FILES_REJECTED_SCHEMA,
     SIGNALS,
 )
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A raw file that cannot be read at all (truncated, corrupt), set aside whole."""
+
+    path: str
+    size_bytes: int
+    reason: str
+    drop_date: dt.date | None
+
 
 _ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,128}$"
 _INT_PATTERN = r"^-?[0-9]+(\.0+)?$"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from duia_spark.data.generator import expected_outcomes, latent_affinity
+from duia_spark.sources.synthetic import expected_outcomes, latent_affinity
 
 ORACLE = "oracle"
 

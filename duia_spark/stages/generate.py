@@ -7,8 +7,8 @@ import dataclasses
 import time
 
 from duia_spark.config import Config
-from duia_spark.data.generator import generate
 from duia_spark.session import build_spark_session
+from duia_spark.sources.synthetic import generate
 
 NAME = "generate"
 HELP = "write synthetic daily interaction-log drops (+ ground truth) to a folder"

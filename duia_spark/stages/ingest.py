@@ -24,16 +24,12 @@ from duia_spark.data.ingest import (
     split_landed_and_rejected,
     validate_raw_events,
 )
-from duia_spark.data.readers import (
-    RawDrop,
-    RawInputError,
-    list_drop_dates,
-    read_daily_drops,
-    read_kuairand,
-    read_movielens,
-)
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.session import build_spark_session
+from duia_spark.sources.daily_drops import list_drop_dates, read_daily_drops
+from duia_spark.sources.kuairand import read_kuairand
+from duia_spark.sources.movielens import read_movielens
+from duia_spark.sources.raw import RawDrop, RawInputError
 
 NAME = "ingest"
 HELP = "ingest raw interaction logs into bronze.events (bad rows → bronze.events_rejected)"

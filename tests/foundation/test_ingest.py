@@ -309,7 +309,7 @@ def test_movielens_unrated_exposures_are_same_day_items_the_user_never_rated(cfg
 def test_a_line_without_quotes_splits_as_the_quote_aware_regex_splits_it(spark):
     from pyspark.sql import functions as F
 
-    from duia_spark.data.readers import _split_outside_quotes, split_fields
+    from duia_spark.sources.delimited import _split_outside_quotes, split_fields
 
     lines = {
         ",": ["u1,v1,,5", ",,", "a,b,", " a , b ", 'u1,"v,1",5', '"a","b"', 'a,"b'],

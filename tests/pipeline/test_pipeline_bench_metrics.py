@@ -34,7 +34,7 @@ def bench():
 def tiny_night(bench, spark, base_cfg, tmp_path_factory) -> dict:
     """Four tiny daily drops; the night of the last with two days of history, one backfilled."""
     from duia_spark.config import GeneratorConfig
-    from duia_spark.data.generator import generate
+    from duia_spark.sources.synthetic import generate
 
     state = tmp_path_factory.mktemp("bench_night")
     raw = state / "raw"

@@ -6,7 +6,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from duia_spark.config import GeneratorConfig
-from duia_spark.data.generator import draw_population, generate, generate_day_events
+from duia_spark.sources.synthetic import draw_population, generate, generate_day_events
 
 SMALL = GeneratorConfig(users=400, items=120, days=30, seed=7, partitions=2)
 
@@ -101,7 +101,7 @@ def test_planted_groups_show_in_the_signals(spark, month):
 
 
 def test_the_closed_form_expectations_match_the_generated_signals(spark, month):
-    from duia_spark.data.generator import expected_outcomes, latent_affinity
+    from duia_spark.sources.synthetic import expected_outcomes, latent_affinity
 
     pop, ev = month
     users = spark.createDataFrame(pop.users[["user_id"]].assign(u=pop.users["latent"].map(list)))
