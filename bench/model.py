@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import functools
 import json
 import os
 import platform
@@ -39,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from duia_spark.config import load_config  # noqa: E402
 from duia_spark.model.config import VARIANTS, ModelConfig  # noqa: E402
 from duia_spark.model.deferred_init import peak_resident_bytes, reset_peak_resident  # noqa: E402
 from duia_spark.model.ghca import ClusterMemory  # noqa: E402
@@ -57,10 +60,16 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+@functools.cache
+def shipped_model() -> ModelConfig:
+    """The model conf/default.yaml ships (K1=512, K2=10, d_memory=64, 6 tasks, L=50, and
+    its enhancement_fusion), as the nightly trains it."""
+    return load_config().model
+
+
 def bench_config(variant: str) -> ModelConfig:
-    """Defaults of ModelConfig (K1=512, K2=10, d_memory=64, 6 tasks, L=50) with
-    100k users and items."""
-    return ModelConfig(variant=variant, n_users=100_000, n_items=100_000)
+    """The shipped model as `variant`, with 100k users and items."""
+    return dataclasses.replace(shipped_model(), variant=variant, n_users=100_000, n_items=100_000)
 
 
 def random_batch(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
@@ -293,8 +302,9 @@ def write_report(steps_rows, retrieval_rows, ple_rows, args) -> str:
         f"## 1. Forward + loss + backward at batch {BATCH} (median of {args.steps} steps, "
         f"{args.rounds} rounds)",
         "",
-        "Defaults of `ModelConfig` (K1=512, K2=10, memory d=64, item memory 64x8, "
-        "6 tasks, L=50, P=20), 100k users and items, a fresh random batch every step. Each "
+        "The model `conf/default.yaml` ships (K1=512, K2=10, memory d=64, item memory 64x8, "
+        f"6 tasks, L=50, P=20, enhancement_fusion {shipped_model().enhancement_fusion}), 100k "
+        "users and items, a fresh random batch every step. Each "
         "round is a fresh process in which all variants take turns on the same batches; "
         "`x PLE` is the median over rounds of the round's median ratio of a variant's step "
         "to PLE's step on the same batch (range over rounds in brackets); ms columns are "
@@ -426,7 +436,10 @@ def main() -> None:
     if args.quick:
         args.steps, args.warmup, args.repeats, args.rounds = 3, 2, 2, 1
     args.load = os.getloadavg()[0]
-    print(f"model benchmark: {args.threads} thread(s), load average {args.load:.1f}")
+    print(
+        f"model benchmark: {args.threads} thread(s), load average {args.load:.1f}, "
+        f"enhancement_fusion {shipped_model().enhancement_fusion} (conf/default.yaml)"
+    )
     steps_rows = run_step_benchmarks(args.steps, args.warmup, args.threads, args.rounds)
     retrieval_rows = run_retrieval_benchmarks(args.repeats)
     ple_rows = run_ple_comparison(args.steps * 2, args.warmup)

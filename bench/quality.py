@@ -73,25 +73,15 @@ DUIA_ONLY_SETTINGS = (
     "dead_centre_window", "dead_centre_min_usage", "recent_queries", "query_tower_hidden",
     "query_behaviour_dropout", "aux_task", "aux_loss_weight", "top_k", "similarity_threshold",
     "similarity_threshold_enabled", "attention_temperature", "enhancement_dim",
-    "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion", "enhanced_tasks",
-    "upbe_affinity", "enhanced_segments", "enhancement_dropout", "memory_epochs",
-    "cluster_outcomes", "cluster_outcome_prior", "cluster_outcome_half_life",
-    "residual_gate", "residual_gate_margin", "residual_gate_alpha", "residual_fit",
-    "residual_refit_epochs",
+    "positive_behaviours", "item_k1", "item_k2", "enhancement_fusion",
+    "residual_gate", "residual_gate_margin", "residual_gate_alpha",
 )  # fmt: skip
 # Knobs added after runs were first cached: at their ModelConfig default they are left
 # out of a run's fingerprint, so the runs trained before the knob existed (which had
 # the default's behaviour) are still reused.
-LATER_SETTINGS = (
-    "enhancement_fusion", "enhanced_tasks", "upbe_affinity", "enhanced_segments",
-    "enhancement_dropout", "cluster_outcomes", "cluster_outcome_prior",
-    "cluster_outcome_half_life",
-)  # fmt: skip
+LATER_SETTINGS = ("enhancement_fusion",)
 # The same, at their TrainConfig default.
-LATER_TRAIN_SETTINGS = (
-    "average_weights", "memory_epochs", "residual_fit", "residual_refit_epochs",
-    "validation_days",
-)  # fmt: skip
+LATER_TRAIN_SETTINGS = ("average_weights", "validation_days")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,7 +292,7 @@ def run_health(run_id: str) -> dict[str, float]:
     from mlflow import MlflowClient
 
     m = MlflowClient().get_run(run_id).data.metrics
-    keys = ("enhanced_share", "usage_entropy", "dead", "loss.residual", "outcome", "gate.")
+    keys = ("enhanced_share", "usage_entropy", "dead", "loss.residual", "gate.")
     return {k: v for k, v in m.items() if any(s in k for s in keys)}
 
 
@@ -809,6 +799,8 @@ def run_dataset(
             *overrides,
         ],
     )
+    fusion = f"`{ds.conf}` as loaded, enhancement_fusion `{cfg.model.enhancement_fusion}`"
+    log(f"{ds.name}: {fusion}")
     prepare(ds, cfg, work, source_path)
     runs = train_runs(ds, cfg, work, variants, seeds)
     truth = work / "raw" / "truth" if ds.name == "synthetic" else None
@@ -843,6 +835,7 @@ def run_dataset(
     health = {k: run_health(r) for k, r in runs.items() if k[0] != "ple"}
     selection = split_of(ds, cfg).describe_validation()
     lines, rows = summarise(ds, test, res, models, seeds, health, training_mix(ds, cfg), selection)
+    lines[2:2] = [f"Configuration: {fusion}.", ""]
     if feeds:
         lines += simulated_feed_table(cfg, feeds, variants, seeds)
     return lines, rows

@@ -3,8 +3,9 @@
     python bench/score.py                 # writes bench/results/score.md and .csv
     python bench/score.py --rows 20000    # smaller, for a smoke test (nothing written)
 
-The same ranker (ModelConfig defaults: ple+duia, 6 tasks, K1=512 x K2=10, L=50, with
-the generator's default vocabulary: 2 000 users, 500 items) scores the same rows of
+The same ranker (the model conf/default.yaml ships: ple+duia, 6 tasks, K1=512 x K2=10,
+L=50, its enhancement_fusion, with the generator's default vocabulary: 2 000 users,
+500 items) scores the same rows of
 gold.samples-shaped features twice:
 
 - in-process: the rows already in a pandas frame, `score_frame` in one loop (torch
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -51,8 +53,10 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def bench_model_config(cfg) -> ModelConfig:
+    """The shipped model (`cfg.model`, from load_config) sized to the generator's data."""
     g = cfg.generator
-    return ModelConfig(
+    return dataclasses.replace(
+        cfg.model,
         n_users=g.users + 1,
         n_items=g.items + 1,
         n_categories=g.categories + 1,
@@ -141,6 +145,11 @@ def main() -> None:
         ]
     )
     model_cfg = bench_model_config(cfg)
+    print(
+        f"scoring benchmark: {model_cfg.variant}, enhancement_fusion "
+        f"{model_cfg.enhancement_fusion} (conf/default.yaml)",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="duia-bench-score-") as tmp:
         folder = Path(tmp)
         files = save_model(model_cfg, folder)
@@ -182,7 +191,7 @@ def main() -> None:
 Command: `python bench/score.py --rows {n} --cores {args.cores}` ({platform.processor() or platform.machine()},
 {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} torch threads
 in-process, 1 per Spark Python worker, local[{args.cores}], {args.batch} rows per model call).
-Model: ple+duia, tasks {model_cfg.tasks}, K1={model_cfg.k1} x K2={model_cfg.k2},
+Model: {model_cfg.variant} ({model_cfg.enhancement_fusion} fusion), tasks {model_cfg.tasks}, K1={model_cfg.k1} x K2={model_cfg.k2},
 L={model_cfg.seq_len}, {model_cfg.n_users - 1:,d} users, {model_cfg.n_items - 1:,d} items.
 Load average (1 min) {load0:.1f} before, {load1:.1f} after — the machine is shared, so
 wall times carry noise from other processes. In-process CPU time: {local["cpu_s"]:.1f} s.

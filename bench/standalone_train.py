@@ -74,6 +74,8 @@ def main() -> int:
         table = (
             "| cluster | ranks | mode | wall s | result |\n|---|---:|---|---:|---|\n"
             f"| standalone, 1 worker × 2 cores (localhost) | 2 | barrier tasks on executors | {wall:.0f} | {status} |\n"
+            f"\nModel: {cfg.model.variant}, enhancement_fusion {cfg.model.enhancement_fusion} "
+            "(conf/default.yaml with the tests' small sizes).\n"
             f"\nCommand: `python bench/standalone_train.py`, {dt.date.today()}.\n"
         )
         print(table)

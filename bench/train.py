@@ -171,11 +171,9 @@ def main() -> int:
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from duia_spark.model.config import ModelConfig
-
     # The same rows through a tiny model (the data path dominates) and through the
     # model at the sizes conf/default.yaml ships (what a nightly run trains).
-    defaults = ModelConfig()
+    defaults = load_config().model
     sized = [o.split("=")[0].removeprefix("model.") for o in small_model_overrides()]
     shipped = dataclasses.replace(
         model_cfg,
@@ -186,6 +184,11 @@ def main() -> int:
     val = make_spark_converter(select_training_columns(samples.limit(256), model_cfg).coalesce(1))
     ceilings, rechub = {}, {}
     variant = model_cfg.variant
+    print(
+        f"training benchmark: {variant}, enhancement_fusion {model_cfg.enhancement_fusion} "
+        "(conf/default.yaml)",
+        flush=True,
+    )
     try:
         for size, mcfg in (("small", model_cfg), ("shipped", shipped)):
             if size not in sizes:
@@ -247,6 +250,7 @@ def main() -> int:
         f"\n{len(train_pdf):,} rows, batch {a.batch}, CPU, torch {torch.__version__}, {dt.date.today()}. "
         f"small: {', '.join(small_model_overrides()[:4])}, ... (the data path dominates); "
         "shipped: the model sizes of conf/default.yaml (K1=512, K2=10, embedding 32, ...). "
+        f"Both with enhancement_fusion {model_cfg.enhancement_fusion} (conf/default.yaml). "
         "Goal: Petastorm path >= 0.8 of in-memory. The 2-process row is the aggregate of two "
         "ranks against the 1-process ceiling. torch-rechub's PLE: the same ids, history "
         "(mean-pooled, sharing the item table), dense features, embedding width, PLE levels, "

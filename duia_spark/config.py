@@ -3,14 +3,22 @@
 Every section is a dataclass; loading walks the YAML against the dataclass fields,
 so an unknown key or a value of the wrong type fails at start-up with the key's
 dotted name, not an hour later inside a Spark job.
+
+Relative paths resolve where they were written: in a shipped config (the `conf/`
+folder, package data of the wheel) against the home, `$DUIA_HOME` or else the current
+directory; in another config file against that file's folder; in a `--set` override
+or a command-line flag against the current directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +26,51 @@ import yaml
 
 from duia_spark.model.config import ModelConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONF = PROJECT_ROOT / "conf" / "default.yaml"
-# train.residual_fit: where the residual head learns (training/residual_refit.py)
-RESIDUAL_FITS = ("train", "held_out")
+HOME_ENV = "DUIA_HOME"
+_BESIDE_PACKAGE = Path(__file__).resolve().parent.parent
+# The source checkout the package runs from (an editable install), None for an installed
+# wheel: a run records the checkout's git commit.
+SOURCE_CHECKOUT: Path | None = _BESIDE_PACKAGE if (_BESIDE_PACKAGE / ".git").exists() else None
+# Config values that name a local path: a relative one is made absolute where it was written.
+PATH_KEYS = (
+    "state_dir",
+    "spark.jars_cache",
+    "lakehouse.root",
+    "train.checkpoint_dir",
+    "train.petastorm_cache_dir",
+    "evaluate.truth_dir",
+    "mlflow.tracking_uri",
+    "mlflow.artifact_root",
+    "score.candidate_table",
+)
+SQLITE = "sqlite:///"
+
+
+def shipped_conf_dir() -> Traversable:
+    """The shipped configs: `duia_spark/conf/` in an installed wheel (read through
+    importlib.resources, so a zipped wheel on `--py-files` works too); in a source checkout,
+    the top-level `conf/` folder the wheel's copy is built from."""
+    packaged = resources.files("duia_spark") / "conf"
+    return packaged if packaged.is_dir() else _BESIDE_PACKAGE / "conf"
+
+
+DEFAULT_CONF = shipped_conf_dir() / "default.yaml"
+
+
+def duia_home() -> Path:
+    """Where the shipped configs' state (`.duia/...`) lives: $DUIA_HOME, else the current
+    directory."""
+    return Path(os.path.abspath(os.path.expanduser(os.environ.get(HOME_ENV) or os.curdir)))
+
+
+def anchor_path(value: str, base: Path) -> str:
+    """`value` as an absolute path, a relative one taken from `base`. A URI (`s3a://...`)
+    and "" (off) stay as they are; `sqlite:///rel.db` becomes `sqlite:////<base>/rel.db`."""
+    if value.startswith(SQLITE):
+        return SQLITE + anchor_path(value[len(SQLITE) :], base)
+    if not value or "://" in value:
+        return value
+    return os.path.normpath(base / Path(value).expanduser())
 
 
 class ConfigError(ValueError):
@@ -182,10 +231,6 @@ class TrainConfig:
     # Each epoch also validates the mean of the weights after epochs 1..e (weight
     # averaging) and keeps whichever of the two validates better (training/weight_average.py).
     average_weights: bool = False
-    # The cluster memories (centres, UPBE slots, item memory) and the query tower learn
-    # during the first `memory_epochs` epochs only; later epochs train the ranker on the
-    # memories as they stand, as it will read them when serving. 0 = they learn throughout.
-    memory_epochs: int = 0
     # Residual fusion only: after training, the head's correction is kept for an activity
     # segment only where it beats the base ranker alone on the validation day by more than
     # `residual_gate_margin` (the selection metric, read per segment); the other segments
@@ -199,14 +244,6 @@ class TrainConfig:
     # (one-sided Wilcoxon signed-rank test over the users of D of their per-user AUC with
     # minus without the head, on the selection metric's binary tasks). 1.0 = no test.
     residual_gate_alpha: float = 0.05
-    # Residual fusion only: where the head learns. "train": beside the base ranker, on the
-    # training rows (from the second epoch on, rows the base has already fitted).
-    # "held_out": after the base's weights are chosen, the head is reset and fitted for
-    # `residual_refit_epochs` passes, the base held fixed, on the validation day's rows of
-    # half its users (rows the base never trained on); the residual gate then judges it on
-    # the other half (training/residual_refit.py).
-    residual_fit: str = "train"
-    residual_refit_epochs: int = 3
     cold_start: bool = False
     warm_start_weights: bool = False
 
@@ -224,20 +261,6 @@ class TrainConfig:
             raise ConfigError(
                 f"train.residual_gate_alpha: expected a p-value threshold in (0, 1] "
                 f"(1 = no test), got {self.residual_gate_alpha}"
-            )
-        if self.residual_fit not in RESIDUAL_FITS:
-            raise ConfigError(
-                f"train.residual_fit: expected one of {list(RESIDUAL_FITS)}, got "
-                f"{self.residual_fit!r}"
-            )
-        if self.residual_refit_epochs < 1:
-            raise ConfigError(
-                f"train.residual_refit_epochs: expected >= 1, got {self.residual_refit_epochs}"
-            )
-        if self.memory_epochs < 0:
-            raise ConfigError(
-                f"train.memory_epochs: expected 0 (the memories learn in every epoch) or a "
-                f"positive number of epochs, got {self.memory_epochs}"
             )
 
 
@@ -353,11 +376,9 @@ class Config:
     ops: OpsConfig = field(default_factory=OpsConfig)
 
     def resolve_path(self, path: str) -> str:
-        """Relative paths in config are relative to the project root, not the cwd."""
-        if "://" in path:
-            return path
-        p = Path(path).expanduser()
-        return str(p if p.is_absolute() else PROJECT_ROOT / p)
+        """A config path as an absolute one. `load_config` has already anchored each
+        relative path where it was written; one set in code resolves against the home."""
+        return anchor_path(path, duia_home())
 
     @property
     def lakehouse_root(self) -> str:
@@ -365,11 +386,7 @@ class Config:
 
     @property
     def tracking_uri(self) -> str:
-        uri = self.mlflow.tracking_uri
-        prefix = "sqlite:///"
-        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-            return prefix + self.resolve_path(uri[len(prefix) :])
-        return uri
+        return self.resolve_path(self.mlflow.tracking_uri)
 
 
 def _check_type(value: Any, tp: Any, key: str) -> Any:
@@ -478,8 +495,8 @@ def _parse_override(item: str) -> dict:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
+def _read_yaml(path: Path | Traversable) -> dict:
+    if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -490,17 +507,69 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def find_conf_file(conf: str | Path | Traversable) -> Path | Traversable:
+    """A config file as given: a path (relative to the current directory), or the bare
+    name of a shipped config (`demo`, `kuairand.yaml`) when no such file is here."""
+    if not isinstance(conf, (str, Path)):
+        return conf  # already a shipped config's Traversable
+    path = Path(conf).expanduser()
+    if path.is_file():
+        return path.absolute()
+    if str(conf) == path.name:
+        for name in (path.name, f"{path.name}.yaml"):
+            shipped = shipped_conf_dir() / name
+            if shipped.is_file():
+                return shipped
+    names = sorted(f.name for f in shipped_conf_dir().iterdir() if f.name.endswith(".yaml"))
+    raise ConfigError(
+        f"config file not found: {path.absolute()} (shipped configs: {', '.join(names)})"
+    )
+
+
+def _relative_paths_base(file: Path | Traversable) -> Path:
+    """Where a config file's relative paths start: the home for a shipped config, else
+    the file's own folder."""
+    shipped = shipped_conf_dir()
+    if not isinstance(file, Path):  # read from a zipped wheel: shipped
+        return duia_home()
+    if isinstance(shipped, Path) and file.resolve().parent == shipped.resolve():
+        return duia_home()
+    return file.absolute().parent
+
+
+def _anchor_paths(data: dict, base: Path) -> dict:
+    """One layer of settings (a file, an override) with its relative PATH_KEYS made
+    absolute from `base`; `data` itself is left as it was."""
+    out = dict(data)
+    for key in PATH_KEYS:
+        *sections, name = key.split(".")
+        node = out
+        for section in sections:
+            if not isinstance(node.get(section), dict):
+                break
+            node[section] = dict(node[section])
+            node = node[section]
+        else:
+            if isinstance(node.get(name), str):
+                node[name] = anchor_path(node[name], base)
+    return out
+
+
 def load_config(
-    conf_file: str | Path | None = None,
+    conf_file: str | Path | Traversable | None = None,
     overrides: list[str] | None = None,
-    base_file: str | Path = DEFAULT_CONF,
+    base_file: str | Path | Traversable = DEFAULT_CONF,
 ) -> Config:
-    """Load defaults, then the optional override file, then `key=value` overrides."""
-    data = _read_yaml(Path(base_file))
+    """Load defaults, then the optional override file, then `key=value` overrides; each
+    layer's relative paths resolve where it was written (module docstring)."""
+    base = find_conf_file(base_file)
+    data = _anchor_paths(_read_yaml(base), _relative_paths_base(base))
     if conf_file:
-        data = _deep_update(data, _read_yaml(Path(conf_file)))
+        conf = find_conf_file(conf_file)
+        data = _deep_update(data, _anchor_paths(_read_yaml(conf), _relative_paths_base(conf)))
+    cwd = Path.cwd()
     for item in overrides or []:
-        data = _deep_update(data, _parse_override(item))
+        data = _deep_update(data, _anchor_paths(_parse_override(item), cwd))
     return _build_nested(Config, data, "")
 
 

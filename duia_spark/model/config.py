@@ -1,8 +1,10 @@
 """ModelConfig: every hyper-parameter and DUIA switch of the ranker, with its default.
 
-Fields are plain int / float / bool / str / list[str] / dict[str, float] so that the
-YAML loader (`duia_spark.config`) can check them by type. `docs/model.md` explains
-each switch and the reconstruction choices behind it.
+These defaults are the shipped ones: `conf/default.yaml` lists the same values and
+`docs/model.md`'s switch table the same fields (tests hold all three equal). Fields are
+plain int / float / bool / str / list[str] / dict[str, float] so that the YAML loader
+(`duia_spark.config`) can check them by type. `docs/model.md` explains each switch and
+the reconstruction choices behind it.
 """
 
 from __future__ import annotations
@@ -10,12 +12,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 VARIANTS = ("ple", "ple+uie", "ple+uie+upbe", "ple+duia")
-FUSIONS = ("input", "towers", "residual")
+FUSIONS = ("input", "residual")
 # Activity segment ids of the batch contract (`segment`: 0 low, 1 mid, 2 high); the
 # tables' segment labels (duia_spark.data.schema) are read from here.
 SEGMENT_IDS = {"low": 0, "mid": 1, "high": 2}
 DEFAULT_TASKS = ["click", "long_view", "like", "follow", "comment", "share"]
-PLAY_TIME_LOSSES = ("mse_log1p", "weighted_logistic")
+# Switches a saved model_config.json may still carry, with the value at which they
+# changed nothing: a model saved with another value cannot be rebuilt by this code.
+RETIRED_SWITCHES = {
+    "enhanced_tasks": [],
+    "enhanced_segments": [],
+    "upbe_affinity": False,
+    "cluster_outcomes": False,
+    "play_time_loss": "mse_log1p",
+}
 
 
 @dataclass
@@ -29,11 +39,9 @@ class ModelConfig:
     task_weights: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(DEFAULT_TASKS, 1.0)
     )
-    # Tasks listed here (and present in `tasks`) are regressions, not BCE.
+    # Tasks listed here (and present in `tasks`) are regressions, not BCE: MSE on
+    # log1p(play time), standardised by the target's running mean and std.
     regression_tasks: list[str] = field(default_factory=lambda: ["play_time"])
-    # "mse_log1p": MSE on log1p(play time); "weighted_logistic": YouTube-style weighted
-    # logistic regression, positives weighted by play time, exp(logit) ~ expected play time.
-    play_time_loss: str = "mse_log1p"
 
     # --- vocabularies (index 0 = padding / unknown) and input widths
     embedding_dim: int = 32
@@ -90,41 +98,17 @@ class ModelConfig:
     # UIE and UPBE vectors are linearly mapped to this width before they join the PLE
     # input (0 = concatenate them as they are, as the paper describes).
     enhancement_dim: int = 32
-    # UPBE also yields two explicit affinities (cosines): the user's query, and UIE's
-    # enhancement, against the user clusters that consume the target item positively.
-    # A dot product is what an MLP learns worst from the two vectors side by side.
-    upbe_affinity: bool = False
-    # Activity segments whose rows receive the DUIA enhancements ([] = all). Rows of the
-    # other segments get zeros (and mask 0) for the UIE/UPBE vectors, as a user the
-    # memory does not know would, and attend over their own history only (no UHSE
-    # keys); the memories still learn from every row.
-    enhanced_segments: list[str] = field(default_factory=list)
-    # Share of training rows whose DUIA enhancements are dropped (zeros and mask 0 for
-    # UIE/UPBE, no UHSE keys: what a user the memory does not know gets), so the ranker
-    # cannot lean on the memories where its own inputs know better. Serving never drops.
-    enhancement_dropout: float = 0.0
-    # Where the UIE/UPBE vectors join the ranker. "input": the PLE input, read by every
-    # expert and gate (as the paper describes). "towers": late fusion, the vectors skip
-    # the experts and join the input of the task towers named in `enhanced_tasks`.
+    # Where the UIE/UPBE vectors (and UHSE's enhanced sequence) join the ranker.
     # "residual": the PLE ranker trains as variant "ple" does, without them; a head
-    # reads them (and UHSE's enhanced sequence) and adds a residual logit per task,
-    # learnt with the base held fixed (duia_spark/model/residual.py).
-    enhancement_fusion: str = "input"
-    # Fusion "towers" or "residual": the tasks the enhancement reaches ([] = all).
-    enhanced_tasks: list[str] = field(default_factory=list)
+    # reads them and adds a residual logit per task, learnt with the base held fixed
+    # (duia_spark/model/residual.py), served per segment where it validates better
+    # (train.residual_gate). "input": the PLE input, read by every expert and gate, and
+    # extra keys of the history attention (the paper's design).
+    enhancement_fusion: str = "residual"
+    # Labels whose positives write UPBE's slots.
     positive_behaviours: list[str] = field(
         default_factory=lambda: ["long_view", "like", "share", "follow"]
     )
-
-    # Cluster outcomes (variant ple+duia; model/cluster_outcomes.py): per (user unit,
-    # item unit) of the two memories, each binary task's positives and exposures; a row
-    # reads its cell's rate against its item unit's, as log-odds, with the counts.
-    cluster_outcomes: bool = False
-    # Pseudo-exposures that shrink a cell's rate toward its item unit's, and an item
-    # unit's toward the whole log's.
-    cluster_outcome_prior: float = 10.0
-    # Counts fade by half every this many training steps (0 = never).
-    cluster_outcome_half_life: int = 200
 
     # --- UHSE item memory. Its K1*K2 centres are the extra keys of the history
     # attention, scored and pooled by two [B, K1*K2] products: the step cost grows with it.
@@ -144,11 +128,6 @@ class ModelConfig:
             raise ValueError("model.tasks: at least one task is required")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"model.tasks: duplicate task names in {self.tasks}")
-        if self.play_time_loss not in PLAY_TIME_LOSSES:
-            raise ValueError(
-                f"model.play_time_loss: expected one of {PLAY_TIME_LOSSES}, "
-                f"got {self.play_time_loss!r}"
-            )
         for name in ("k1", "k2", "memory_dim", "top_k", "item_k1", "item_k2", "ple_levels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: must be >= 1")
@@ -159,25 +138,6 @@ class ModelConfig:
                 f"model.enhancement_fusion: expected one of {FUSIONS}, "
                 f"got {self.enhancement_fusion!r}"
             )
-        unknown = [t for t in self.enhanced_tasks if t not in self.tasks]
-        if unknown:
-            raise ValueError(f"model.enhanced_tasks: {unknown} are not in model.tasks {self.tasks}")
-        unknown = [s for s in self.enhanced_segments if s not in SEGMENT_IDS]
-        if unknown:
-            raise ValueError(
-                f"model.enhanced_segments: {unknown} are not segments {list(SEGMENT_IDS)}"
-            )
-        if self.enhanced_tasks and self.enhancement_fusion == "input":
-            raise ValueError(
-                "model.enhanced_tasks: only enhancement_fusion 'towers' or 'residual' can "
-                "enhance some tasks and not others (the PLE input is shared by every task)"
-            )
-        if not 0.0 <= self.enhancement_dropout < 1.0:
-            raise ValueError("model.enhancement_dropout: a share of rows in [0, 1)")
-        if self.cluster_outcome_prior <= 0:
-            raise ValueError("model.cluster_outcome_prior: must be > 0 (pseudo-exposures)")
-        if self.cluster_outcome_half_life < 0:
-            raise ValueError("model.cluster_outcome_half_life: training steps, >= 0 (0 = never)")
         if self.enhancement_dim < 0:
             raise ValueError("model.enhancement_dim: must be >= 0 (0 = no projection)")
         if any(n < 2 for n in self.side_cat_buckets):
@@ -204,8 +164,9 @@ class ModelConfig:
         return self.variant == "ple+duia"
 
     @property
-    def use_cluster_outcomes(self) -> bool:
-        return self.cluster_outcomes and self.use_uhse  # it needs both memories
+    def use_residual(self) -> bool:
+        """A DUIA variant with residual fusion: a head on top of a base PLE ranker."""
+        return self.use_uie and self.enhancement_fusion == "residual"
 
     def task_weight(self, task: str) -> float:
         return float(self.task_weights.get(task, 1.0))
@@ -218,5 +179,20 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f for f in cls.__dataclass_fields__}
+        """A saved config (model_config.json). Keys this code does not know are left out,
+        unless they are retired switches set to change the model: that model cannot be
+        rebuilt as it was trained, and scoring it as something else would be silent."""
+        # Saved before enhancement_fusion existed: the vectors joined the PLE input.
+        data = {"enhancement_fusion": "input", **data}
+        changed = [
+            k for k, off in RETIRED_SWITCHES.items() if k in data and data[k] not in (off, None)
+        ]
+        if data["enhancement_fusion"] not in FUSIONS:
+            changed.append("enhancement_fusion")
+        if changed:
+            raise ValueError(
+                "this model was trained with switches this release no longer has: "
+                + ", ".join(f"model.{k}={data[k]!r}" for k in changed)
+            )
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -63,10 +63,9 @@ class UserInterestTower(nn.Module):
         # A private stream keeps training reproducible whatever else draws random numbers.
         self.register_buffer("rng_state", new_rng_state(seed))
 
-    def forward(self, behaviour: Tensor, profile: Tensor, learning: bool = True) -> Tensor:
-        """`learning` False (a frozen memory): the query as serving makes it, no dropout."""
+    def forward(self, behaviour: Tensor, profile: Tensor) -> Tensor:
         behaviour, profile = behaviour.detach(), profile.detach()
-        if self.training and learning and self.behaviour_dropout > 0:
+        if self.training and self.behaviour_dropout > 0:
             with private_rng(self.rng_state) as g:
                 keep = torch.rand(behaviour.shape[0], generator=g)
             keep = (keep >= self.behaviour_dropout).to(behaviour.device, behaviour.dtype)

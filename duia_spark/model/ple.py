@@ -73,12 +73,7 @@ class CGCLevel(nn.Module):
 
 
 class PLE(nn.Module):
-    """x [B, in_dim] -> one logit (or regression output) per task [B, T].
-
-    `tower_extra_dim` > 0 widens every task tower's input by that many columns, which
-    `forward` takes as `tower_extra` [B, T, tower_extra_dim]: a per-task input that
-    skips the experts (late fusion).
-    """
+    """x [B, in_dim] -> one logit (or regression output) per task [B, T]."""
 
     def __init__(
         self,
@@ -89,10 +84,8 @@ class PLE(nn.Module):
         shared_experts: int,
         expert_hidden: int,
         tower_hidden: int,
-        tower_extra_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.tower_extra_dim = tower_extra_dim
         self.levels = nn.ModuleList(
             CGCLevel(
                 in_dim if i == 0 else expert_hidden,
@@ -104,19 +97,12 @@ class PLE(nn.Module):
             )
             for i in range(levels)
         )
-        self.tower_hidden = StackedLinear(n_tasks, expert_hidden + tower_extra_dim, tower_hidden)
+        self.tower_hidden = StackedLinear(n_tasks, expert_hidden, tower_hidden)
         self.tower_out = StackedLinear(n_tasks, tower_hidden, 1)
 
-    def forward(self, x: Tensor, tower_extra: Tensor | None = None) -> Tensor:
-        if (tower_extra is None) != (self.tower_extra_dim == 0):
-            raise ValueError(
-                f"PLE built with tower_extra_dim={self.tower_extra_dim} needs "
-                + ("a tower_extra input" if self.tower_extra_dim else "no tower_extra input")
-            )
+    def forward(self, x: Tensor) -> Tensor:
         h = x
         for level in self.levels:
             h = level(h)  # [B, T(+1), H]
-        if tower_extra is not None:
-            h = torch.cat([h, tower_extra], dim=-1)  # [B, T, H + extra]
         z = torch.relu(self.tower_hidden(h))  # [B, T, tower_hidden]
         return self.tower_out(z).squeeze(-1)  # [B, T]

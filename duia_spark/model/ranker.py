@@ -13,9 +13,11 @@ Batch contract (dict[str, Tensor], B rows):
 
 Variant "ple" feeds PLE with the target item, user, category and author embeddings,
 the dense features and target-attention pools of the exposure and positive
-histories. DUIA variants add UIE's enhancement, personalised enhancement and mask,
-UPBE's item-conditioned enhancement and mask, and (UHSE) pool the history together
-with its enhanced sequence.
+histories. DUIA variants make UIE's enhancement, personalised enhancement and mask,
+UPBE's item-conditioned enhancement and mask, and (UHSE) the history's enhanced
+sequence. With `enhancement_fusion: input` these join the PLE input and the history
+attention's keys; with `residual` (the default) PLE trains as variant "ple" does and a
+head (residual.py) turns them into a correction of its logits.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from duia_spark.model.cluster_outcomes import ClusterOutcomeMemory
 from duia_spark.model.config import SEGMENT_IDS, ModelConfig
 from duia_spark.model.deferred_init import make_embedding, materialise_embeddings_
 from duia_spark.model.duia import (
@@ -50,8 +51,6 @@ class DuiaRanker(nn.Module):
     ) -> None:
         super().__init__()
         self.cfg = cfg
-        # False once freeze_memories() is called: training then leaves the memories be.
-        self.memories_learning = True
         d, m = cfg.embedding_dim, cfg.memory_dim
         n_tasks = len(cfg.tasks)
         # Small modules are built on CPU from a private RNG stream, so the same seed
@@ -79,11 +78,10 @@ class DuiaRanker(nn.Module):
             self.pos_attention = TargetAttention(target_dim, d)
             # user + target (3d) + dense + side + pooled positive history + pooled history
             width = d + target_dim + cfg.n_user_dense + cfg.n_item_dense + side_dim + 2 * d
-            residual = cfg.use_uie and cfg.enhancement_fusion == "residual"
-            if residual:
+            if cfg.use_residual:
                 # Residual fusion: the base ranker is built first, from the same draws
                 # as variant "ple" (whose init it then equals), DUIA's modules after it.
-                self._build_ple(width, 0)
+                self._build_ple(width)
 
             self.user_memory: ClusterMemory | None = None
             self.item_memory: ClusterMemory | None = None
@@ -120,24 +118,11 @@ class DuiaRanker(nn.Module):
                     cfg.similarity_threshold_enabled,
                     cfg.attention_temperature,
                 )
-                duia_width += m + 1 + (2 if cfg.upbe_affinity else 0)
+                duia_width += m + 1
             if cfg.use_uhse:
                 # Items carry no activity segment: the item memory is not balanced.
                 self.item_memory = self._memory(cfg.item_k1, cfg.item_k2, d, False, 1)
                 self.uhse = HistorySequenceEnhancement(self.item_memory, d, cfg.n_items)
-            self.outcomes: ClusterOutcomeMemory | None = None
-            self.outcome_tasks = [
-                t for t, task in enumerate(cfg.tasks) if not cfg.is_regression(task)
-            ]
-            if cfg.use_cluster_outcomes and self.outcome_tasks:
-                self.outcomes = ClusterOutcomeMemory(
-                    self.user_memory,
-                    self.item_memory,
-                    len(self.outcome_tasks),
-                    cfg.cluster_outcome_prior,
-                    cfg.cluster_outcome_half_life,
-                )
-                duia_width += self.outcomes.width
             # The DUIA vectors (2m + 1 for UIE, m + 1 for UPBE) would nearly double the
             # input of PLE's first level, whose experts dominate the step time; a
             # linear map to `enhancement_dim` keeps them cheap (0: concatenate as is).
@@ -145,41 +130,23 @@ class DuiaRanker(nn.Module):
             if duia_width and cfg.enhancement_dim > 0:
                 self.duia_proj = nn.Linear(duia_width, cfg.enhancement_dim)
                 duia_width = cfg.enhancement_dim
-            # Late fusion ("towers"): the vectors skip the experts, have their own batch
-            # norm, and reach only the towers of the enhanced tasks.
-            self.tower_norm: nn.BatchNorm1d | None = None
             # Residual fusion: a head corrects the base ranker's logits (residual.py);
             # UHSE's enhanced sequence reaches it as its own target-attention pool.
             self.residual: EnhancementResidual | None = None
             # False: the head's correction is left out everywhere (a switch, not state).
             self.residual_served = True
             self.uhse_attention: TargetAttention | None = None
-            tower_extra = 0
-            if residual:
+            if cfg.use_residual:
                 if self.uhse is not None:
                     self.uhse_attention = TargetAttention(target_dim, d)
                     duia_width += d
                 self.residual = EnhancementResidual(
                     duia_width, width, n_tasks, cfg.tower_hidden, len(SEGMENT_IDS)
                 )
-            elif duia_width and cfg.enhancement_fusion == "towers":
-                self.tower_norm = nn.BatchNorm1d(duia_width)
-                tower_extra = duia_width
             else:
                 width += duia_width
-            if not residual:
-                self._build_ple(width, tower_extra)
+                self._build_ple(width)
         self.ple_input_dim = width
-        # 1 for the segments whose rows receive the DUIA enhancements ([] = all of them).
-        segment_mask = None
-        if cfg.enhanced_segments:
-            ids = torch.tensor([SEGMENT_IDS[s] for s in cfg.enhanced_segments])
-            segment_mask = torch.zeros(len(SEGMENT_IDS)).index_fill_(0, ids, 1.0)
-        self.register_buffer("enhanced_segment_mask", segment_mask, persistent=False)
-        enhanced = cfg.enhanced_tasks or cfg.tasks
-        self.enhanced_task_index = [t for t, task in enumerate(cfg.tasks) if task in enhanced]
-        task_mask = torch.zeros(n_tasks).index_fill_(0, torch.tensor(self.enhanced_task_index), 1.0)
-        self.register_buffer("enhanced_task_mask", task_mask, persistent=False)
         task_index = {t: i for i, t in enumerate(cfg.tasks)}
         self.regression = [cfg.is_regression(t) for t in cfg.tasks]
         binary = [t for t, r in zip(cfg.tasks, self.regression, strict=True) if not r]
@@ -189,7 +156,7 @@ class DuiaRanker(nn.Module):
         self.register_buffer(
             "task_weights", torch.tensor([cfg.task_weight(t) for t in cfg.tasks]), persistent=False
         )
-        # mse_log1p regressions learn a standardised target: log1p(play time in ms) is
+        # Regressions learn a standardised target: log1p(play time in ms) is
         # about 9 with a spread of about 3, so an unscaled head starts with an MSE near 80
         # and its gradients swamp the binary tasks in the shared experts. The target's
         # running mean and std (tracked in training like BatchNorm's, saved with the
@@ -207,13 +174,10 @@ class DuiaRanker(nn.Module):
         self.target_mean = self.target_mean.to(device)
         self.target_std = self.target_std.to(device)
         self.target_tracked = self.target_tracked.to(device)
-        self.enhanced_task_mask = self.enhanced_task_mask.to(device)
-        if self.enhanced_segment_mask is not None:
-            self.enhanced_segment_mask = self.enhanced_segment_mask.to(device)
         if materialise:
             self.materialise(device)
 
-    def _build_ple(self, width: int, tower_extra: int) -> None:
+    def _build_ple(self, width: int) -> None:
         cfg = self.cfg
         self.input_norm = nn.BatchNorm1d(width)
         self.ple = PLE(
@@ -224,7 +188,6 @@ class DuiaRanker(nn.Module):
             cfg.shared_experts,
             cfg.expert_hidden,
             cfg.tower_hidden,
-            tower_extra,
         )
 
     def _memory(self, k1: int, k2: int, dim: int, balanced: bool, offset: int) -> ClusterMemory:
@@ -266,13 +229,6 @@ class DuiaRanker(nn.Module):
         user = self.user_emb(batch["user_idx"])  # [B, d]
         segment = batch.get("segment")
         labels = batch.get("labels")
-        learn_memory = self.training and self.memories_learning
-        # [B] 1.0 where the row receives the DUIA enhancements (enhanced_segments)
-        rows = self._enhanced_rows(segment) if self.user_memory is not None else None
-        # [B] 1.0 for training rows whose enhancements are dropped (enhancement_dropout)
-        dropped = None
-        if self.training and self.user_memory is not None and cfg.enhancement_dropout > 0:
-            dropped = (torch.rand(b, device=user.device) < cfg.enhancement_dropout).float()
         target = torch.cat(
             [item, self.category_emb(batch["category_idx"]), self.author_emb(batch["author_idx"])],
             dim=1,
@@ -314,10 +270,10 @@ class DuiaRanker(nn.Module):
                 ],
                 dim=1,
             )  # [B, 3d]
-            q = self.query_tower(behaviour, profile, self.memories_learning)  # [B, m]
+            q = self.query_tower(behaviour, profile)  # [B, m]
             q_unit = normalise(q.detach())
             weights = self.user_memory.segment_weights(segment, b)
-            if learn_memory:
+            if self.training:
                 self.user_memory.prepare(q_unit, segment)
             user_r = self.user_memory.retrieve(q_unit, cfg.top_k, with_children=True)
             # A residual head's inputs carry no gradient into the base ranker.
@@ -337,26 +293,15 @@ class DuiaRanker(nn.Module):
             # Read before this batch writes, so no row sees its own label.
             upbe_vec, upbe_mask = self.upbe(aux["target_unit"])
             duia_parts += [upbe_vec, upbe_mask.unsqueeze(1).float()]
-            if cfg.upbe_affinity:
-                # "Is this user like the users who liked this item?" as numbers, not
-                # left for the experts to find in two 64-wide vectors. Zero without
-                # a written slot (upbe_vec is zero there).
-                item_users = normalise(upbe_vec)
-                duia_parts += [
-                    (q_unit * item_users).sum(1, keepdim=True),
-                    (normalise(enhancement) * item_users).sum(1, keepdim=True),
-                ]
             aux["upbe_mask"] = upbe_mask
 
         shared = None
         uhse_pool = None  # residual fusion: the head's pool of the enhanced sequence
         if self.uhse is not None:
-            if learn_memory:
+            if self.training:
                 self.item_memory.prepare(aux["item_unit"], None)
             item_r = self.item_memory.retrieve(aux["item_unit"], 1)
             aux["item_retrieval"] = item_r
-            if self.outcomes is not None:  # read before this batch writes its labels
-                duia_parts.append(self.outcomes(user_r.slot, item_r.slot))
             anchor, anchor_ok = (None, None)
             if self.upbe is not None:
                 # P_c lives in the target space [id | category | author]; its id part is
@@ -365,12 +310,6 @@ class DuiaRanker(nn.Module):
                 anchor = normalise(anchor[:, : cfg.embedding_dim])
             # The enhanced sequence: L more keys, rows of the projected centre table.
             shared = self.uhse(hist_dir, hist_items, hist_mask, self.item_emb, anchor, anchor_ok)
-            if rows is not None:  # other segments' rows attend over their own history only
-                table, leaf, enhanced_mask = shared
-                shared = (table, leaf, enhanced_mask & rows.bool().unsqueeze(1))
-            if dropped is not None:
-                table, leaf, enhanced_mask = shared
-                shared = (table, leaf, enhanced_mask & ~dropped.bool().unsqueeze(1))
             if self.training:
                 self.uhse.remember(batch["item_idx"], item_r.leaf)
         if self.residual is None:
@@ -383,37 +322,20 @@ class DuiaRanker(nn.Module):
                     target.detach(), hist.detach()[:, :0], nothing, shared
                 )
 
-        tower_extra = None
         duia = None
         if duia_parts:
             duia = torch.cat(duia_parts, dim=1)
-            if dropped is not None:  # as a user the memory does not know: zeros, mask 0
-                duia = duia * (1.0 - dropped).unsqueeze(1)
             if self.duia_proj is not None:
                 duia = self.duia_proj(duia)
             if uhse_pool is not None:
                 duia = torch.cat([duia, uhse_pool], dim=1)
-            if self.tower_norm is not None:  # [B, T, e]: zero for tasks not enhanced
-                duia = self._batch_norm(self.tower_norm, duia)
-                if rows is not None:
-                    duia = duia * rows.unsqueeze(1)
-                tower_extra = duia.unsqueeze(1) * self.enhanced_task_mask.view(1, -1, 1)
-            elif self.residual is None:
+            if self.residual is None:
                 parts.append(duia)
         x = self._batch_norm(self.input_norm, torch.cat(parts, dim=1))
-        if rows is not None and duia is not None and tower_extra is None and self.residual is None:
-            # Zeroed after the batch norm: a row outside enhanced_segments sees exact
-            # zeros, in training and serving alike, not a value that moves with the
-            # batch's statistics.
-            keep = x[:, : -duia.shape[1]]
-            x = torch.cat([keep, x[:, -duia.shape[1] :] * rows.unsqueeze(1)], dim=1)
-        logits = self.ple(x, tower_extra)  # [B, T]
+        logits = self.ple(x)  # [B, T]
         out = {"logits": logits, "aux": aux}
         if self.residual is not None:
             residual = self.residual(self._batch_norm(self.residual.norm, duia), x, logits)
-            residual = residual * self.enhanced_task_mask
-            if rows is not None:
-                residual = residual * rows.unsqueeze(1)
             if not bool(self.residual.segment_on.all()):  # the gate switched some off
                 if segment is None:
                     raise ValueError(
@@ -423,33 +345,14 @@ class DuiaRanker(nn.Module):
                 residual = residual * self.residual.segment_on[segment].unsqueeze(1)
             if not self.residual_served:  # the base ranker's own scores (base_ranker_only)
                 residual = torch.zeros_like(residual)
-            aux["enhanced_rows"] = rows
             out.update(base_logits=logits, residual=residual, logits=logits + residual)
 
-        if learn_memory:
+        if self.training:
             self._observe(aux, segment, labels)
         return out
 
-    def freeze_memories(self) -> None:
-        """From now on training leaves the memories as they stand: no clustering loss,
-        re-seeding, usage counts or UPBE writes, and the query tower stops learning (its
-        auxiliary loss is off) and queries as serving does (no behaviour dropout). The
-        ranker goes on training on the very memories it will read when serving."""
-        self.memories_learning = False
-
-    def _enhanced_rows(self, segment: Tensor | None) -> Tensor | None:
-        """[B] 1.0 for rows of `cfg.enhanced_segments`, 0.0 otherwise; None = every row."""
-        if self.enhanced_segment_mask is None:
-            return None
-        if segment is None:
-            raise ValueError(
-                "model.enhanced_segments needs batch['segment'] to know which rows "
-                "receive the DUIA enhancements"
-            )
-        return self.enhanced_segment_mask[segment]
-
     def _batch_norm(self, norm: nn.BatchNorm1d, x: Tensor) -> Tensor:
-        """Per-feature standardisation of the PLE input (and of late-fused DUIA vectors):
+        """Per-feature standardisation of the PLE input (and of the residual head's input):
         embeddings start near 0.05, dense features near 1 and memory vectors are unit
         length; without it the experts see mostly whichever part happens to be largest."""
         if self.training and x.shape[0] == 1:  # batch statistics need two rows
@@ -468,9 +371,6 @@ class DuiaRanker(nn.Module):
         if self.item_memory is not None:
             unit = aux["item_unit"]
             self.item_memory.observe(unit, aux["item_retrieval"], None, torch.ones_like(unit[:, 0]))
-        if self.outcomes is not None and labels is not None:
-            user_slot, item_slot = aux["user_retrieval"].slot, aux["item_retrieval"].slot
-            self.outcomes.observe(user_slot, item_slot, labels[:, self.outcome_tasks].float())
 
     def _positive_rows(self, labels: Tensor) -> Tensor:
         if not self.positive_index:
@@ -481,7 +381,7 @@ class DuiaRanker(nn.Module):
     def loss(self, batch: dict[str, Tensor], out: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """-> (total, {task: loss, "aux": ..., "clustering": ...}); logged values are detached."""
         total, parts = self.ranking_loss(batch, out)
-        if self.user_memory is not None and self.memories_learning:
+        if self.user_memory is not None:
             clustering = self.clustering_loss(batch, out)
             parts["clustering"] = clustering
             total = total + clustering
@@ -497,32 +397,21 @@ class DuiaRanker(nn.Module):
             self._track_targets(labels)
         # Residual fusion: the task losses train the base ranker on its own logits.
         logits = out.get("base_logits", out["logits"])
-        total, parts = self._task_losses(logits, labels, range(len(self.cfg.tasks)))
-        if "residual" in out:
-            served = out["base_logits"].detach() + out["residual"]
-            residual_loss = self._residual_loss(labels, served, out)
+        all_tasks = range(len(self.cfg.tasks))
+        total, parts = self._task_losses(logits, labels, all_tasks)
+        if "residual" in out:  # the head learns from base (held fixed) + residual
+            base = out["base_logits"].detach()
+            residual_loss = self._task_losses(base + out["residual"], labels, all_tasks)[0]
             parts["residual"] = residual_loss
             # The base's own loss on the same rows: what the head has to beat.
-            parts["residual_base"] = self._residual_loss(labels, out["base_logits"].detach(), out)
+            parts["residual_base"] = self._task_losses(base, labels, all_tasks)[0]
             total = total + residual_loss
-        if (
-            self.query_tower is not None
-            and self.aux_task_index is not None
-            and self.memories_learning
-        ):
+        if self.query_tower is not None and self.aux_task_index is not None:
             aux_logit = out["aux"]["aux_logit"]
             aux_loss = self._task_loss(aux_logit, labels[:, self.aux_task_index], False)
             parts["aux"] = aux_loss
             total = total + self.cfg.aux_loss_weight * aux_loss
         return total, parts
-
-    def _residual_loss(self, labels: Tensor, served: Tensor, out: dict) -> Tensor:
-        """Task losses of `served` (base logits, detached, + residual) on the enhanced
-        rows and tasks: they train the residual head and nothing else."""
-        rows = out["aux"]["enhanced_rows"]
-        if rows is not None:  # other rows' labels count as unknown here
-            labels = labels.masked_fill(~rows.bool().unsqueeze(1), float("nan"))
-        return self._task_losses(served, labels, self.enhanced_task_index)[0]
 
     def _task_losses(
         self, logits: Tensor, labels: Tensor, tasks
@@ -559,14 +448,8 @@ class DuiaRanker(nn.Module):
         out, y = out[known], y[known]
         if not regression:
             return F.binary_cross_entropy_with_logits(out, y)
-        if self.cfg.play_time_loss == "mse_log1p":
-            target = torch.log1p(y.clamp_min(0.0))
-            return F.mse_loss(out, (target - self.target_mean[task]) / self.target_std[task])
-        # Weighted logistic regression (Covington et al., RecSys 2016): a positive weighs
-        # its play time, a negative 1, so exp(logit) estimates the expected play time.
-        positive = y > 0
-        weight = torch.where(positive, y, torch.ones_like(y))
-        return F.binary_cross_entropy_with_logits(out, positive.float(), weight=weight)
+        target = torch.log1p(y.clamp_min(0.0))
+        return F.mse_loss(out, (target - self.target_mean[task]) / self.target_std[task])
 
     def load_weights(self, state: dict[str, Tensor]) -> None:
         """load_state_dict for weights saved by any release: weights saved before the
@@ -583,10 +466,8 @@ class DuiaRanker(nn.Module):
 
     @torch.no_grad()
     def _track_targets(self, labels: Tensor) -> None:
-        """Running mean and std of each mse_log1p target's log1p (momentum 0.01; the
+        """Running mean and std of each regression target's log1p (momentum 0.01; the
         first batch with two known values sets them)."""
-        if self.cfg.play_time_loss != "mse_log1p":
-            return
         for task, regression in enumerate(self.regression):
             y = labels[:, task]
             target = torch.log1p(y[~torch.isnan(y)].clamp_min(0.0))
@@ -616,21 +497,14 @@ class DuiaRanker(nn.Module):
             z = logits[:, t]
             if not regression:
                 cols.append(torch.sigmoid(z))
-            elif self.cfg.play_time_loss == "mse_log1p":
+            else:
                 log_time = z * self.target_std[t] + self.target_mean[t]
                 cols.append(torch.expm1(log_time.clamp_min(0.0)))
-            else:
-                cols.append(torch.exp(z))
         return torch.stack(cols, dim=1)
 
     # ------------------------------------------------------------------ memories
     def memories(self) -> dict[str, nn.Module]:
-        named = {
-            "user": self.user_memory,
-            "upbe": self.upbe,
-            "item": self.item_memory,
-            "outcomes": self.outcomes,
-        }
+        named = {"user": self.user_memory, "upbe": self.upbe, "item": self.item_memory}
         return {k: v for k, v in named.items() if v is not None}
 
     def cluster_metrics(self) -> dict[str, float]:
@@ -642,8 +516,6 @@ class DuiaRanker(nn.Module):
             out["upbe_written_slots"] = float(self.upbe.valid_slots().sum())
         if self.item_memory is not None:
             out.update(self.item_memory.metrics("item"))
-        if self.outcomes is not None:
-            out.update(self.outcomes.metrics())
         return out
 
     def save_memory(self, path: str | Path) -> None:

@@ -9,10 +9,9 @@ residual logit per task:
     logit = base(x) + head([enhancement, x, base(x)])
 
 The head learns from the loss of that sum with the base held fixed (its gradient
-stops at the base), on the rows of `enhanced_segments` only. Its last layer starts
-at zero, so an untrained head serves the base ranker's scores. What the memories
-add is then a correction the head has to earn against a ranker that learned without
-them, and rows outside `enhanced_segments` get the base ranker's score unchanged.
+stops at the base). Its last layer starts at zero, so an untrained head serves the
+base ranker's scores. What the memories add is then a correction the head has to
+earn against a ranker that learned without them.
 
 `segment_on` (saved with the weights) holds, per activity segment, whether the head's
 correction is served there: training sets it from the validation day's evidence
@@ -45,14 +44,6 @@ class EnhancementResidual(nn.Module):
         """A zero last layer: the head adds nothing, the base ranker's scores are served."""
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
-
-    def reset(self) -> None:
-        """Back to an untrained head: fresh hidden layer, zero last layer, fresh batch-norm
-        statistics, every segment on."""
-        self.norm.reset_parameters()
-        self.net[0].reset_parameters()
-        self._zero_output()
-        self.segment_on.fill_(1.0)
 
     def forward(self, enhancement: Tensor, context: Tensor, base_logits: Tensor) -> Tensor:
         features = [enhancement, context.detach(), base_logits.detach()]

@@ -35,7 +35,6 @@ from duia_spark.training.residual_gate import (
     gate_residual_head,
     served_segments,
 )
-from duia_spark.training.residual_refit import fit_users, refit_residual_head
 from duia_spark.training.weight_average import WeightAverage
 
 CHECKPOINT = "checkpoint.pt"
@@ -160,10 +159,9 @@ def predict_rows(model: DuiaRanker, data, cfg: ModelConfig, batch_size: int, dev
     )
 
 
-def validation_batches(data, cfg: ModelConfig, batch_size: int, device, seed: int = 0):
-    """One pass over the whole validation set as model batches (one reader, no sharding;
-    `seed` orders its row groups)."""
-    with open_loader(data, 0, 1, batch_size, seed=seed, num_epochs=1) as loader:
+def validation_batches(data, cfg: ModelConfig, batch_size: int, device):
+    """One pass over the whole validation set as model batches (one reader, no sharding)."""
+    with open_loader(data, 0, 1, batch_size, seed=0, num_epochs=1) as loader:
         for cols in loader:
             yield to_batch(cols, device, cfg=cfg)
 
@@ -215,11 +213,6 @@ def train_rank(job: TrainJob) -> None:
             print(
                 f"[train] warm start: cluster memories {loaded} from {job.warm_memory}", flush=True
             )
-    if model.residual is not None and tc.residual_fit == "held_out":
-        # The head is reset and fitted once the base's weights are chosen
-        # (residual_refit.py): while the base trains it stays as built (zero output) and
-        # takes no gradient steps.
-        model.residual.requires_grad_(False)
     optimizer = model.build_optimizer(tc.lr)
     ckpt_path = Path(job.checkpoint_dir) / CHECKPOINT
     start_epoch, history, best, best_state, bad_epochs = 0, [], -np.inf, None, 0
@@ -250,14 +243,6 @@ def train_rank(job: TrainJob) -> None:
     stopped_early = False
     for epoch in range(start_epoch, tc.epochs):
         model.train()
-        if tc.memory_epochs and epoch >= tc.memory_epochs and model.memories_learning:
-            model.freeze_memories()
-            if rank == 0 and model.user_memory is not None:
-                print(
-                    f"[train] memories frozen after epoch {tc.memory_epochs} "
-                    f"(train.memory_epochs): the ranker trains on them as they stand",
-                    flush=True,
-                )
         t0, seen, loss_sum = time.time(), 0, 0.0
         task_sums: dict[str, float] = {}
         with open_loader(
@@ -296,7 +281,6 @@ def train_rank(job: TrainJob) -> None:
             **{f"loss/{k}": v / steps for k, v in task_sums.items()},
             **model.cluster_metrics(),
             "memory_checksum": memory_checksum(model),
-            "memories_learning": float(model.memories_learning),
         }
         if rank == 0:
             # Residual fusion: the base ranker is validated on its own (the head is judged
@@ -369,34 +353,11 @@ def train_rank(job: TrainJob) -> None:
     if rank == 0:
         if best_state is not None:
             model.load_state_dict(best_state)
-        gate, served, refit = {}, {}, {}
-        held_out = model.residual is not None and tc.residual_fit == "held_out"
-        if held_out:
-            refit = refit_residual_head(
-                model,
-                lambda epoch: validation_batches(job.val_data, cfg, tc.batch_size, device, epoch),
-                tc.residual_refit_epochs,
-                tc.lr,
-            )
-            print(
-                f"[train] residual head refitted on half the validation day's users "
-                f"({refit.get('residual_refit/rows', 0):,.0f} rows, "
-                f"{tc.residual_refit_epochs} passes): loss "
-                f"{refit.get('residual_refit/loss', float('nan')):.4f} against the base's "
-                f"{refit.get('residual_refit/loss_base', float('nan')):.4f}",
-                flush=True,
-            )
-
-        def judged_rows() -> ScoredRows | None:
-            rows = predict_rows(model, job.val_data, cfg, tc.batch_size, device)
-            if rows is None or not held_out:
-                return rows
-            return rows.subset(~fit_users(rows.users))  # rows the head was not fitted on
-
+        gate, served = {}, {}
         if model.residual is not None and tc.residual_gate:
             gate, served = gate_residual_head(
                 model,
-                judged_rows,
+                lambda: predict_rows(model, job.val_data, cfg, tc.batch_size, device),
                 tc.selection_metric,
                 tc.residual_gate_margin,
                 tc.residual_gate_alpha,
@@ -417,7 +378,7 @@ def train_rank(job: TrainJob) -> None:
             )
             for line in gate_evidence(gate, tc.selection_metric):
                 print(f"[train]   {line}", flush=True)
-        _write_results(Path(job.out_dir), model, history, stopped_early, gate, served, refit)
+        _write_results(Path(job.out_dir), model, history, stopped_early, gate, served)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -473,7 +434,6 @@ def _write_results(
     stopped_early: bool,
     residual_gate: dict[str, float],
     served_validation: dict[str, float],
-    residual_refit: dict[str, float] | None = None,
 ) -> None:
     """The model as it stands (the kept weights), its memories, history and config."""
     out.mkdir(parents=True, exist_ok=True)
@@ -483,8 +443,6 @@ def _write_results(
     if residual_gate:
         summary["residual_gate"] = residual_gate
         summary["served_validation"] = served_validation
-    if residual_refit:
-        summary["residual_refit"] = residual_refit
     (out / "history.json").write_text(json.dumps(summary, indent=1, default=float))
     (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=1))
     (out / "_SUCCESS").write_text("ok\n")

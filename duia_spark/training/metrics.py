@@ -74,16 +74,6 @@ class ScoredRows:
     scores: np.ndarray
     known: np.ndarray
 
-    def subset(self, rows: np.ndarray) -> ScoredRows:
-        """The rows where the boolean mask `rows` is true."""
-        return ScoredRows(
-            self.users[rows],
-            self.segments[rows],
-            self.labels[rows],
-            self.scores[rows],
-            self.known[rows],
-        )
-
     def report(self, tasks: list[str]) -> dict[str, float]:
         return ranking_report(
             tasks, self.users, self.segments, self.labels, self.scores, self.known

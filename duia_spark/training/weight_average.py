@@ -9,8 +9,7 @@ beside the epoch's own weights and keeps whichever validates better.
 Averaged: the network's parameters and batch-norm statistics. Taken from the latest
 epoch: the cluster memories (centres, slots and their bookkeeping: k-means state, not
 weights) and every integer or bookkeeping buffer. The query tower is averaged with the
-network; with `train.memory_epochs: 1` it stops learning with the memories after epoch
-1, so every snapshot holds the tower that placed the users among the kept centres.
+network.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ import typing
 import pytest
 import yaml
 
-from duia_spark.config import DEFAULT_CONF, Config, ConfigError, load_config
+from duia_spark.config import DEFAULT_CONF, Config, ConfigError, TrainConfig, load_config
+from duia_spark.model.config import ModelConfig
 
 
 def test_defaults_load_into_typed_sections():
@@ -83,6 +84,63 @@ def _yaml_paths(data: dict, cls, prefix: str = "") -> set[str]:
 def test_every_config_field_is_documented_in_default_yaml():
     documented = _yaml_paths(yaml.safe_load(DEFAULT_CONF.read_text()), Config)
     assert sorted(_field_paths(Config) - documented) == []
+
+
+def _differences(shipped, declared, key: str) -> list[str]:
+    """Where a value of default.yaml and the dataclass default differ, by dotted key."""
+    if isinstance(shipped, dict) and isinstance(declared, dict):
+        out = [f"{key}.{k}: only in the dataclass" for k in declared.keys() - shipped.keys()]
+        out += [f"{key}.{k}: only in default.yaml" for k in shipped.keys() - declared.keys()]
+        for k in shipped.keys() & declared.keys():
+            out += _differences(shipped[k], declared[k], f"{key}.{k}")
+        return out
+    if isinstance(shipped, list) and isinstance(declared, list) and len(shipped) == len(declared):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(shipped, declared, strict=True))
+            for d in _differences(a, b, f"{key}[{i}]")
+        ]
+    # 1 == True and 300 == 300.0 in Python: a bool must also be a bool on the other side.
+    if shipped != declared or isinstance(shipped, bool) != isinstance(declared, bool):
+        return [f"{key}: default.yaml {shipped!r}, dataclass {declared!r}"]
+    return []
+
+
+def test_default_yaml_ships_exactly_the_dataclass_defaults():
+    """One source of defaults: the dataclasses; default.yaml lists them, value for value."""
+    shipped = yaml.safe_load(DEFAULT_CONF.read_text())
+    assert _differences(shipped, dataclasses.asdict(Config()), "conf/default.yaml") == []
+
+
+def _documented_switches(section: str) -> dict[str, str]:
+    """docs/model.md's switch table of `section` (a heading naming it): field -> default."""
+    doc = DEFAULT_CONF.parent.parent / "docs" / "model.md"
+    rows, inside = {}, False
+    for line in doc.read_text().splitlines():
+        if line.startswith("## "):
+            inside = f"`{section}`" in line
+        elif inside and line.startswith("| `"):
+            field, default = (cell.strip() for cell in line.split(" | ")[:2])
+            rows[field.strip("|` ")] = default.strip("`")
+    return rows
+
+
+def _as_documented(value) -> str:
+    """A default as the table (and YAML) spells it: `[a, b]`, `{a: 1.0}`, `true`, `''`."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False)
+    return text.removesuffix("...\n").strip()
+
+
+@pytest.mark.parametrize(
+    ("section", "cls"), [("ModelConfig", ModelConfig), ("TrainConfig", TrainConfig)]
+)
+def test_docs_switch_table_names_every_field_with_its_default_and_nothing_else(section, cls):
+    documented = _documented_switches(section)
+    declared = {f: _as_documented(v) for f, v in dataclasses.asdict(cls()).items()}
+    assert sorted(documented.keys() - declared.keys()) == []  # no retired or misspelt field
+    assert sorted(declared.keys() - documented.keys()) == []  # every field has a row
+    wrong = {f: (documented[f], d) for f, d in declared.items() if documented[f] != d}
+    assert wrong == {}, "field: (docs/model.md, dataclass)"
 
 
 def test_config_sections_only_use_types_the_loader_understands():

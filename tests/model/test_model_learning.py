@@ -82,6 +82,8 @@ def low_active_auc(variant: str, seed: int, epochs: int = 3) -> float:
     train, test = planted_world(seed)
     cfg = ModelConfig(
         variant=variant,
+        # The paper's design, which the planted groups reward (docs/quality.md).
+        enhancement_fusion="input",
         tasks=["click", "long_view"],
         task_weights={},
         positive_behaviours=["long_view"],

@@ -9,14 +9,17 @@ import torch
 from conftest import train_ranker
 
 from duia_spark.data.schema import SEGMENT_INDEX
-from duia_spark.model.config import SEGMENT_IDS, VARIANTS, ModelConfig
+from duia_spark.model.config import FUSIONS, SEGMENT_IDS, VARIANTS, ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 
+# Variant ple reads no memory: the fusion changes nothing there.
+VARIANT_FUSIONS = [(v, f) for v in VARIANTS for f in FUSIONS if v != "ple" or f == "input"]
 
-@pytest.mark.parametrize("variant", VARIANTS)
+
+@pytest.mark.parametrize(("variant", "fusion"), VARIANT_FUSIONS)
 @pytest.mark.parametrize("hierarchical", [True, False])
-def test_every_variant_trains_and_predicts(variant, hierarchical, make_config, make_batch):
-    cfg = make_config(variant=variant, hierarchical=hierarchical)
+def test_every_variant_trains_and_predicts(variant, fusion, hierarchical, make_config, make_batch):
+    cfg = make_config(variant=variant, hierarchical=hierarchical, enhancement_fusion=fusion)
     model = build_ranker(cfg)
     train_ranker(model, make_batch, steps=7)  # crosses a dead-centre window (5 steps)
     b = make_batch(cfg, 32, seed=100, labels=False)
@@ -45,78 +48,29 @@ def test_variant_switches_add_exactly_their_modules(make_config):
     duia_width = {"ple": 0, "ple+uie": 2 * m + 1, "ple+uie+upbe": 3 * m + 2, "ple+duia": 3 * m + 2}
     base = DuiaRanker(make_config(variant="ple")).ple_input_dim
     for variant in VARIANTS:
-        # Concatenated as they are: the PLE input grows by the DUIA vectors' width.
-        plain = DuiaRanker(make_config(variant=variant, enhancement_dim=0))
+        # Input fusion, concatenated as they are: the PLE input grows by their width.
+        plain = DuiaRanker(
+            make_config(variant=variant, enhancement_dim=0, enhancement_fusion="input")
+        )
         assert set(plain.memories()) == expected_memories[variant]
         assert plain.ple_input_dim == base + duia_width[variant]
         assert (plain.uhse is not None) == (variant == "ple+duia")
         # Projected (default): the same vectors enter through one linear map.
-        projected = DuiaRanker(make_config(variant=variant, enhancement_dim=8))
+        projected = DuiaRanker(
+            make_config(variant=variant, enhancement_dim=8, enhancement_fusion="input")
+        )
+        # Residual fusion (default): the PLE input is variant ple's; the head reads them.
+        residual = DuiaRanker(make_config(variant=variant, enhancement_dim=8))
+        assert residual.ple_input_dim == base
+        assert set(residual.memories()) == expected_memories[variant]
         if variant == "ple":
             assert projected.duia_proj is None and projected.ple_input_dim == base
+            assert residual.residual is None
         else:
             assert projected.duia_proj.in_features == duia_width[variant]
             assert projected.ple_input_dim == base + 8
-
-
-def test_tower_fusion_reaches_only_the_enhanced_tasks(make_config, make_batch):
-    # No UHSE here: its enhanced history reaches every task through the experts.
-    cfg = make_config(variant="ple+uie+upbe", enhancement_fusion="towers", enhanced_tasks=["click"])
-    model = build_ranker(cfg)
-    assert model.ple_input_dim == DuiaRanker(make_config(variant="ple")).ple_input_dim
-    assert model.ple.tower_extra_dim == cfg.enhancement_dim
-    train_ranker(model, make_batch, steps=3)
-    model.eval()
-    b = make_batch(cfg, 32, seed=5, labels=False)
-    before = model(b)["logits"]
-    with torch.no_grad():  # move every user centre: the UIE and UPBE vectors change
-        model.user_memory.centres1.mul_(-1.0)
-        model.user_memory.centres2.mul_(-1.0)
-    after = model(b)["logits"]
-    click = cfg.tasks.index("click")
-    others = [t for t in range(len(cfg.tasks)) if t != click]
-    assert not torch.allclose(after[:, click], before[:, click])
-    torch.testing.assert_close(after[:, others], before[:, others])
-
-
-def test_upbe_affinity_feeds_the_cosines_of_user_and_item_clusters(make_config, make_batch):
-    cfg = make_config(variant="ple+uie+upbe", upbe_affinity=True)
-    model = build_ranker(cfg)
-    m = cfg.memory_dim
-    assert model.duia_proj.in_features == (2 * m + 1) + (m + 1) + 2
-    train_ranker(model, make_batch, steps=3)  # UPBE slots written
-    model.eval()
-    seen = {}
-    model.duia_proj.register_forward_hook(lambda mod, args, out: seen.update(x=args[0]))
-    b = make_batch(cfg, 32, seed=9, labels=False)
-    aux = model(b)["aux"]
-    item_users, written = model.upbe(aux["target_unit"])
-    assert bool(written.any())
-    item_users = torch.nn.functional.normalize(item_users, dim=1, eps=1e-8)
-    expected = (aux["user_query"] * item_users).sum(1)
-    torch.testing.assert_close(seen["x"][:, -2], expected)
-    assert torch.all(seen["x"][~written, -2:] == 0)
-
-
-def test_enhanced_segments_leave_other_rows_without_the_memories(make_config, make_batch):
-    cfg = make_config(variant="ple+duia", enhanced_segments=["low"])
-    model = build_ranker(cfg)
-    train_ranker(model, make_batch, steps=3)
-    model.eval()
-    b = make_batch(cfg, 64, seed=11, labels=False)
-    low = b["segment"] == SEGMENT_INDEX["low"]
-    assert bool(low.any()) and bool((~low).any())
-    before = model(b)["logits"]
-    with torch.no_grad():  # move every centre: UIE, UPBE and the enhanced history change
-        for memory in (model.user_memory, model.item_memory):
-            memory.centres1.mul_(-1.0)
-            memory.centres2.mul_(-1.0)
-    after = model(b)["logits"]
-    torch.testing.assert_close(after[~low], before[~low])
-    assert not torch.allclose(after[low], before[low])
-    del b["segment"]
-    with pytest.raises(ValueError, match="needs batch\\['segment'\\]"):
-        model(b)
+            assert residual.duia_proj.in_features == duia_width[variant]
+            assert residual.residual is not None and projected.residual is None
 
 
 def test_residual_fusion_trains_its_base_exactly_as_plain_ple(make_config, make_batch):
@@ -143,52 +97,31 @@ def test_residual_fusion_trains_its_base_exactly_as_plain_ple(make_config, make_
     torch.testing.assert_close(out["logits"], out["base_logits"] + out["residual"])
 
 
-def test_residual_fusion_reaches_only_enhanced_segments_and_tasks(make_config, make_batch):
-    cfg = make_config(
-        variant="ple+duia",
-        enhancement_fusion="residual",
-        enhanced_segments=["low"],
-        enhanced_tasks=["click"],
-    )
-    model = build_ranker(cfg)
-    train_ranker(model, make_batch, steps=4)
-    model.eval()
-    b = make_batch(cfg, 64, seed=12, labels=False)
-    low = b["segment"] == SEGMENT_INDEX["low"]
-    out = model(b)
-    click = cfg.tasks.index("click")
-    others = [t for t in range(len(cfg.tasks)) if t != click]
-    assert torch.all(out["residual"][~low] == 0)
-    assert torch.all(out["residual"][:, others] == 0)
-    assert torch.all(out["residual"][low, click] != 0)
-    before = out["logits"]
-    with torch.no_grad():  # move every centre: only the residual of low rows may change
-        for memory in (model.user_memory, model.item_memory):
-            memory.centres1.mul_(-1.0)
-            memory.centres2.mul_(-1.0)
-    after = model(b)["logits"]
-    torch.testing.assert_close(after[~low], before[~low], rtol=0, atol=0)
-    torch.testing.assert_close(after[:, others], before[:, others], rtol=0, atol=0)
-    assert not torch.allclose(after[low, click], before[low, click])
-
-
 def test_model_segment_ids_match_the_tables():
     assert SEGMENT_IDS == SEGMENT_INDEX
 
 
-def test_config_rejects_enhanced_tasks_it_cannot_honour():
-    with pytest.raises(ValueError, match="enhancement_fusion"):
-        ModelConfig(enhancement_fusion="experts")
-    with pytest.raises(ValueError, match=r"enhanced_tasks: \['likes'\]"):
-        ModelConfig(enhancement_fusion="towers", enhanced_tasks=["likes"])
-    with pytest.raises(ValueError, match="only enhancement_fusion 'towers' or 'residual'"):
-        ModelConfig(enhanced_tasks=["click"])
-    with pytest.raises(ValueError, match="enhanced_segments: \\['new'\\]"):
-        ModelConfig(enhanced_segments=["new"])
+def test_config_rejects_a_fusion_it_does_not_have():
+    for fusion in ("experts", "towers"):
+        with pytest.raises(ValueError, match="model.enhancement_fusion: expected one of"):
+            ModelConfig(enhancement_fusion=fusion)
 
 
-def test_clustering_loss_leaves_main_model_gradients_untouched(make_config, make_batch):
-    cfg = make_config(variant="ple+duia")
+def test_a_saved_config_with_a_retired_switch_on_is_refused_and_at_its_off_value_loads():
+    saved = ModelConfig().to_dict()
+    off = {"upbe_affinity": False, "enhanced_tasks": [], "enhancement_dropout": 0.5}
+    assert ModelConfig.from_dict({**saved, **off}) == ModelConfig()  # training-only or off
+    for retired in ({"upbe_affinity": True}, {"enhancement_fusion": "towers"}):
+        with pytest.raises(ValueError, match=f"model.{next(iter(retired))}="):
+            ModelConfig.from_dict({**saved, **retired})
+    # Saved before enhancement_fusion existed: the vectors joined the PLE input.
+    legacy = {k: v for k, v in saved.items() if k != "enhancement_fusion"}
+    assert ModelConfig.from_dict(legacy).enhancement_fusion == "input"
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_clustering_loss_leaves_main_model_gradients_untouched(fusion, make_config, make_batch):
+    cfg = make_config(variant="ple+duia", enhancement_fusion=fusion)
     model = build_ranker(cfg)
     train_ranker(model, make_batch, steps=3)  # memories initialised, UPBE slots written
     model.eval()  # no bookkeeping between the passes: both see the same memories
@@ -226,9 +159,10 @@ def test_same_seed_same_model_same_training(make_config, make_batch):
     assert not torch.equal(other.item_emb.weight, a.item_emb.weight)
 
 
-def test_training_resumes_exactly_from_a_checkpoint(make_config, make_batch):
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_training_resumes_exactly_from_a_checkpoint(fusion, make_config, make_batch):
     """Private random streams, caches and optimizer state all live in state dicts."""
-    cfg = make_config(variant="ple+duia")
+    cfg = make_config(variant="ple+duia", enhancement_fusion=fusion)
     straight = build_ranker(cfg)
     opt = straight.build_optimizer(1e-2)
 
@@ -253,10 +187,11 @@ def test_training_resumes_exactly_from_a_checkpoint(make_config, make_batch):
     assert [step(resumed, resumed_opt, s) for s in range(4, 9)] == expected
 
 
+@pytest.mark.parametrize("fusion", FUSIONS)
 def test_saved_memory_loads_into_a_new_model_with_identical_outputs(
-    tmp_path, make_config, make_batch
+    fusion, tmp_path, make_config, make_batch
 ):
-    cfg = make_config(variant="ple+duia")
+    cfg = make_config(variant="ple+duia", enhancement_fusion=fusion)
     trained = build_ranker(cfg)
     train_ranker(trained, make_batch, steps=6)
     path = tmp_path / "memory.safetensors"
@@ -330,12 +265,6 @@ def test_play_time_regression_and_missing_labels(make_config, make_batch):
     play = model.predict(b)[:, 1]
     assert torch.all(play >= 0)
 
-    weighted = DuiaRanker(
-        make_config(variant="ple", tasks=["click", "play_time"], play_time_loss="weighted_logistic")
-    )
-    total, _ = weighted.loss(b, weighted(b))
-    assert torch.isfinite(total)
-
 
 def test_play_time_is_learned_standardised_and_served_in_milliseconds(make_config, make_batch):
     cfg = make_config(variant="ple", tasks=["click", "play_time"])
@@ -392,30 +321,3 @@ def test_config_rejects_unknown_variant_and_bad_sizes():
         ModelConfig(variant="ple+magic")
     with pytest.raises(ValueError, match="k1"):
         ModelConfig(k1=0)
-
-
-def test_enhancement_dropout_hides_the_memories_from_dropped_rows_in_training_only(
-    make_config, make_batch
-):
-    from duia_spark.model.ranker import DuiaRanker
-
-    seen = []
-
-    def run(dropout: float, train: bool):
-        cfg = make_config(variant="ple+duia", enhancement_dropout=dropout)
-        model = DuiaRanker(cfg)
-        model.train(train)
-        handle = model.duia_proj.register_forward_hook(lambda m, i, o: seen.append(i[0]))
-        torch.manual_seed(3)
-        with torch.no_grad():
-            out = model(make_batch(cfg, batch=32))["logits"]
-        handle.remove()
-        return out, seen.pop()
-
-    _, kept = run(0.0, True)
-    assert kept.abs().sum(1).gt(0).all()  # every row reads its UIE/UPBE vectors and masks
-    _, dropped = run(0.999, True)
-    assert dropped.abs().sum() == 0  # zeros and mask 0, as for an unknown user
-    serve_plain, _ = run(0.0, False)
-    serve_dropout, _ = run(0.999, False)
-    assert torch.equal(serve_plain, serve_dropout)  # serving never drops

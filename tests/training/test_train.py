@@ -88,12 +88,9 @@ def test_a_stopped_run_registers_nothing_and_resume_finishes_and_registers(tiny_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fit", ["train", "held_out"])
-def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train_cfg, fit):
-    cfg = with_train(train_cfg, epochs=1, train_days=3, residual_fit=fit)
-    cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, enhancement_fusion="residual")
-    )
+def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train_cfg):
+    cfg = with_train(train_cfg, epochs=1, train_days=3)
+    assert cfg.model.enhancement_fusion == "residual"  # the shipped default
     assert run_train(cfg) == 0
     (mv,) = MlflowClient().search_model_versions(f"name='{cfg.mlflow.registered_model}'")
     run = MlflowClient().get_run(mv.run_id)
@@ -103,13 +100,6 @@ def test_a_residual_model_records_where_its_head_serves_and_why(tiny_lake, train
     assert run.data.tags["residual_head_serves"] == (",".join(kept) or "none")
     for s in kept:  # a served segment: the head validated better than the base alone
         assert metrics[f"residual_gate.{s}.with_head"] > metrics[f"residual_gate.{s}.base"]
-    if fit == "held_out":  # refitted on half the validation day's users, judged on the rest
-        # While the base trained, the head added nothing: its loss is the base's own.
-        assert metrics["loss.residual"] == pytest.approx(metrics["loss.residual_base"], abs=1e-9)
-        assert metrics["residual_refit.rows"] > 0
-        assert np.isfinite(metrics["residual_refit.loss"])
-        judged = sum(metrics[f"residual_gate.{s}.users"] for s in ("low", "mid", "high"))
-        assert judged > 0
 
 
 @pytest.mark.slow
@@ -141,14 +131,9 @@ def test_a_resumed_run_reproduces_the_uninterrupted_run_exactly(
 
     def train(name, ck, resume=False, stop=0):
         t, v = converters()
-        # Weight averaging on: its running mean is part of what a resume restores; the
-        # memories freeze after epoch 1, which a resume must remember too.
+        # Weight averaging on: its running mean is part of what a resume restores.
         tc = dataclasses.replace(
-            train_cfg.train,
-            epochs=2,
-            stop_after_epochs=stop,
-            average_weights=True,
-            memory_epochs=1,
+            train_cfg.train, epochs=2, stop_after_epochs=stop, average_weights=True
         )
         try:
             train_rank(
@@ -179,10 +164,7 @@ def test_a_resumed_run_reproduces_the_uninterrupted_run_exactly(
         assert a["auc/click/all"] == b["auc/click/all"]
         assert a["selection/averaged_weights"] == b["selection/averaged_weights"]
     assert [h["averaged_epochs"] for h in straight] == [1.0, 2.0]
-    assert [h["memories_learning"] for h in resumed] == [1.0, 0.0]
-    # Frozen after epoch 1: epoch 2 moved the ranker, not the memories.
-    assert straight[0]["memory_checksum"] == straight[1]["memory_checksum"] > 0
-    assert straight[0]["loss"] != straight[1]["loss"]
+    assert [h["memory_checksum"] for h in straight] == [h["memory_checksum"] for h in resumed]
     # After epoch 1 the mean is the epoch's own weights: it validates the same, not better.
     assert straight[0]["kept_averaged_weights"] == 0.0
     assert straight[0]["selection/averaged_weights"] == straight[0]["selection/epoch_weights"]
