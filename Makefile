@@ -4,9 +4,11 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Re-installs only when the dependency set or the checkout location changes.
-SETUP_KEY := $(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-$(shell echo $(CURDIR) | sha1sum | cut -c1-8)
+SETUP_KEY := $(shell cat setup.py setup.cfg pyproject.toml | sha1sum | cut -c1-12)-$(shell echo $(CURDIR) | sha1sum | cut -c1-8)
 STAMP := $(VENV)/.duia-setup-$(SETUP_KEY)
 JARS_READY := .duia/spark-submit.conf
+# The checkout is the home of every target's state (.duia/), whatever the shell's DUIA_HOME.
+export DUIA_HOME := $(CURDIR)
 DEMO_ARGS ?=
 MLFLOW_DB ?= $(CURDIR)/.duia/demo/mlflow.db
 PYTEST_ARGS ?=
@@ -30,7 +32,7 @@ help: ## list the targets
 setup: $(STAMP) $(JARS_READY) ## create the venv (VENV=...), install the pinned stack, cache Delta's jars
 	@echo "setup: ready (venv $(VENV), Delta jars in .duia/ivy/jars)"
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.py setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
 	$(PY) -m pip install --quiet -e '.[dev]'

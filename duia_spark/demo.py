@@ -1,6 +1,7 @@
 """`make demo`: generate a few weeks of logs, backfill features, run the nightly pipeline
 over the last nights (stream clustering warm-starts night to night) and print the
-per-segment report. Everything under .duia/demo/ (conf/demo.yaml)."""
+per-segment report. Everything under .duia/demo/ of the home, $DUIA_HOME or else the
+current directory (the shipped config `demo`, conf/demo.yaml)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ import sys
 import time
 
 from duia_spark.cli import main as duia
-from duia_spark.config import PROJECT_ROOT
+from duia_spark.config import duia_home
 
-DEMO_CONF = PROJECT_ROOT / "conf" / "demo.yaml"
-DEMO_DIR = PROJECT_ROOT / ".duia" / "demo"
+DEMO_CONF = "demo"  # the shipped conf/demo.yaml: its state lives under <home>/.duia/demo
 
 
 def _step(argv: list[str]) -> None:
     print(f"\n$ duia {' '.join(argv)}", flush=True)
-    rc = duia([*argv, "--conf", str(DEMO_CONF)])
+    rc = duia([*argv, "--conf", DEMO_CONF])
     if rc != 0:
         sys.exit(rc)
 
@@ -34,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep an existing demo folder")
     a = p.parse_args(argv)
     t0 = time.time()
-    if DEMO_DIR.exists() and not a.keep:
-        shutil.rmtree(DEMO_DIR)
-    raw = str(DEMO_DIR / "raw")
+    demo_dir = duia_home() / ".duia" / "demo"
+    if demo_dir.exists() and not a.keep:
+        shutil.rmtree(demo_dir)
+    raw = str(demo_dir / "raw")
     start = dt.date.fromisoformat(a.start_date)
     last = start + dt.timedelta(days=a.days - 1)
     first_night = last - dt.timedelta(days=a.nights - 1)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         _step(["nightly", "--date", str(night), "--raw", raw])
     print(f"\n== demo finished in {time.time() - t0:.0f}s ==")
     print("The last evaluation report is above (PLE vs PLE+DUIA per segment, simulated UVC/UDT).")
-    print(f"Open the MLflow UI:  make mlflow-ui MLFLOW_DB={DEMO_DIR / 'mlflow.db'}")
+    print(f"Open the MLflow UI:  make mlflow-ui MLFLOW_DB={demo_dir / 'mlflow.db'}")
     return 0
 
 

@@ -13,7 +13,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from duia_spark.config import PROJECT_ROOT, Config, config_as_flat_dict
+from duia_spark.config import SOURCE_CHECKOUT, Config, config_as_flat_dict
 
 
 def configure_mlflow(cfg: Config) -> str:
@@ -41,10 +41,12 @@ def config_hash(cfg: Config) -> str:
 
 
 def git_commit() -> str:
+    if SOURCE_CHECKOUT is None:  # an installed wheel: no checkout to ask
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
+            cwd=SOURCE_CHECKOUT,
             capture_output=True,
             text=True,
             timeout=5,

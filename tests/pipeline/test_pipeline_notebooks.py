@@ -10,9 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from duia_spark.config import PROJECT_ROOT
-
-NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 KERNEL = "duia-notebook-tests"
 
 
@@ -24,13 +23,15 @@ def pipeline_state(nightly_world) -> list[str]:
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
-    """A kernelspec that runs this interpreter, found through JUPYTER_PATH (offline)."""
+    """A kernelspec that runs this interpreter, found through JUPYTER_PATH (offline).
+    Kernels run in notebooks/; their home is the checkout (its Delta jars cache)."""
     from ipykernel.kernelspec import install
 
     prefix = tmp_path_factory.mktemp("jupyter")
     install(kernel_name=KERNEL, prefix=str(prefix))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+        mp.setenv("DUIA_HOME", str(REPO))
         yield KERNEL
 
 
