@@ -6,8 +6,9 @@ import argparse
 import datetime as dt
 import time
 import uuid
+from dataclasses import dataclass
 
-from pyspark.sql import Observation
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config, ConfigError
@@ -47,14 +48,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _read(spark, args: argparse.Namespace, cfg: Config) -> RawDrop | None:
-    if args.source == "synthetic":
-        available = list_drop_dates(args.path)
-        if args.date:
-            last = args.end_date or args.date
-            wanted = [d for d in available if args.date <= d <= last]
+@dataclass(frozen=True)
+class IngestRequest:
+    """What one ingest reads: a source's raw folder, and the drop days (None: all found)."""
+
+    source: str
+    path: str
+    first: dt.date | None = None
+    last: dt.date | None = None  # None: `first` alone
+
+    @property
+    def days(self) -> tuple[dt.date, dt.date] | None:
+        return None if self.first is None else (self.first, self.last or self.first)
+
+
+def _read(spark, request: IngestRequest, cfg: Config) -> RawDrop | None:
+    if request.source == "synthetic":
+        available = list_drop_dates(request.path)
+        if request.days:
+            first, last = request.days
+            wanted = [d for d in available if first <= d <= last]
             if not wanted:
-                msg = f"[ingest] no drop under {args.path}/log/ for {args.date}..{last}"
+                msg = f"[ingest] no drop under {request.path}/log/ for {first}..{last}"
                 if cfg.ingest.on_missing_drop == "skip":
                     print(msg + " — skipping (ingest.on_missing_drop=skip)")
                     return None
@@ -62,12 +77,13 @@ def _read(spark, args: argparse.Namespace, cfg: Config) -> RawDrop | None:
         else:
             wanted = available
         print(
-            f"[ingest] reading {len(wanted)} daily drop(s) {wanted[0]}..{wanted[-1]} from {args.path}"
+            f"[ingest] reading {len(wanted)} daily drop(s) {wanted[0]}..{wanted[-1]} "
+            f"from {request.path}"
         )
-        return read_daily_drops(spark, args.path, wanted, cfg.ingest.on_corrupt_file)
-    if args.source == "kuairand":
-        return read_kuairand(spark, args.path)
-    return read_movielens(spark, args.path)
+        return read_daily_drops(spark, request.path, wanted, cfg.ingest.on_corrupt_file)
+    if request.source == "kuairand":
+        return read_kuairand(spark, request.path)
+    return read_movielens(spark, request.path)
 
 
 def _record_rejected_files(
@@ -100,47 +116,37 @@ def _rejected_rows_change(lake: Lakehouse, tally: IngestTally, predicate: str) -
     return not earlier.isEmpty()
 
 
-def _no_rows(lake: Lakehouse, drop: RawDrop, args: argparse.Namespace) -> None:
-    print(f"[ingest] {args.path}: no rows to ingest")
+def _no_rows(lake: Lakehouse, drop: RawDrop, request: IngestRequest) -> None:
+    print(f"[ingest] {request.path}: no rows to ingest")
     _print_rejected_files(lake, drop)
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    if cfg.ingest.on_corrupt_file not in ON_CORRUPT_FILE:
-        raise ConfigError(
-            f"ingest.on_corrupt_file: expected one of {', '.join(ON_CORRUPT_FILE)}, "
-            f"got {cfg.ingest.on_corrupt_file!r}"
-        )
-    spark = build_spark_session(cfg, "duia-ingest")
-    lake = Lakehouse(spark, cfg)
-    t0 = time.time()
-    drop = _read(spark, args, cfg)
-    if drop is None:
-        return 0
-    ingest_ts = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-    _record_rejected_files(lake, drop, args.source, ingest_ts)
-    validated = validate_raw_events(drop.events, cfg.ingest, args.source, ingest_ts)
-    if args.source != "synthetic" and args.date:
-        # Whole-file sources: keep only the requested dates (bad rows keep their drop date).
-        last = args.end_date or args.date
-        validated = validated.where(F.col("drop_date").between(args.date, last))
-    # One read of the drop lands the good rows and, observed on the way, counts every
-    # row per first reason and lists the drop dates; the quarantine write reads the drop
-    # again, and only when there are bad rows now or from an earlier read. Not cached:
-    # caching every column of every row on local disk took longer than reading the drop
-    # again (one day at 16x, bench/pipeline.py), and a month-long drop cached in memory
-    # ran a 4 GB driver out of heap. The events table's days are replaced as the good
-    # rows turn them up (a day whose rows are all bad keeps what it held).
-    if not lake.exists("events") and validated.isEmpty():
-        # The write below would create an empty events table; a first drop without a
-        # row leaves the lakehouse as it was (an existing table's days are kept anyway).
-        _no_rows(lake, drop, args)
-        return 0
+@dataclass(frozen=True)
+class _Landed:
+    """What landing the good rows wrote and observed on the way."""
+
+    tally: IngestTally
+    landed: int
+    unrated: int
+    bad: DataFrame  # the drop's rejected rows, not yet read
+
+
+def _land_events(lake: Lakehouse, cfg: Config, source: str, validated: DataFrame) -> _Landed:
+    """Deduplicate the good rows and replace the events days they turn up.
+
+    One read of the drop lands the good rows and, observed on the way, counts every row
+    per first reason and lists the drop dates; the quarantine write reads the drop
+    again, and only when there are bad rows now or from an earlier read. Not cached:
+    caching every column of every row on local disk took longer than reading the drop
+    again (one day at 16x, bench/pipeline.py), and a month-long drop cached in memory
+    ran a 4 GB driver out of heap. The events table's days are replaced as the good rows
+    turn them up (a day whose rows are all bad keeps what it held).
+    """
     observation = Observation(f"ingest-{uuid.uuid4().hex[:12]}")
     good, bad = split_landed_and_rejected(validated, observation)
     landed = deduplicate_events(good)
     per_rating = cfg.ingest.movielens_unrated_per_rating
-    if args.source == "movielens" and per_rating > 0:
+    if source == "movielens" and per_rating > 0:
         landed = landed.unionByName(
             sample_unrated_exposures(landed, per_rating, cfg.ingest.unrated_seed)
         )
@@ -154,12 +160,15 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             F.count_if(F.col("source_file").endswith(IMPLICIT_SOURCE_SUFFIX)).alias("unrated"),
         ],
     )
-    tally = read_tally(observation)
-    if tally.rows == 0:
-        _no_rows(lake, drop, args)
-        return 0
-    dates = tally.drop_dates
-    rejected_here = f"source = '{args.source}'"
+    unrated = counts["unrated"]
+    return _Landed(read_tally(observation), counts["all"] - unrated, unrated, bad)
+
+
+def _quarantine_rows(lake: Lakehouse, cfg: Config, source: str, landed: _Landed) -> dict[str, int]:
+    """Replace the drop days' rows of events_rejected; the rows per reason (invalid
+    signals counted together)."""
+    tally, bad = landed.tally, landed.bad
+    rejected_here = f"source = '{source}'"
     per_reason: dict[str, int] = {}
     if _rejected_rows_change(lake, tally, rejected_here):
         summary = []
@@ -168,30 +177,74 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         else:
             bad = bad.limit(0)  # it only clears earlier rows: no need to read the drop again
         got = lake.replace_partitions(
-            bad, "events_rejected", "drop_date", dates, rejected_here, summary=summary
+            bad, "events_rejected", "drop_date", tally.drop_dates, rejected_here, summary=summary
         )
         per_reason = {reason: n for reason, n in got.items() if n}
-    if drop.users is not None:
-        lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
-    if drop.items is not None:
-        lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
-    read, n_good = tally.rows, tally.rows - tally.rejected
-    n_landed, n_unrated = counts["all"] - counts["unrated"], counts["unrated"]
     rejected: dict[str, int] = {}
     for reason, n in per_reason.items():
         key = reason.split(":")[0] if reason.startswith("invalid_signal") else reason
         rejected[key] = rejected.get(key, 0) + n
-    print(f"[ingest] source={args.source} dates={dates[0]}..{dates[-1]} ({len(dates)} day(s))")
+    return rejected
+
+
+def _report(
+    lake: Lakehouse, drop: RawDrop, source: str, landed: _Landed, rejected: dict[str, int]
+) -> None:
+    tally, dates = landed.tally, landed.tally.drop_dates
+    read, n_good = tally.rows, tally.rows - tally.rejected
+    print(f"[ingest] source={source} dates={dates[0]}..{dates[-1]} ({len(dates)} day(s))")
     print(f"[ingest]   read        {read:>12,d}")
-    print(f"[ingest]   landed      {n_landed:>12,d}  → {lake.path('events')}")
+    print(f"[ingest]   landed      {landed.landed:>12,d}  → {lake.path('events')}")
     print(
-        f"[ingest]   duplicates  {n_good - n_landed:>12,d}  (same user_id, item_id, event_ts; one kept)"
+        f"[ingest]   duplicates  {n_good - landed.landed:>12,d}  "
+        "(same user_id, item_id, event_ts; one kept)"
     )
-    if n_unrated:
-        print(f"[ingest]   + unrated   {n_unrated:>12,d}  sampled unrated exposures (click 0)")
+    if landed.unrated:
+        print(f"[ingest]   + unrated   {landed.unrated:>12,d}  sampled unrated exposures (click 0)")
     print(f"[ingest]   rejected    {read - n_good:>12,d}  → {lake.path('events_rejected')}")
     for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1]):
         print(f"[ingest]     {reason:<40s} {n:>10,d}")
     _print_rejected_files(lake, drop)
+
+
+def ingest(cfg: Config, request: IngestRequest) -> int:
+    """Land a source's raw drop in bronze.events; bad rows go to bronze.events_rejected
+    with their reason, unreadable files to bronze.files_rejected, profiles upserted."""
+    if cfg.ingest.on_corrupt_file not in ON_CORRUPT_FILE:
+        raise ConfigError(
+            f"ingest.on_corrupt_file: expected one of {', '.join(ON_CORRUPT_FILE)}, "
+            f"got {cfg.ingest.on_corrupt_file!r}"
+        )
+    spark = build_spark_session(cfg, "duia-ingest")
+    lake = Lakehouse(spark, cfg)
+    t0 = time.time()
+    drop = _read(spark, request, cfg)
+    if drop is None:
+        return 0
+    ingest_ts = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
+    _record_rejected_files(lake, drop, request.source, ingest_ts)
+    validated = validate_raw_events(drop.events, cfg.ingest, request.source, ingest_ts)
+    if request.source != "synthetic" and request.days:
+        # Whole-file sources: keep only the requested dates (bad rows keep their drop date).
+        validated = validated.where(F.col("drop_date").between(*request.days))
+    if not lake.exists("events") and validated.isEmpty():
+        # Landing would create an empty events table; a first drop without a row leaves
+        # the lakehouse as it was (an existing table's days are kept anyway).
+        _no_rows(lake, drop, request)
+        return 0
+    landed = _land_events(lake, cfg, request.source, validated)
+    if landed.tally.rows == 0:
+        _no_rows(lake, drop, request)
+        return 0
+    rejected = _quarantine_rows(lake, cfg, request.source, landed)
+    if drop.users is not None:
+        lake.upsert(normalise_user_profiles(drop.users), "user_profiles", ["user_id"])
+    if drop.items is not None:
+        lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
+    _report(lake, drop, request.source, landed, rejected)
     print(f"[ingest] done in {time.time() - t0:.1f}s")
     return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    return ingest(cfg, IngestRequest(args.source, args.path, args.date, args.end_date))

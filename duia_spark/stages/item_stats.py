@@ -8,6 +8,7 @@ signals) it recounts the longest window and says so.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 from functools import reduce
 
@@ -47,8 +48,9 @@ def _stale(lake: Lakehouse, cfg: Config):
     return reduce(lambda a, b: a | b, [F.col(n).isNull() for n in names])
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    day = run_date(args, NAME)
+def for_day(cfg: Config, day: dt.date, full_rebuild: bool = False) -> int:
+    """Item exposure / positive counts as of D (silver.item_stats), advanced from the day
+    before or recounted over the longest window."""
     spark = build_spark_session(cfg, "duia-item-stats")
     lake = Lakehouse(spark, cfg)
     t0 = time.time()
@@ -62,7 +64,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         "stats_date",
         day,
         _stale(lake, cfg),
-        full_rebuild=getattr(args, "full_rebuild", False),
+        full_rebuild=full_rebuild,
     )
     if prev is None:
         print(f"[item-stats] {day}: counting the whole window ({why})")
@@ -85,3 +87,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     )
     print(f"[item-stats] done in {time.time() - t0:.1f}s")
     return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    return for_day(cfg, run_date(args, NAME), getattr(args, "full_rebuild", False))

@@ -9,6 +9,7 @@ whole window and says so.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 
 from pyspark.sql import functions as F
@@ -38,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_full_rebuild_argument(p, "the whole activity window")
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    day = run_date(args, NAME)
+def for_day(cfg: Config, day: dt.date, full_rebuild: bool = False) -> int:
+    """D's activity segment per user (silver.user_activity), advanced from the day before
+    or recounted over the window."""
     spark = build_spark_session(cfg, "duia-segment")
     lake = Lakehouse(spark, cfg)
     t0 = time.time()
@@ -54,7 +56,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         "activity_date",
         day,
         stale,
-        full_rebuild=getattr(args, "full_rebuild", False),
+        full_rebuild=full_rebuild,
     )
     if prev is None:
         print(f"[segment] {day}: counting the whole window ({why})")
@@ -81,3 +83,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print(f"[segment]   {seg:<5s} {n:>10,d}  {100.0 * n / max(total, 1):5.1f}%")
     print(f"[segment] done in {time.time() - t0:.1f}s")
     return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    return for_day(cfg, run_date(args, NAME), getattr(args, "full_rebuild", False))

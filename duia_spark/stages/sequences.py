@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_full_rebuild_argument(p, "from all history")
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    day = run_date(args, NAME)
+def for_day(cfg: Config, day: dt.date, full_rebuild: bool = False) -> int:
+    """Behaviour sequences as of the start of D (silver.user_sequences), advanced from the
+    day before or rebuilt from all events before D."""
     spark = build_spark_session(cfg, "duia-sequences")
     lake = Lakehouse(spark, cfg)
     t0 = time.time()
@@ -40,7 +41,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     events = lake.read("events")
     prev, why = previous_partition(
-        lake, "user_sequences", "as_of_date", day, full_rebuild=getattr(args, "full_rebuild", False)
+        lake, "user_sequences", "as_of_date", day, full_rebuild=full_rebuild
     )
     if prev is None:
         print(f"[sequences] {day}: full rebuild from all events before {day} ({why})")
@@ -71,3 +72,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     )
     print(f"[sequences] done in {time.time() - t0:.1f}s")
     return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    return for_day(cfg, run_date(args, NAME), getattr(args, "full_rebuild", False))
