@@ -36,6 +36,13 @@ NAME = "ingest"
 HELP = "ingest raw interaction logs into bronze.events (bad rows → bronze.events_rejected)"
 SOURCES = ("synthetic", "kuairand", "movielens")
 ON_CORRUPT_FILE = ("fail", "quarantine")
+# The day-partitioned tables built from the events, with their day column.
+FEATURE_TABLES = {
+    "user_activity": "activity_date",
+    "user_sequences": "as_of_date",
+    "item_stats": "stats_date",
+    "samples": "sample_date",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,6 +214,34 @@ def _report(
     _print_rejected_files(lake, drop)
 
 
+def stale_days(lake: Lakehouse, first_landed: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The days whose features were built before events of `first_landed` (or later)
+    landed, as (first, last); None when no feature day that late exists yet.
+
+    The features of day X read the events up to X (the activity window, item stats, the
+    samples of X) or before it (sequences as of X): every built day from `first_landed`
+    on may miss the late rows. Reads the feature tables' day columns only."""
+    latest = [
+        lake.read(table).agg(F.max(day_col)).first()[0]
+        for table, day_col in FEATURE_TABLES.items()
+        if lake.exists(table)
+    ]
+    last = max((d for d in latest if d is not None), default=None)
+    return None if last is None or last < first_landed else (first_landed, last)
+
+
+def _report_stale_days(lake: Lakehouse, landed: _Landed) -> None:
+    stale = stale_days(lake, min(landed.tally.drop_dates))
+    if stale is None:
+        return
+    first, last = stale
+    print(
+        f"[ingest] {first}..{last}: features built before this drop landed (segment, "
+        "sequences, item-stats, samples) do not see its rows. Rebuild them, with this "
+        f"command's --conf/--set: duia backfill --date {first} --end-date {last}"
+    )
+
+
 def ingest(cfg: Config, request: IngestRequest) -> int:
     """Land a source's raw drop in bronze.events; bad rows go to bronze.events_rejected
     with their reason, unreadable files to bronze.files_rejected, profiles upserted."""
@@ -242,6 +277,7 @@ def ingest(cfg: Config, request: IngestRequest) -> int:
     if drop.items is not None:
         lake.upsert(normalise_item_features(drop.items), "item_features", ["item_id"])
     _report(lake, drop, request.source, landed, rejected)
+    _report_stale_days(lake, landed)
     print(f"[ingest] done in {time.time() - t0:.1f}s")
     return 0
 
