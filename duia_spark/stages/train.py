@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from duia_spark.config import Config
@@ -31,7 +34,7 @@ from duia_spark.training.dataset import (
     select_training_columns,
 )
 from duia_spark.training.loop import TrainJob, train_rank, wants_gpu
-from duia_spark.training.split import temporal_split
+from duia_spark.training.split import TemporalSplit, temporal_split
 
 NAME = "train"
 HELP = "train PLE+DUIA on gold.samples (TorchDistributor), log and register it in MLflow"
@@ -77,135 +80,197 @@ def _segment_counts(df) -> dict[str, int]:
     return {SEGMENTS[r["segment_idx"]]: int(r["count"]) for r in rows}
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    if args.date is None:
-        raise ValueError("train needs --date D (trains on the days before D, validates on D)")
-    if args.variant:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=args.variant))
-    from petastorm.spark import SparkDatasetConverter, make_spark_converter
+@dataclass(frozen=True)
+class TrainRequest:
+    """One training run: the night D it trains for, and how."""
 
-    from duia_spark import tracking
-    from duia_spark.training.registry import log_and_register, warm_start_paths
+    day: dt.date
+    variant: str | None = None  # None: model.variant
+    resume: bool = False  # continue a stopped run from its last checkpoint
+    cold_start: bool = False  # ignore the champion (also train.cold_start)
+    register: bool = True  # register a model version (else: log the run only)
 
-    spark = build_spark_session(cfg, "duia-train")
-    lake = Lakehouse(spark, cfg)
-    tc = cfg.train
-    day = args.date
-    split = temporal_split(day, tc.train_days, tc.validation_days)
+
+@dataclass(frozen=True)
+class _Rows:
+    """The split's training and validation rows, counted per segment."""
+
+    split: TemporalSplit
+    train: DataFrame
+    val: DataFrame
+    train_counts: dict[str, int]
+    val_counts: dict[str, int]
+
+    @property
+    def n_train(self) -> int:
+        return sum(self.train_counts.values())
+
+    @property
+    def n_val(self) -> int:
+        return sum(self.val_counts.values())
+
+    def lineage(self, lake: Lakehouse) -> dict:
+        return {
+            "samples_version": lake.version("samples"),
+            "vocabulary_version": lake.version("vocabulary"),
+            "train_dates": self.split.describe_training(),
+            "val_dates": self.split.describe_validation(),
+            "train_rows": self.n_train,
+            "val_rows": self.n_val,
+            **{f"train_rows_{k}": v for k, v in self.train_counts.items()},
+            **{f"val_rows_{k}": v for k, v in self.val_counts.items()},
+        }
+
+
+def _split_rows(cfg: Config, lake: Lakehouse, day: dt.date, variant: str) -> _Rows:
+    """The temporal split of gold.samples for D; fails naming the window without rows."""
+    split = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
     samples = lake.read("samples")
     check_sample_columns(samples.columns, cfg.model)
-    model_cfg = model_config_for_data(cfg, lake)
-    train_df = split.training_rows(samples)
-    val_df = split.validation_rows(samples)
-    train_counts, val_counts = _segment_counts(train_df), _segment_counts(val_df)
-    n_train, n_val = sum(train_counts.values()), sum(val_counts.values())
-    if n_train == 0:
+    train_df, val_df = split.training_rows(samples), split.validation_rows(samples)
+    rows = _Rows(split, train_df, val_df, _segment_counts(train_df), _segment_counts(val_df))
+    if rows.n_train == 0:
         raise ValueError(split.no_samples_message("training"))
-    if n_val == 0:
+    if rows.n_val == 0:
         raise ValueError(split.no_samples_message("validation"))
     print(
-        f"[train] {model_cfg.variant}: {n_train:,} training rows {split.describe_training()} {train_counts}"
+        f"[train] {variant}: {rows.n_train:,} training rows {split.describe_training()} "
+        f"{rows.train_counts}"
     )
-    print(f"[train] {n_val:,} validation rows on {split.describe_validation()} {val_counts}")
+    print(
+        f"[train] {rows.n_val:,} validation rows on {split.describe_validation()} {rows.val_counts}"
+    )
+    return rows
 
-    tracking.configure_mlflow(cfg)
-    warm_memory, warm_weights, warm_version = (None, None, None)
-    tmp = Path(tempfile.mkdtemp(prefix="duia-train-"))
-    if not (tc.cold_start or args.cold_start):
-        warm_memory, warm_weights, warm_version = warm_start_paths(
-            cfg, tmp / "champion", tc.warm_start_weights
-        )
-        print(
-            f"[train] warm start from version {warm_version}"
-            if warm_version
-            else "[train] no champion yet: cold start"
-        )
 
+def _warm_start(cfg: Config, cold_start: bool, folder: Path) -> tuple:
+    """(memory, weights, version) of the champion to start from; Nones for a cold start."""
+    from duia_spark.training.registry import warm_start_paths
+
+    if cfg.train.cold_start or cold_start:
+        return None, None, None
+    warm = warm_start_paths(cfg, folder, cfg.train.warm_start_weights)
+    print(
+        f"[train] warm start from version {warm[2]}"
+        if warm[2]
+        else "[train] no champion yet: cold start"
+    )
+    return warm
+
+
+def _converters(spark, cfg: Config, model_cfg, rows: _Rows) -> tuple:
+    """Petastorm converters of the training and validation rows, in a stable file order."""
+    from petastorm.spark import SparkDatasetConverter, make_spark_converter
+
+    tc = cfg.train
     cache = Path(cfg.resolve_path(tc.petastorm_cache_dir))
     cache.mkdir(parents=True, exist_ok=True)
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.as_uri())
     parts = max(4, 2 * tc.num_processes)  # at least as many row groups as ranks
     train_conv = make_spark_converter(
-        deterministic_layout(select_training_columns(train_df, model_cfg), parts)
+        deterministic_layout(select_training_columns(rows.train, model_cfg), parts)
     )
     val_conv = make_spark_converter(
-        deterministic_layout(select_training_columns(val_df, model_cfg), 2)
+        deterministic_layout(select_training_columns(rows.val, model_cfg), 2)
     )
     # Petastorm takes its file list from a Set (`inputFiles()`), so its order changes from
     # run to run; part-NNNNN file names sorted restore the partition order.
     for conv in (train_conv, val_conv):
         conv.file_urls = sorted(conv.file_urls)
-    ckpt = (
-        Path(cfg.resolve_path(tc.checkpoint_dir)) / f"{day}_{model_cfg.variant.replace('+', '_')}"
-    )
-    if not args.resume and ckpt.exists():
-        shutil.rmtree(ckpt)
-    out_dir = tmp / "result"
-    job = TrainJob(
-        model_cfg=model_cfg,
-        train_cfg=tc,
-        train_data=train_conv,
-        val_data=val_conv,
-        train_rows=n_train,
-        val_rows=n_val,
-        out_dir=str(out_dir),
-        checkpoint_dir=str(ckpt),
-        resume=args.resume,
-        warm_memory=warm_memory,
-        warm_weights=warm_weights,
-    )
-    t0 = time.time()
-    try:
-        from pyspark.ml.torch.distributor import TorchDistributor
+    return train_conv, val_conv
 
+
+def _train_distributed(cfg: Config, job: TrainJob, converters: tuple) -> None:
+    """train_rank on train.num_processes ranks (TorchDistributor); the converters' cached
+    files are deleted afterwards, whatever happens."""
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    tc = cfg.train
+    try:
         TorchDistributor(
             num_processes=tc.num_processes, local_mode=tc.local_mode, use_gpu=wants_gpu(tc.use_gpu)
         ).run(train_rank, job)
     finally:
-        train_conv.delete()
-        val_conv.delete()
+        for conv in converters:
+            conv.delete()
+
+
+def _print_result(cfg: Config, result: dict) -> None:
+    version = result.get("version")
+    registered = f" registered as {cfg.mlflow.registered_model} v{version}" if version else ""
+    print(f"[train] run {result['run_id']}{registered}")
+    keys = ("auc/click/all", "auc/click/low", "gauc/click/all")
+    print(json.dumps({k: result["metrics"].get(k) for k in keys}))
+
+
+def train(cfg: Config, request: TrainRequest) -> int:
+    """Train on the split of D, log the run and (unless asked not to) register it."""
+    if request.variant:
+        model = dataclasses.replace(cfg.model, variant=request.variant)
+        cfg = dataclasses.replace(cfg, model=model)
+    from duia_spark import tracking
+    from duia_spark.training.registry import log_and_register
+
+    spark = build_spark_session(cfg, "duia-train")
+    lake = Lakehouse(spark, cfg)
+    day = request.day
+    rows = _split_rows(cfg, lake, day, cfg.model.variant)
+    model_cfg = model_config_for_data(cfg, lake)
+    tracking.configure_mlflow(cfg)
+    tmp = Path(tempfile.mkdtemp(prefix="duia-train-"))
+    warm_memory, warm_weights, warm_version = _warm_start(cfg, request.cold_start, tmp / "champion")
+    converters = _converters(spark, cfg, model_cfg, rows)
+    ckpt = Path(cfg.resolve_path(cfg.train.checkpoint_dir))
+    ckpt = ckpt / f"{day}_{model_cfg.variant.replace('+', '_')}"
+    if not request.resume and ckpt.exists():
+        shutil.rmtree(ckpt)
+    out_dir = tmp / "result"
+    job = TrainJob(
+        model_cfg=model_cfg,
+        train_cfg=cfg.train,
+        train_data=converters[0],
+        val_data=converters[1],
+        train_rows=rows.n_train,
+        val_rows=rows.n_val,
+        out_dir=str(out_dir),
+        checkpoint_dir=str(ckpt),
+        resume=request.resume,
+        warm_memory=warm_memory,
+        warm_weights=warm_weights,
+    )
+    t0 = time.time()
+    _train_distributed(cfg, job, converters)
     if not (out_dir / "_SUCCESS").exists():
         print(
-            f"[train] stopped before the last epoch; nothing registered. Continue with --resume (checkpoint {ckpt})"
+            "[train] stopped before the last epoch; nothing registered. Continue with "
+            f"--resume (checkpoint {ckpt})"
         )
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
-    lineage = {
-        "samples_version": lake.version("samples"),
-        "vocabulary_version": lake.version("vocabulary"),
-        "train_dates": split.describe_training(),
-        "val_dates": split.describe_validation(),
-        "train_rows": n_train,
-        "val_rows": n_val,
-        **{f"train_rows_{k}": v for k, v in train_counts.items()},
-        **{f"val_rows_{k}": v for k, v in val_counts.items()},
-    }
     result = log_and_register(
         cfg,
         model_cfg,
         out_dir,
         day,
-        lineage,
+        rows.lineage(lake),
         warm_version,
-        register=not args.no_register,
+        register=request.register,
         wall_s=time.time() - t0,
     )
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(ckpt, ignore_errors=True)  # finished: the checkpoint has served its purpose
-    print(
-        f"[train] run {result['run_id']}"
-        + (
-            f" registered as {cfg.mlflow.registered_model} v{result['version']}"
-            if result.get("version")
-            else ""
-        )
-    )
-    print(
-        json.dumps(
-            {
-                k: result["metrics"].get(k)
-                for k in ("auc/click/all", "auc/click/low", "gauc/click/all")
-            }
-        )
-    )
+    _print_result(cfg, result)
     return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    if args.date is None:
+        raise ValueError("train needs --date D (trains on the days before D, validates on D)")
+    request = TrainRequest(
+        day=args.date,
+        variant=args.variant,
+        resume=args.resume,
+        cold_start=args.cold_start,
+        register=not args.no_register,
+    )
+    return train(cfg, request)
