@@ -1,8 +1,9 @@
 """`duia <stage> [--conf FILE] [--set key=value] [--lakehouse PATH] [--date D] ...`
 
-The same flags work for `spark-submit jobs/<stage>.py ...`. A command for a date holds
-that date's run lease while it runs (`run_lease.py`): a second command for the same date
-refuses at once with exit code 3.
+The same flags work for `spark-submit jobs/<stage>.py ...`. Relative paths on the command
+line are taken from the current directory. A command for a date holds that date's run
+lease while it runs (`run_lease.py`): a second command for the same date refuses at once
+with exit code 3.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
-from duia_spark.config import Config, ConfigError, load_config
+from duia_spark.config import Config, ConfigError, anchor_path, load_config
+from duia_spark.quiet import quiet_logs
 from duia_spark.run_lease import (
     LeaseError,
     LeaseHeldError,
@@ -29,6 +32,10 @@ from duia_spark.stages import STAGE_MODULES, load_stage
 
 # `generate` writes raw drops, not the lakehouse: it takes no lease.
 UNLEASED_STAGES = ("generate",)
+# Flags naming a local file or folder: a relative one is taken from the current directory
+# (a URI stays as it is), as load_config takes --set paths; --conf is found by load_config,
+# which also knows the shipped configs by name (`--conf demo`).
+PATH_FLAGS = ("lakehouse", "path", "out", "raw", "candidate_table")
 EXIT_LEASE = 3  # another live run holds the date, or took this run's lease over
 
 
@@ -42,7 +49,11 @@ def _date(value: str) -> dt.date:
 def _common_arguments() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("common options")
-    g.add_argument("--conf", help="YAML file overriding conf/default.yaml")
+    g.add_argument(
+        "--conf",
+        help="YAML file deep-merged over the defaults, or a shipped config's name: demo, "
+        "kuairand, movielens",
+    )
     g.add_argument(
         "--set",
         dest="overrides",
@@ -56,7 +67,12 @@ def _common_arguments() -> argparse.ArgumentParser:
         "--master", help="Spark master: local[*], spark://host:7077, yarn, k8s://... (spark.master)"
     )
     g.add_argument("--date", type=_date, help="the run date D, YYYY-MM-DD")
-    g.add_argument("--debug", action="store_true", help="print full tracebacks on failure")
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        help="show everything: full tracebacks on failure, and the other libraries' notices "
+        "and progress bars that are filtered otherwise (quiet.py)",
+    )
     g.add_argument(
         "--take-over-lease",
         action="store_true",
@@ -131,8 +147,19 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _wants_debug(argv: list[str] | None) -> bool:
+    """--debug, read before the stages are imported (their imports already warn)."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--debug", action="store_true")
+    return early.parse_known_args(argv)[0].debug
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_logs(debug=_wants_debug(argv))
     args = build_parser().parse_args(argv)
+    for name in PATH_FLAGS:
+        if getattr(args, name, None):
+            setattr(args, name, anchor_path(getattr(args, name), Path.cwd()))
     overrides = list(args.overrides)
     if args.lakehouse:
         overrides.append(f"lakehouse.root={args.lakehouse}")

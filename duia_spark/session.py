@@ -11,9 +11,17 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from duia_spark.config import Config
+from duia_spark import quiet
+from duia_spark.config import Config, shipped_conf_dir
 
-LOG4J_CONF = Path(__file__).resolve().parent.parent / "conf" / "log4j2.properties"
+
+def log4j_conf() -> Path | None:
+    """The shipped log4j2 settings as a file the JVM can read: in the checkout or an
+    installed wheel; None from a zipped wheel (Spark's own logging settings then apply)."""
+    conf = shipped_conf_dir() / "log4j2.properties"
+    return conf if isinstance(conf, Path) and conf.is_file() else None
+
+
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
@@ -80,7 +88,9 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
 
     Delta's jars come from the project's cache (filled once by `make setup`); when the
     cache is empty they are resolved from Maven Central through `spark.jars.packages`.
+    Other libraries' known notices are filtered here and in the workers (quiet.py).
     """
+    quiet.quiet_logs()
     # Python workers must run this interpreter, or pandas UDFs miss the venv's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -115,8 +125,12 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         .config("spark.sql.codegen.hugeMethodLimit", "8000")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{LOG4J_CONF}")
     )
+    log4j = log4j_conf()
+    if log4j is not None:
+        builder = builder.config(
+            "spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{log4j}"
+        )
     jars = local_delta_jars(cfg)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
@@ -125,7 +139,7 @@ def build_spark_session(cfg: Config, app_name: str | None = None) -> SparkSessio
         builder = builder.config("spark.jars.ivy", str(ivy)).config(
             "spark.jars.packages", ",".join(delta_maven_coordinates())
         )
-    for key, value in {**local_gpu_resources(cfg), **s.extra}.items():
+    for key, value in {**quiet.spark_settings(), **local_gpu_resources(cfg), **s.extra}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s.log_level)

@@ -34,6 +34,7 @@ from duia_spark.data.samples import (
     user_dense_features,
 )
 from duia_spark.model.config import ModelConfig
+from duia_spark.model_checksums import download_checked_files
 from duia_spark.training.dataset import available_input_columns, pandas_to_columns, to_batch
 
 MODEL_FILES = ("weights", "cluster_memory", "model_config")
@@ -85,6 +86,15 @@ class ModelPayload:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(json.loads(self.files["model_config"]))
+
+
+def checked_payload(uri: str, label: str, dst: str, stage: str, advice: str) -> ModelPayload:
+    """A logged or registered model (`runs:/…/model`, `models:/…`) downloaded to `dst`,
+    its files checked against the sha256 recorded when it was logged (a damaged one
+    raises ModelFilesError ending in `advice`), read into the payload the workers score
+    with."""
+    files = download_checked_files(uri, dst, MODEL_FILES, stage, advice)
+    return ModelPayload.from_files(label, uri, files, threads=1)
 
 
 # Loaded rankers per Python worker process, by payload key (insertion-ordered).

@@ -19,7 +19,9 @@ from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
 from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
 from duia_spark.lakehouse import Lakehouse
+from duia_spark.model_checksums import rollback_advice
 from duia_spark.scoring.inference import (
+    checked_payload,
     feature_width_mismatches,
     score_side_by_side,
     side_by_side_column,
@@ -71,6 +73,15 @@ def find_models(cfg: Config, day, version: str | None) -> dict[str, tuple[str, s
                 f"[evaluate] baseline {variant} not trained for {day}: skipped (train it with --variant {variant} --no-register)"
             )
     return models, version
+
+
+def _repair_advice(cfg: Config, label: str, uri: str, day) -> str:
+    """What to do when a compared model's files are damaged."""
+    if label == "champion":
+        return rollback_advice(cfg, uri.rsplit("/", 1)[1])
+    if label == "new":
+        return f"train {day} again (`duia train --date {day}`)"
+    return f"train the baseline again (`duia train --date {day} --variant {label} --no-register`)"
 
 
 def incompatible_models(payloads: dict, cfg: Config) -> list[str]:
@@ -180,10 +191,17 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if args.date is None:
         raise ValueError("evaluate needs --date D")
     day = args.date
-    spark = build_spark_session(cfg, "duia-evaluate")
-    lake = Lakehouse(spark, cfg)
     tracking.configure_mlflow(cfg)
     models, version = find_models(cfg, day, args.version)
+    with tempfile.TemporaryDirectory() as tmp:  # each model's files checked before Spark
+        payloads = {
+            label: checked_payload(
+                uri, label, f"{tmp}/{label}", NAME, _repair_advice(cfg, label, uri, day)
+            )
+            for label, (uri, _) in models.items()
+        }
+    spark = build_spark_session(cfg, "duia-evaluate")
+    lake = Lakehouse(spark, cfg)
     tasks = list(cfg.model.tasks)
     label_cols = [c for t in tasks for c in label_column(t)]
     samples = lake.read("samples")
@@ -199,11 +217,6 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         *available_input_columns(samples.columns),
         *label_cols,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        payloads = {
-            label: tracking.model_payload(uri, label, f"{tmp}/{label}")
-            for label, (uri, _) in models.items()
-        }
     for label in incompatible_models(payloads, cfg):
         if label == "new":
             raise ValueError(

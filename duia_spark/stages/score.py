@@ -3,9 +3,11 @@
 Candidates come from `score.generator` (popular / cluster / table, see
 duia_spark/scoring/candidates.py), minus what the user was already exposed to, and get
 gold.samples' features as of the start of D. The champion (network + cluster memory)
-is broadcast to the Spark Python workers and scores them in Arrow batches; the top
-`score.top_k` per user by the weighted task scores replace D's partition of
-gold.scores (re-running D never duplicates).
+is checked against the sha256 recorded at registration before Spark starts (a damaged
+file fails in one line and gold.scores is left as it was), then broadcast to the Spark
+Python workers, which score the candidates in Arrow batches; the top `score.top_k` per
+user by the weighted task scores replace D's partition of gold.scores (re-running D
+never duplicates).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from duia_spark import tracking
 from duia_spark.config import Config
 from duia_spark.data.vocabulary import VOCABULARY_SCHEMA
 from duia_spark.lakehouse import Lakehouse
+from duia_spark.model_checksums import download_checked_files, registered_uri, rollback_advice
 from duia_spark.scoring import candidates as cand
 from duia_spark.scoring.inference import (
     MODEL_FILES,
@@ -67,7 +70,8 @@ def _with_arguments(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def download_champion(cfg: Config, dst: Path) -> tuple[str, dict[str, Path]]:
-    """(version, {weights, cluster_memory, model_config} files) of the champion."""
+    """(version, {weights, cluster_memory, model_config} files) of the champion, each
+    checked against the sha256 recorded when it was registered."""
     tracking.configure_mlflow(cfg)
     version = tracking.champion(cfg)
     if version is None:
@@ -76,8 +80,14 @@ def download_champion(cfg: Config, dst: Path) -> tuple[str, dict[str, Path]]:
             f"'{cfg.mlflow.registered_model}' ({cfg.tracking_uri}): train and evaluate first "
             "(`duia train --date D`, then promote a version to champion)"
         )
-    model_dir = tracking.download_model_artifacts(cfg, version.version, str(dst))
-    return version.version, {k: tracking.artifact_file(model_dir, k) for k in MODEL_FILES}
+    files = download_checked_files(
+        registered_uri(cfg, version.version),
+        dst,
+        MODEL_FILES,
+        NAME,
+        rollback_advice(cfg, version.version),
+    )
+    return version.version, files
 
 
 def check_model_fits_features(model_cfg, cfg: Config, version: str) -> None:

@@ -15,6 +15,12 @@ from mlflow.models import infer_signature
 from duia_spark import tracking
 from duia_spark.config import Config
 from duia_spark.model.config import ModelConfig
+from duia_spark.model_checksums import (
+    checksum_tags,
+    download_checked_files,
+    registered_uri,
+    rollback_advice,
+)
 from duia_spark.training import plots
 from duia_spark.training.metrics import selection_value
 from duia_spark.training.pyfunc import (
@@ -36,16 +42,24 @@ def warm_start_paths(
     """(memory file, weights file or None, version) to warm-start from, or Nones: the
     current champion, or — when the champion is another variant (a baseline that the
     evaluate stage's guard put in service) — the newest registered version of this
-    variant, whose memory is the latest state of the stream."""
-    version = tracking.champion(cfg)
+    variant, whose memory is the latest state of the stream. Its files are checked
+    against the checksums recorded at registration (model_checksums.py)."""
+    champion = tracking.champion(cfg)
+    version = champion
     if version is not None and version.tags.get("variant", cfg.model.variant) != cfg.model.variant:
         version = tracking.newest_version_of_variant(cfg, cfg.model.variant)
     if version is None:
         return None, None, None
-    model_dir = tracking.download_model_artifacts(cfg, version.version, str(dst))
-    memory = tracking.artifact_file(model_dir, ARTIFACT_MEMORY)
-    weights = tracking.artifact_file(model_dir, ARTIFACT_WEIGHTS) if with_weights else None
-    return str(memory), (str(weights) if weights else None), str(version.version)
+    cold = "or train without it (`duia train --cold-start`)"
+    advice = (
+        f"{rollback_advice(cfg, version.version)}; {cold}"
+        if champion is not None and champion.version == version.version
+        else cold
+    )
+    keys = (ARTIFACT_MEMORY, ARTIFACT_WEIGHTS) if with_weights else (ARTIFACT_MEMORY,)
+    files = download_checked_files(registered_uri(cfg, version.version), dst, keys, "train", advice)
+    weights = files.get(ARTIFACT_WEIGHTS)
+    return str(files[ARTIFACT_MEMORY]), (str(weights) if weights else None), str(version.version)
 
 
 def _pinned_requirements() -> list[str]:
@@ -115,6 +129,10 @@ def log_and_register(
         key=lambda h: np.nan_to_num(selection_value(h, cfg.train.selection_metric), nan=-1.0),
     )
     chash = tracking.config_hash(cfg)
+    # The files as logged; score, evaluate and the warm start check them before use.
+    checksums = checksum_tags(
+        {ARTIFACT_WEIGHTS: weights, ARTIFACT_MEMORY: memory, ARTIFACT_CONFIG: config_file}
+    )
     with mlflow.start_run(run_name=f"{day}-{model_cfg.variant}") as run:
         tracking.log_params(cfg)
         mlflow.log_params(
@@ -129,6 +147,7 @@ def log_and_register(
                 "git_commit": tracking.git_commit(),
                 "warm_start_version": warm_version or "none",
                 **{f"lineage.{k}": str(v) for k, v in lineage.items()},
+                **checksums,
             }
         )
         for h in history:
@@ -136,8 +155,6 @@ def log_and_register(
                 _metric_names({k: v for k, v in h.items() if k != "epoch"}), step=int(h["epoch"])
             )
         mlflow.log_metric("train_wall_s", wall_s)
-        # train.residual_fit: held_out — the refitted head's loss and rows
-        mlflow.log_metrics(_metric_names(summary.get("residual_refit", {})))
         if residual_gate:  # which segments the residual head serves, and the evidence
             mlflow.log_metrics(_metric_names(residual_gate))
             heads = served_segments(residual_gate)
@@ -180,6 +197,7 @@ def log_and_register(
                 "variant": model_cfg.variant,
                 "config_hash": chash,
                 "run_id": run.info.run_id,
+                **checksums,
             }.items():
                 client.set_model_version_tag(cfg.mlflow.registered_model, mv.version, k, v)
             version = str(mv.version)

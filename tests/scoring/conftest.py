@@ -108,22 +108,29 @@ def score_overrides() -> list[str]:
     ]
 
 
+def scoring_world_overrides(root: Path) -> list[str]:
+    """The overrides of the scoring world kept under `root` (also for `duia --set`)."""
+    return [
+        f"lakehouse.root={root / 'lakehouse'}",
+        f"mlflow.tracking_uri=sqlite:///{root / 'mlflow.db'}",
+        f"mlflow.artifact_root={root / 'mlartifacts'}",
+        f"train.checkpoint_dir={root / 'checkpoints'}",
+        f"train.petastorm_cache_dir={root / 'petastorm'}",
+        *training.small_model_overrides(),
+        *score_overrides(),
+    ]
+
+
 @pytest.fixture(scope="session")
-def scoring_cfg(base_cfg, tmp_path_factory):
+def scoring_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("scoring")
+
+
+@pytest.fixture(scope="session")
+def scoring_cfg(base_cfg, scoring_root):
     from duia_spark.config import load_config
 
-    root = tmp_path_factory.mktemp("scoring")
-    cfg = load_config(
-        overrides=[
-            f"lakehouse.root={root / 'lakehouse'}",
-            f"mlflow.tracking_uri=sqlite:///{root / 'mlflow.db'}",
-            f"mlflow.artifact_root={root / 'mlartifacts'}",
-            f"train.checkpoint_dir={root / 'checkpoints'}",
-            f"train.petastorm_cache_dir={root / 'petastorm'}",
-            *training.small_model_overrides(),
-            *score_overrides(),
-        ]
-    )
+    cfg = load_config(overrides=scoring_world_overrides(scoring_root))
     return dataclasses.replace(cfg, spark=base_cfg.spark)
 
 
