@@ -6,9 +6,6 @@ does the I/O (runs them, writes the ledger).
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-
 from pyspark.sql import types as T
 
 NIGHTLY_STAGES: tuple[str, ...] = (
@@ -36,15 +33,6 @@ LEDGER_SCHEMA = T.StructType(
 )
 
 
-@dataclass(frozen=True)
-class StageCall:
-    """One CLI invocation the nightly run makes for a ledger stage."""
-
-    stage: str  # ledger name
-    command: str  # `duia <command>`
-    flags: tuple[str, ...]
-
-
 def plan_stages(
     all_stages: tuple[str, ...],
     succeeded: set[str],
@@ -70,24 +58,14 @@ def plan_stages(
     return [s for s in chosen if force or s not in succeeded]
 
 
-def stage_calls(
-    stage: str,
-    day: dt.date,
-    source: str,
-    raw_path: str | None,
-    baselines: list[str],
-    main_variant: str,
-) -> list[StageCall]:
-    """The `duia` invocations behind one ledger stage."""
-    d = ("--date", day.isoformat())
-    if stage == "ingest":
-        if raw_path is None:
-            raise ValueError("nightly needs --raw PATH (the raw drops) to run the ingest stage")
-        return [StageCall(stage, "ingest", (*d, "--source", source, "--path", raw_path))]
-    if stage == "train-baselines":
-        return [
-            StageCall(stage, "train", (*d, "--variant", v, "--no-register", "--cold-start"))
-            for v in baselines
-            if v != main_variant
-        ]
-    return [StageCall(stage, stage, d)]
+def baseline_variants(baselines: list[str], main_variant: str) -> list[str]:
+    """The variants the `train-baselines` stage trains beside the main model (each cold,
+    unregistered): evaluate.baselines without the main variant."""
+    return [v for v in baselines if v != main_variant]
+
+
+def require_raw(raw_path: str | None) -> str:
+    """The raw drops folder the ingest stage reads; a night without one cannot ingest."""
+    if raw_path is None:
+        raise ValueError("nightly needs --raw PATH (the raw drops) to run the ingest stage")
+    return raw_path

@@ -49,12 +49,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     t0 = time.time()
     for i, day in enumerate(days, 1):
         for stage in stages:
-            ns = argparse.Namespace(**vars(args))
-            ns.date = day
-            ns.full_rebuild = bool(args.full_rebuild) and i == 1
             t = time.time()
             print(f"[backfill] {day} ({i}/{len(days)}) {stage} ...")
-            rc = load_stage(stage).run(cfg, ns)
+            full_rebuild = bool(args.full_rebuild) and i == 1
+            rc = load_stage(stage).for_day(cfg, day, full_rebuild=full_rebuild)
             if rc != 0:
                 print(f"[backfill] {day} {stage} failed (exit {rc}); stopping")
                 return rc

@@ -4,6 +4,7 @@ a simulated feed against ground truth, and the quality gate that moves `champion
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from mlflow import MlflowClient
 
 from duia_spark import tracking
 from duia_spark.config import Config
-from duia_spark.evaluation.gate import GateResult, GuardResult, baseline_guard, quality_gate
+from duia_spark.evaluation.promotion import Names, Verdict, judge, serving_decision
 from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
 from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
@@ -28,7 +29,7 @@ from duia_spark.scoring.inference import (
 )
 from duia_spark.session import build_spark_session
 from duia_spark.training.dataset import available_input_columns, label_column
-from duia_spark.training.split import temporal_split
+from duia_spark.training.split import TemporalSplit, temporal_split
 
 NAME = "evaluate"
 HELP = "evaluate the new model against the champion and baselines; gate the champion alias"
@@ -99,20 +100,6 @@ def incompatible_models(payloads: dict, cfg: Config) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class ServingDecision:
-    """Which registered version serves after this evaluation, and why."""
-
-    version: str | None  # the version that serves (None: no champion at all)
-    promote: bool  # move the champion alias to `version`
-    headline: str  # one line for the console
-    reason: str  # the full why, for the report, MLflow tags and the version's tags
-
-    @property
-    def summary(self) -> str:
-        return f"serving: {self.headline}\n{self.reason}"
-
-
 def register_baseline(cfg: Config, client: MlflowClient, run_uri: str, variant: str, day, why: str):
     """Register a baseline run's model as a version of the ranker (once per run: a re-run
     of evaluate finds the version it registered before); -> the version string."""
@@ -135,80 +122,31 @@ def register_baseline(cfg: Config, client: MlflowClient, run_uri: str, variant: 
     return str(mv.version)
 
 
-def _serving_decision(
-    cfg: Config,
-    client: MlflowClient,
-    models: dict,
-    version: str,
-    candidate: str,
-    guard: GuardResult | None,
-    gate: GateResult,
-    args: argparse.Namespace,
-) -> ServingDecision:
-    champ = models.get("champion", (None, None))[1]
-    champ_version = champ[1:] if champ else None
-    keep = f"{champ} keeps serving" if champ else "no model serves yet"
-    gate_why = "\n".join(f"  gate: {r}" for r in gate.reasons)
-    if candidate == "new":
-        if not gate.passed:
-            return ServingDecision(
-                champ_version, False, f"gate FAILED: {keep}; v{version} not promoted", gate_why
-            )
-        if args.no_promote:
-            return ServingDecision(
-                champ_version, False, f"gate passed, --no-promote: {keep}", gate_why
-            )
-        held = "" if guard is None else "\n".join(f"  guard: {r}" for r in guard.reasons) + "\n"
-        return ServingDecision(
-            version,
-            True,
-            f"gate passed: {cfg.mlflow.registered_model} v{version} is now "
-            f"'{cfg.mlflow.champion_alias}'",
-            held + gate_why,
-        )
-    lost = "\n".join(f"  guard: {r}" for r in guard.reasons if guard.winner in r)
-    why = f"the same night's {candidate} baseline beat v{version} ({cfg.model.variant}):\n{lost}"
-    if not gate.passed or args.no_promote:
-        step = "--no-promote" if gate.passed else f"and the {candidate} baseline failed the gate"
-        return ServingDecision(
-            champ_version,
-            False,
-            f"v{version} lost to the {candidate} baseline {step}: {keep}",
-            why + "\n" + gate_why,
-        )
-    uri, _ = models[candidate]
-    baseline_version = register_baseline(cfg, client, uri, candidate, args.date, why)
-    return ServingDecision(
-        baseline_version,
-        True,
-        f"v{version} lost to the {candidate} baseline: {candidate} registered as "
-        f"v{baseline_version} and is now '{cfg.mlflow.champion_alias}'",
-        why + "\n" + gate_why,
-    )
+@dataclass(frozen=True)
+class _Measured:
+    """The compared models' metrics on the validation window, and their simulated feeds."""
+
+    metrics: dict[str, dict[str, float]]
+    feeds: dict | None  # (model, segment) -> UVC/UDT row; None without ground truth
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    if args.date is None:
-        raise ValueError("evaluate needs --date D")
-    day = args.date
-    tracking.configure_mlflow(cfg)
-    models, version = find_models(cfg, day, args.version)
-    with tempfile.TemporaryDirectory() as tmp:  # each model's files checked before Spark
-        payloads = {
+def _checked_payloads(cfg: Config, models: dict, day: dt.date) -> dict:
+    """Each compared model downloaded and its files checked, before any Spark work."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return {
             label: checked_payload(
                 uri, label, f"{tmp}/{label}", NAME, _repair_advice(cfg, label, uri, day)
             )
             for label, (uri, _) in models.items()
         }
-    spark = build_spark_session(cfg, "duia-evaluate")
-    lake = Lakehouse(spark, cfg)
-    tasks = list(cfg.model.tasks)
-    label_cols = [c for t in tasks for c in label_column(t)]
+
+
+def _validation_rows(cfg: Config, lake: Lakehouse, split: TemporalSplit):
+    """The run's validation window (train.validation_days; one day, D, by default): the
+    rows the new model chose its epoch on are the rows it is compared on."""
     samples = lake.read("samples")
-    # The run's validation window (train.validation_days; one day, D, by default): the
-    # rows the new model chose its epoch on are the rows it is compared on.
-    split = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
-    scored = split.validation_rows(samples).select(
+    label_cols = [c for t in cfg.model.tasks for c in label_column(t)]
+    return split.validation_rows(samples).select(
         "user_id",
         "item_id",
         "sample_date",
@@ -217,77 +155,64 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         *available_input_columns(samples.columns),
         *label_cols,
     )
-    for label in incompatible_models(payloads, cfg):
-        if label == "new":
-            raise ValueError(
-                f"v{version} was trained on other feature widths than the samples of "
-                f"{split.describe_validation()} "
-                "(see above): retrain it"
-            )
-        del models[label], payloads[label]
-    scored = score_side_by_side(spark, scored, payloads, tasks, cfg.score.batch_size).cache()
+
+
+def _simulated_feeds(cfg: Config, spark, scored, models: dict) -> dict | None:
+    if not cfg.evaluate.truth_dir:
+        return None
+    truth = Path(cfg.resolve_path(cfg.evaluate.truth_dir))
+    truth_scored = with_ground_truth(
+        scored,
+        spark.read.parquet(str(truth / "users.parquet")),
+        spark.read.parquet(str(truth / "items.parquet")),
+    )
+    rank_task = cfg.evaluate.simulation_rank_task
+    rows = simulate_feeds(
+        truth_scored,
+        {m: side_by_side_column(m, rank_task) for m in models},
+        cfg.evaluate.feed_size,
+    ).collect()  # models x 4 segments
+    return {(r["model"], r["segment"]): r.asDict() for r in rows}
+
+
+def _measure(cfg: Config, spark, rows, payloads: dict, split: TemporalSplit) -> _Measured:
+    """Score the rows with every model side by side; AUC/GAUC per task and segment, and
+    the simulated feed where the generator's truth is known."""
+    tasks = list(cfg.model.tasks)
+    scored = score_side_by_side(spark, rows, payloads, tasks, cfg.score.batch_size).cache()
     try:
-        n = scored.count()
-        if n == 0:
+        if scored.count() == 0:
             raise ValueError(split.no_samples_message("validation"))
-        metrics = ranking_metrics(scored, list(models), tasks, cfg.evaluate.auc_bins)
-        feeds = None
-        if cfg.evaluate.truth_dir:
-            truth = Path(cfg.resolve_path(cfg.evaluate.truth_dir))
-            truth_scored = with_ground_truth(
-                scored,
-                spark.read.parquet(str(truth / "users.parquet")),
-                spark.read.parquet(str(truth / "items.parquet")),
-            )
-            rank_task = cfg.evaluate.simulation_rank_task
-            feeds = {
-                (r["model"], r["segment"]): r.asDict()
-                for r in simulate_feeds(
-                    truth_scored,
-                    {m: side_by_side_column(m, rank_task) for m in models},
-                    cfg.evaluate.feed_size,
-                ).collect()  # models x 4 segments
-            }
+        metrics = ranking_metrics(scored, list(payloads), tasks, cfg.evaluate.auc_bins)
+        return _Measured(metrics, _simulated_feeds(cfg, spark, scored, payloads))
     finally:
         scored.unpersist()
-    baselines = {b: metrics[b] for b in cfg.evaluate.baselines if b in metrics}
-    guard = (
-        baseline_guard(
-            metrics["new"],
-            baselines,
-            list(cfg.evaluate.guard_metrics),
-            list(cfg.evaluate.guard_tasks or tasks),
-            cfg.evaluate.guard_tolerance_map,
-            cfg.evaluate.guard_min_positives,
-        )
-        if cfg.evaluate.baseline_guard
-        else None
-    )
-    candidate = "new" if guard is None or guard.held else guard.winner
-    gate = quality_gate(
-        metrics[candidate],
-        metrics.get("champion"),
-        cfg.evaluate.gate_metric,
-        cfg.evaluate.gate_task,
-        cfg.evaluate.gate_tolerances,
-        name="new model" if candidate == "new" else f"{candidate} baseline",
-    )
-    labels = {k: f"{k} ({d})" for k, (_, d) in models.items()}
-    window = split.describe_validation()
-    report = format_report(
-        day if split.validation_days == 1 else f"{day} (validation days {window})",
-        labels,
-        metrics,
-        feeds,
-        tasks,
-        gate,
-        guard,
-    )
-    client = MlflowClient()
-    name = cfg.mlflow.registered_model
-    serving = _serving_decision(cfg, client, models, version, candidate, guard, gate, args)
-    report += "\n\n" + serving.summary
-    print(report)
+
+
+def _flat_metrics(measured: _Measured) -> dict[str, float]:
+    flat = {}
+    for m, values in measured.metrics.items():
+        for k, v in values.items():
+            if not math.isnan(v):
+                flat[_metric_key(m, k)] = v
+    for (m, seg), row in (measured.feeds or {}).items():
+        flat[_metric_key(m, f"sim/uvc/{seg}")] = row["uvc"]
+        flat[_metric_key(m, f"sim/udt_s/{seg}")] = row["udt_s"]
+    return flat
+
+
+def _log_evaluation(
+    cfg: Config,
+    day,
+    window: str,
+    version: str,
+    measured: _Measured,
+    verdict: Verdict,
+    report,
+    serving,
+) -> str:
+    """The evaluation's MLflow run (tags, metrics, report, chart); -> its run id."""
+    guard = verdict.guard
     with mlflow.start_run(run_name=f"evaluate-{day}") as run:
         mlflow.set_tags(
             {
@@ -295,33 +220,89 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
                 "data_date": str(day),
                 "validation_dates": window,
                 "evaluated_version": version,
-                "gate": "passed" if gate.passed else "failed",
+                "gate": "passed" if verdict.gate.passed else "failed",
                 "guard": "off" if guard is None else ("held" if guard.held else guard.winner),
                 "serving_version": serving.version or "none",
                 "serving_reason": serving.reason[:5000],
             }
         )
-        flat = {}
-        for m, values in metrics.items():
-            for k, v in values.items():
-                if not math.isnan(v):
-                    flat[_metric_key(m, k)] = v
-        if feeds:
-            for (m, seg), row in feeds.items():
-                flat[_metric_key(m, f"sim/uvc/{seg}")] = row["uvc"]
-                flat[_metric_key(m, f"sim/udt_s/{seg}")] = row["udt_s"]
-        mlflow.log_metrics(flat)
+        mlflow.log_metrics(_flat_metrics(measured))
         mlflow.log_text(report, "evaluation_report.txt")
         with tempfile.TemporaryDirectory() as tmp:
-            chart = comparison_chart(metrics, feeds, tasks, Path(tmp) / "evaluation.png")
+            chart = comparison_chart(
+                measured.metrics,
+                measured.feeds,
+                list(cfg.model.tasks),
+                Path(tmp) / "evaluation.png",
+            )
             mlflow.log_artifact(str(chart))
-    new_passed = candidate == "new" and gate.passed
+    return run.info.run_id
+
+
+def _apply(cfg: Config, client, version: str, verdict: Verdict, serving, run_id: str) -> None:
+    """Tag the evaluated version and move the champion alias as decided."""
+    name = cfg.mlflow.registered_model
+    new_passed = verdict.candidate == "new" and verdict.gate.passed
     client.set_model_version_tag(name, version, "gate", "passed" if new_passed else "failed")
-    client.set_model_version_tag(name, version, "evaluation_run", run.info.run_id)
-    if guard is not None and not guard.held:
-        client.set_model_version_tag(name, version, "lost_to_baseline", guard.winner)
+    client.set_model_version_tag(name, version, "evaluation_run", run_id)
+    if verdict.guard is not None and not verdict.guard.held:
+        client.set_model_version_tag(name, version, "lost_to_baseline", verdict.guard.winner)
     if serving.promote:
         client.set_registered_model_alias(name, cfg.mlflow.champion_alias, serving.version)
         client.set_model_version_tag(name, serving.version, "serving_reason", serving.reason[:5000])
+
+
+def _decide(cfg: Config, client, models: dict, version: str, verdict: Verdict, day, promote):
+    """The serving decision; a baseline that serves is registered first."""
+    champ = models.get("champion", (None, None))[1]
+    names = Names(cfg.mlflow.registered_model, cfg.mlflow.champion_alias, cfg.model.variant)
+    serving = serving_decision(verdict, version, champ[1:] if champ else None, promote, names)
+    if serving.register_baseline:
+        label = serving.register_baseline
+        baseline = register_baseline(cfg, client, models[label][0], label, day, serving.reason)
+        serving = serving.baseline_registered(baseline)
+    return serving
+
+
+def evaluate(cfg: Config, day: dt.date, version: str | None = None, promote: bool = True) -> int:
+    """Compare the new model of D (or `version`) with the champion and the night's
+    baselines on the validation window; promote by the guard and the gate."""
+    tracking.configure_mlflow(cfg)
+    models, version = find_models(cfg, day, version)
+    payloads = _checked_payloads(cfg, models, day)
+    spark = build_spark_session(cfg, "duia-evaluate")
+    lake = Lakehouse(spark, cfg)
+    split = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
+    window = split.describe_validation()
+    for label in incompatible_models(payloads, cfg):
+        if label == "new":
+            raise ValueError(
+                f"v{version} was trained on other feature widths than the samples of "
+                f"{window} (see above): retrain it"
+            )
+        del models[label], payloads[label]
+    measured = _measure(cfg, spark, _validation_rows(cfg, lake, split), payloads, split)
+    verdict = judge(measured.metrics, cfg.evaluate, list(cfg.model.tasks))
+    report = format_report(
+        day if split.validation_days == 1 else f"{day} (validation days {window})",
+        {k: f"{k} ({d})" for k, (_, d) in models.items()},
+        measured.metrics,
+        measured.feeds,
+        list(cfg.model.tasks),
+        verdict.gate,
+        verdict.guard,
+    )
+    client = MlflowClient()
+    serving = _decide(cfg, client, models, version, verdict, day, promote)
+    report += "\n\n" + serving.summary
+    print(report)
+    run_id = _log_evaluation(cfg, day, window, version, measured, verdict, report, serving)
+    _apply(cfg, client, version, verdict, serving, run_id)
     print(f"[evaluate] {serving.headline}")
     return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    if args.date is None:
+        raise ValueError("evaluate needs --date D")
+    return evaluate(cfg, args.date, args.version, promote=not args.no_promote)

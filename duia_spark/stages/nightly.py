@@ -21,7 +21,13 @@ from pyspark.sql import functions as F
 
 from duia_spark.config import Config
 from duia_spark.lakehouse import Lakehouse
-from duia_spark.pipeline import LEDGER_SCHEMA, NIGHTLY_STAGES, plan_stages, stage_calls
+from duia_spark.pipeline import (
+    LEDGER_SCHEMA,
+    NIGHTLY_STAGES,
+    baseline_variants,
+    plan_stages,
+    require_raw,
+)
 from duia_spark.session import build_spark_session
 
 NAME = "nightly"
@@ -66,56 +72,84 @@ def succeeded_stages(lake: Lakehouse, day: dt.date) -> set[str]:
     return {r["stage"] for r in rows.select("stage").collect()}  # <= a dozen rows
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    from duia_spark.cli import build_parser
-    from duia_spark.stages import STAGE_MODULES, load_stage
+def run_stage(cfg: Config, stage: str, day: dt.date, raw: str | None, source: str) -> None:
+    """One ledger stage of the night, through the stages' typed functions; raises when
+    one fails."""
+    from duia_spark.stages import (
+        evaluate,
+        ingest,
+        item_stats,
+        samples,
+        score,
+        segment,
+        sequences,
+        train,
+    )
 
+    day_stages = {
+        "segment": segment,
+        "sequences": sequences,
+        "item-stats": item_stats,
+        "samples": samples,
+    }
+    if stage == "ingest":
+        calls = [lambda: ingest.ingest(cfg, ingest.IngestRequest(source, require_raw(raw), day))]
+    elif stage in day_stages:
+        calls = [lambda: day_stages[stage].for_day(cfg, day)]
+    elif stage == "train":
+        calls = [lambda: train.train(cfg, train.TrainRequest(day))]
+    elif stage == "train-baselines":
+        variants = baseline_variants(cfg.evaluate.baselines, cfg.model.variant)
+        calls = [
+            lambda v=v: train.train(
+                cfg, train.TrainRequest(day, variant=v, cold_start=True, register=False)
+            )
+            for v in variants
+        ]
+    elif stage == "evaluate":
+        calls = [lambda: evaluate.evaluate(cfg, day)]
+    elif stage == "score":
+        calls = [lambda: score.score(cfg, day)]
+    else:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(NIGHTLY_STAGES)}")
+    for call in calls:
+        rc = call()
+        if rc != 0:
+            raise RuntimeError(f"{stage} exited with {rc}")
+
+
+def _fail(lake: Lakehouse, day: dt.date, stage: str, started, t0: float, e: Exception) -> None:
+    message = f"{type(e).__name__}: {e}"
+    record(lake, day, stage, "failed", started, time.time() - t0, message[:2000])
+    print(f"[nightly] {day} ✗ {stage} failed after {time.time() - t0:.0f}s: {message}")
+    print(f"[nightly] fix it and re-run `duia nightly --date {day}` to resume at {stage}")
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
     if args.date is None:
         raise ValueError("nightly needs --date D")
     day = args.date
-    available = tuple(s for s in NIGHTLY_STAGES if s in STAGE_MODULES or s == "train-baselines")
     spark = build_spark_session(cfg, "duia-nightly")
     lake = Lakehouse(spark, cfg)
     only = [s.strip() for s in args.only.split(",")] if args.only else None
-    todo = plan_stages(available, succeeded_stages(lake, day), args.from_stage, only, args.force)
-    skipped = [s for s in available if s not in todo]
+    todo = plan_stages(
+        NIGHTLY_STAGES, succeeded_stages(lake, day), args.from_stage, only, args.force
+    )
+    skipped = [s for s in NIGHTLY_STAGES if s not in todo]
     print(
         f"[nightly] {day}: running {', '.join(todo) or 'nothing'}"
         + (f" (already done: {', '.join(skipped)})" if skipped else "")
     )
-    parser = build_parser()
     t_all = time.time()
     for stage in todo:
         started, t0 = _now(), time.time()
         record(lake, day, stage, "running", started)
         print(f"[nightly] {day} ▶ {stage}", flush=True)
         try:
-            calls = stage_calls(
-                stage, day, args.source, args.raw, cfg.evaluate.baselines, cfg.model.variant
-            )
-            for call in calls:
-                # Parsed like the CLI, so each stage gets its own defaults; `cfg` already
-                # carries --conf/--set/--lakehouse.
-                sub = parser.parse_args([call.command, *call.flags])
-                rc = load_stage(call.command).run(cfg, sub)
-                if rc != 0:
-                    raise RuntimeError(
-                        f"duia {call.command} {' '.join(call.flags)} exited with {rc}"
-                    )
+            # `cfg` already carries --conf/--set/--lakehouse.
+            run_stage(cfg, stage, day, args.raw, args.source)
         except Exception as e:
-            record(
-                lake,
-                day,
-                stage,
-                "failed",
-                started,
-                time.time() - t0,
-                f"{type(e).__name__}: {e}"[:2000],
-            )
-            print(
-                f"[nightly] {day} ✗ {stage} failed after {time.time() - t0:.0f}s: {type(e).__name__}: {e}"
-            )
-            print(f"[nightly] fix it and re-run `duia nightly --date {day}` to resume at {stage}")
+            _fail(lake, day, stage, started, t0, e)
             return 1
         record(lake, day, stage, "succeeded", started, time.time() - t0)
         print(f"[nightly] {day} ✓ {stage} in {time.time() - t0:.0f}s", flush=True)

@@ -106,6 +106,57 @@ def _metric_names(record: dict, prefix: str = "") -> dict[str, float]:
     }
 
 
+def _log_history(history: list[dict], residual_gate: dict, served: dict, wall_s: float) -> None:
+    """Per-epoch metrics, the residual gate's evidence and the served validation numbers."""
+    for h in history:
+        mlflow.log_metrics(
+            _metric_names({k: v for k, v in h.items() if k != "epoch"}), step=int(h["epoch"])
+        )
+    mlflow.log_metric("train_wall_s", wall_s)
+    if residual_gate:  # which segments the residual head serves, and the evidence
+        mlflow.log_metrics(_metric_names(residual_gate))
+        heads = served_segments(residual_gate)
+        mlflow.set_tag("residual_head_serves", ",".join(heads) or "none")
+    # the registered model's own validation numbers (residual fusion: after the gate)
+    mlflow.log_metrics(_metric_names(served, prefix="served."))
+
+
+def _log_plots(model, model_cfg: ModelConfig, history: list[dict], final: dict, out_dir: Path):
+    fig_dir = out_dir / "plots"
+    fig_dir.mkdir(exist_ok=True)
+    figures = [
+        plots.training_curves(history, model_cfg.tasks, fig_dir / "training_curves.png"),
+        plots.segment_auc_bars(final, model_cfg.tasks, fig_dir / "segment_auc.png"),
+        plots.centre_usage_histogram(model, fig_dir / "centre_usage.png"),
+        plots.centre_projection(model, fig_dir / "centre_projection.png"),
+    ]
+    for f in figures:
+        if f is not None:
+            mlflow.log_artifact(str(f), "plots")
+
+
+def _log_pyfunc(model, model_cfg: ModelConfig, files: dict[str, Path]):
+    """The pyfunc model with its files as artifacts; -> MLflow's ModelInfo."""
+    example = example_input(model_cfg)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=DuiaPyfuncModel(),
+        artifacts={k: str(v) for k, v in files.items()},
+        code_paths=[str(PACKAGE_DIR)],
+        # Stated, not inferred: inference loads the model in a subprocess (slow).
+        pip_requirements=_pinned_requirements(),
+        signature=infer_signature(example, score_frame(model, example)),
+    )
+
+
+def _register(cfg: Config, model_uri: str, tags: dict[str, str]) -> str:
+    mv = mlflow.register_model(model_uri, cfg.mlflow.registered_model)
+    client = MlflowClient()
+    for k, v in tags.items():
+        client.set_model_version_tag(cfg.mlflow.registered_model, mv.version, k, v)
+    return str(mv.version)
+
+
 def log_and_register(
     cfg: Config,
     model_cfg: ModelConfig,
@@ -119,20 +170,21 @@ def log_and_register(
     """Log params, metrics, plots, lineage and the pyfunc model; register it. -> ids + metrics."""
     summary = json.loads((out_dir / "history.json").read_text())
     history = summary["history"]
-    residual_gate = summary.get("residual_gate", {})
-    served = summary.get("served_validation", {})  # residual fusion: after the gate
-    weights, memory = out_dir / "weights.pt", out_dir / "cluster_memory.safetensors"
-    config_file = out_dir / "model_config.json"
-    model = load_ranker(str(weights), str(memory), str(config_file))
+    files = {
+        ARTIFACT_WEIGHTS: out_dir / "weights.pt",
+        ARTIFACT_MEMORY: out_dir / "cluster_memory.safetensors",
+        ARTIFACT_CONFIG: out_dir / "model_config.json",
+    }
+    model = load_ranker(
+        *(str(files[k]) for k in (ARTIFACT_WEIGHTS, ARTIFACT_MEMORY, ARTIFACT_CONFIG))
+    )
     final = max(
         history,
         key=lambda h: np.nan_to_num(selection_value(h, cfg.train.selection_metric), nan=-1.0),
     )
     chash = tracking.config_hash(cfg)
     # The files as logged; score, evaluate and the warm start check them before use.
-    checksums = checksum_tags(
-        {ARTIFACT_WEIGHTS: weights, ARTIFACT_MEMORY: memory, ARTIFACT_CONFIG: config_file}
-    )
+    checksums = checksum_tags(files)
     with mlflow.start_run(run_name=f"{day}-{model_cfg.variant}") as run:
         tracking.log_params(cfg)
         mlflow.log_params(
@@ -150,57 +202,24 @@ def log_and_register(
                 **checksums,
             }
         )
-        for h in history:
-            mlflow.log_metrics(
-                _metric_names({k: v for k, v in h.items() if k != "epoch"}), step=int(h["epoch"])
-            )
-        mlflow.log_metric("train_wall_s", wall_s)
-        if residual_gate:  # which segments the residual head serves, and the evidence
-            mlflow.log_metrics(_metric_names(residual_gate))
-            heads = served_segments(residual_gate)
-            mlflow.set_tag("residual_head_serves", ",".join(heads) or "none")
-        # the registered model's own validation numbers (residual fusion: after the gate)
-        mlflow.log_metrics(_metric_names(served, prefix="served."))
-        mlflow.log_dict({"history": history, "lineage": lineage}, "history.json")
-        fig_dir = out_dir / "plots"
-        fig_dir.mkdir(exist_ok=True)
-        figures = [
-            plots.training_curves(history, model_cfg.tasks, fig_dir / "training_curves.png"),
-            plots.segment_auc_bars(final, model_cfg.tasks, fig_dir / "segment_auc.png"),
-            plots.centre_usage_histogram(model, fig_dir / "centre_usage.png"),
-            plots.centre_projection(model, fig_dir / "centre_projection.png"),
-        ]
-        for f in figures:
-            if f is not None:
-                mlflow.log_artifact(str(f), "plots")
-        mlflow.log_artifact(str(memory), "cluster_memory")
-        example = example_input(model_cfg)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=DuiaPyfuncModel(),
-            artifacts={
-                ARTIFACT_WEIGHTS: str(weights),
-                ARTIFACT_MEMORY: str(memory),
-                ARTIFACT_CONFIG: str(config_file),
-            },
-            code_paths=[str(PACKAGE_DIR)],
-            # Stated, not inferred: inference loads the model in a subprocess (slow).
-            pip_requirements=_pinned_requirements(),
-            signature=infer_signature(example, score_frame(model, example)),
+        # residual fusion: the gate's evidence, and the numbers after it
+        _log_history(
+            history, summary.get("residual_gate", {}), summary.get("served_validation", {}), wall_s
         )
+        mlflow.log_dict({"history": history, "lineage": lineage}, "history.json")
+        _log_plots(model, model_cfg, history, final, out_dir)
+        mlflow.log_artifact(str(files[ARTIFACT_MEMORY]), "cluster_memory")
+        info = _log_pyfunc(model, model_cfg, files)
         version = None
         if register:
-            mv = mlflow.register_model(info.model_uri, cfg.mlflow.registered_model)
-            client = MlflowClient()
-            for k, v in {
+            tags = {
                 "data_date": str(day),
                 "variant": model_cfg.variant,
                 "config_hash": chash,
                 "run_id": run.info.run_id,
                 **checksums,
-            }.items():
-                client.set_model_version_tag(cfg.mlflow.registered_model, mv.version, k, v)
-            version = str(mv.version)
+            }
+            version = _register(cfg, info.model_uri, tags)
     return {
         "run_id": run.info.run_id,
         "version": version,

@@ -1,7 +1,7 @@
 """Airflow DAG of the nightly pipeline: one task per stage of `duia nightly`, in order.
 
-Each task is the `spark-submit jobs/<stage>.py --date {{ ds }} ...` call that
-`duia_spark.pipeline.stage_calls` makes for that stage. Airflow keeps the bookkeeping
+Each task is the `spark-submit jobs/<stage>.py --date D ...` call of the stage that
+`duia nightly` runs in-process (`duia_spark.stages.nightly.run_stage`). Airflow keeps the bookkeeping
 (retries, clearing a task re-runs it and everything downstream), so the DAG calls the
 stage jobs directly instead of `duia nightly` and its run ledger; every stage is
 idempotent for its date, so a retry or a cleared task is safe.
@@ -80,7 +80,7 @@ CONF_FLAG = '${DUIA_CONF:+--conf "$DUIA_CONF"}'
 
 
 def stage_jobs(stage: str) -> list[list[str]]:
-    """[job, flags after --date] per spark-submit call of a stage, as `stage_calls` has them."""
+    """[job, flags after --date] per spark-submit call of a stage, as `run_stage` runs it."""
     if stage == "ingest":
         return [["ingest", "--source", SOURCE, "--path", RAW]]
     if stage == "train-baselines":

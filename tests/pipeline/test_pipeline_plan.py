@@ -1,6 +1,6 @@
 import pytest
 
-from duia_spark.pipeline import NIGHTLY_STAGES, plan_stages, stage_calls
+from duia_spark.pipeline import NIGHTLY_STAGES, baseline_variants, plan_stages, require_raw
 
 
 def test_a_rerun_skips_what_succeeded_and_resumes_at_the_failure():
@@ -20,14 +20,9 @@ def test_from_stage_reruns_it_and_everything_after_and_only_runs_exactly_those()
         plan_stages(NIGHTLY_STAGES, set(), only=["trian"])
 
 
-def test_baselines_are_trained_unregistered_and_the_main_variant_is_not_repeated():
-    import datetime as dt
-
-    calls = stage_calls(
-        "train-baselines", dt.date(2026, 1, 5), "synthetic", "/raw", ["ple", "ple+duia"], "ple+duia"
-    )
-    assert [c.flags for c in calls] == [
-        ("--date", "2026-01-05", "--variant", "ple", "--no-register", "--cold-start")
-    ]
+def test_baselines_leave_out_the_main_variant_and_ingest_needs_the_raw_folder():
+    assert baseline_variants(["ple", "ple+duia"], "ple+duia") == ["ple"]
+    assert baseline_variants(["ple"], "ple") == []
+    assert require_raw("/raw") == "/raw"
     with pytest.raises(ValueError, match="--raw"):
-        stage_calls("ingest", dt.date(2026, 1, 5), "synthetic", None, [], "ple")
+        require_raw(None)
