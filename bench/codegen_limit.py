@@ -37,7 +37,7 @@ def main() -> int:
     from pyspark.sql import functions as F
 
     from duia_spark.config import load_config
-    from duia_spark.data.samples import assemble_samples
+    from duia_spark.data.samples import DayFeatures, assemble_samples
     from duia_spark.data.vocabulary import VOCABULARY_SCHEMA
     from duia_spark.lakehouse import Lakehouse
     from duia_spark.session import build_spark_session
@@ -52,19 +52,20 @@ def main() -> int:
         return lake.read(table) if lake.exists(table) else None
 
     def assemble() -> None:
-        samples = assemble_samples(
-            events_between(lake, day, day),
-            day,
-            lake.read("user_activity"),
-            lake.read("user_sequences").where(F.col("as_of_date") == day),
-            lake.read("item_stats"),
-            lake.read_or_empty("vocabulary", VOCABULARY_SCHEMA),
-            optional("user_profiles"),
-            optional("item_features"),
-            cfg.sequences,
-            cfg.item_stats,
-            cfg.features,
+        day_features = DayFeatures(
+            sample_date=day,
+            events=events_between(lake, day, day),
+            activity=lake.read("user_activity"),
+            sequences=lake.read("user_sequences").where(F.col("as_of_date") == day),
+            item_stats=lake.read("item_stats"),
+            vocabulary=lake.read_or_empty("vocabulary", VOCABULARY_SCHEMA),
+            user_profiles=optional("user_profiles"),
+            item_features=optional("item_features"),
+            sequence_cfg=cfg.sequences,
+            stats_cfg=cfg.item_stats,
+            features=cfg.features,
         )
+        samples = assemble_samples(day_features)
         samples.write.format("noop").mode("overwrite").save()
 
     rows = events_between(lake, day, day).count()

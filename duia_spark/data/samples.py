@@ -14,12 +14,31 @@ trainer can mask the task's loss for rows whose source lacks that signal
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from duia_spark.config import FeaturesConfig, ItemStatsConfig, SequenceConfig
+from duia_spark.data.feature_encoding import (
+    age_years,
+    float_array,
+    gender_is,
+    hash_bucket,
+    int_array,
+    nonneg_log1p,
+    signed_log1p,
+    zeros,
+)
+from duia_spark.data.sample_sequences import (
+    LENGTH_COLUMNS,
+    SEQUENCE_COLUMNS,
+    list_item_ids,
+    padded_sequences,
+    sequence_indices,
+)
 from duia_spark.data.schema import SEGMENT_INDEX, SIGNALS
 from duia_spark.data.sequences import LISTS
 from duia_spark.data.vocabulary import (
@@ -46,12 +65,29 @@ USER_DENSE_FEATURES: tuple[str, ...] = (
 )
 PROFILE_COLUMNS = ("register_days", "follow_user_num", "gender", "age_range")
 
-# Sequence list → (samples column, its length's config field).
-SEQUENCE_COLUMNS: dict[str, tuple[str, str]] = {
-    "exposures": ("hist_items", "exposures_len"),
-    "positives": ("pos_items", "positives_len"),
-    "negatives": ("neg_items", "negatives_len"),
-}
+
+@dataclass(frozen=True)
+class DayFeatures:
+    """What the samples of one day are built from: its exposures, the feature tables as of
+    the start of the day, the vocabulary, and the settings that shape the arrays.
+
+    `events`, `activity`, `sequences` and `item_stats` are read at `sample_date`'s
+    partition only. `vocabulary` must already hold every id of
+    `sample_vocabulary_candidates`. Without `user_profiles` or `item_features` their
+    features keep their defaults.
+    """
+
+    sample_date: dt.date
+    events: DataFrame  # bronze.events
+    activity: DataFrame  # silver.user_activity
+    sequences: DataFrame  # silver.user_sequences
+    item_stats: DataFrame  # silver.item_stats
+    vocabulary: DataFrame
+    user_profiles: DataFrame | None
+    item_features: DataFrame | None
+    sequence_cfg: SequenceConfig
+    stats_cfg: ItemStatsConfig
+    features: FeaturesConfig | None = None
 
 
 def user_dense_features(features: FeaturesConfig | None = None) -> list[str]:
@@ -86,20 +122,6 @@ def side_categorical_features(features: FeaturesConfig | None) -> list[tuple[str
     ]
 
 
-def hash_bucket(value: Column, column: str, buckets: int) -> Column:
-    """A categorical value's bucket in [1, buckets); 0 when the value is missing. Salted
-    with the column's name, so equal codes of two columns land apart."""
-    v = F.trim(value.cast("string"))
-    h = F.pmod(F.xxhash64(F.lit(column), v), F.lit(buckets - 1)) + 1
-    return F.when(v.isNull() | (v == ""), F.lit(0)).otherwise(h).cast("int")
-
-
-def signed_log1p(c: Column) -> Column:
-    """sign(x)·log1p(|x|) of a numeric string; 0 when missing or not a number."""
-    x = F.when(F.trim(c).rlike(r"^-?[0-9]+(\.[0-9]*)?$"), F.trim(c).cast("double"))
-    return F.coalesce(F.signum(x) * F.log1p(F.abs(x)), F.lit(0.0))
-
-
 def samples_schema() -> T.StructType:
     i, f, s = T.IntegerType(), T.FloatType(), T.StringType()
     fields = [
@@ -116,9 +138,7 @@ def samples_schema() -> T.StructType:
         ("segment", s),
         ("segment_idx", i),
         *[(col, T.ArrayType(i)) for col, _ in SEQUENCE_COLUMNS.values()],
-        ("hist_len", i),
-        ("pos_len", i),
-        ("neg_len", i),
+        *[(c, i) for c in LENGTH_COLUMNS.values()],
         *[(sig, i) for sig in SIGNALS],
         *[(f"{sig}_known", i) for sig in SIGNALS],
         ("play_time_ms", T.LongType()),
@@ -156,167 +176,9 @@ def sample_vocabulary_candidates(
     return vocabulary_candidates("user", users).unionByName(item_side).distinct()
 
 
-def list_item_ids(sequences: DataFrame) -> DataFrame:
-    """(user_id, <list>...) with each list of the snapshot as its item ids only. Select
-    them before joining the snapshot: Spark does not prune nested fields through a join,
-    and the Parquet read would decode every element's time and signals as well."""
-    return sequences.select("user_id", *[F.col(f"{name}.item_id").alias(name) for name in LISTS])
-
-
-def _pad(arr: Column, n: int) -> Column:
-    """Exactly n ints: the first n of `arr`, then zeros."""
-    padded = F.concat(arr, F.array_repeat(F.lit(0), F.greatest(F.lit(0), F.lit(n) - F.size(arr))))
-    return F.slice(padded, 1, n)
-
-
-def _tagged_ids(list_code: int, name: str) -> Column:
-    """A list's item ids (column `name`, an array of ids) as (list, pos, item_id) structs,
-    pos counting from 0."""
-    return F.transform(
-        F.col(name),
-        lambda item_id, pos: F.struct(
-            F.lit(list_code).alias("list"), pos.alias("pos"), item_id.alias("item_id")
-        ),
-    )
-
-
-def sequence_indices(
-    sequences: DataFrame, users: DataFrame, vocabulary: DataFrame, cfg: SequenceConfig
-) -> DataFrame:
-    """Per user of the day: hist/pos/neg item indices (most recent first, padded) and lengths.
-
-    The day's snapshot rows are read once and partitioned by user while still compact
-    (one row per user); their ids are then exploded, looked up in the item vocabulary
-    (Spark broadcasts it when it is small) and folded back per user without another
-    shuffle: the exploded ids, many per user, never cross the network.
-    """
-    seq = list_item_ids(sequences).join(users, "user_id", "left_semi").repartition("user_id")
-    every_list = F.concat(*[_tagged_ids(code, name) for code, name in enumerate(LISTS)])
-    rows = seq.select("user_id", F.explode(every_list).alias("e")).select("user_id", "e.*")
-    rows = rows.join(index_lookup(vocabulary, "item", "item_id", "idx"), "item_id", "left")
-    aggs = [
-        F.transform(
-            F.array_sort(
-                F.collect_list(
-                    F.when(
-                        F.col("list") == code,
-                        F.struct("pos", F.coalesce("idx", F.lit(0)).alias("idx")),
-                    )
-                )
-            ),
-            lambda x: x["idx"],
-        ).alias(SEQUENCE_COLUMNS[name][0])
-        for code, name in enumerate(LISTS)
-    ]
-    return rows.groupBy("user_id").agg(*aggs)
-
-
-def _float_array(parts: list[Column]) -> Column:
-    return F.array(*[p.cast("float") for p in parts])
-
-
-def _int_array(parts: list[Column]) -> Column:
-    return F.array(*parts) if parts else F.array().cast("array<int>")
-
-
-def _zeros(n: int, tp: str) -> Column:
-    """An array of n zeros of type `tp`."""
-    return F.array_repeat(F.lit(0).cast(tp), n)
-
-
-def _log1p(c: Column) -> Column:
-    return F.log1p(F.greatest(F.coalesce(c.cast("double"), F.lit(0.0)), F.lit(0.0)))
-
-
-def age_years(age_range: Column) -> Column:
-    """A profile's age in years: a number ("49"), the middle of a range ("24-30" -> 27)
-    or the bound of an open one ("50+" -> 50); null for anything else."""
-    s = F.trim(age_range)
-    low = F.regexp_extract(s, r"^([0-9]+(?:\.[0-9]*)?)\s*(?:-\s*[0-9]+|\+)?$", 1)
-    high = F.regexp_extract(s, r"^[0-9]+\s*-\s*([0-9]+)$", 1)
-    return (
-        F.when(low == "", F.lit(None).cast("double"))
-        .when(high != "", (low.cast("double") + high.cast("double")) / 2)
-        .otherwise(low.cast("double"))
-    )
-
-
-def gender_is(gender: Column, code: str) -> Column:
-    """1.0 when the profile's gender starts with `code` ("F", "female", ...), else 0."""
-    return F.when(F.upper(F.trim(gender)).startswith(code), 1.0).otherwise(0.0)
-
-
-def assemble_samples(
-    day_events: DataFrame,
-    sample_date: dt.date,
-    activity: DataFrame,
-    sequences: DataFrame,
-    item_stats: DataFrame,
-    vocabulary: DataFrame,
-    user_profiles: DataFrame | None,
-    item_features: DataFrame | None,
-    seq_cfg: SequenceConfig,
-    stats_cfg: ItemStatsConfig,
-    features: FeaturesConfig | None = None,
-) -> DataFrame:
-    """gold.samples rows for the exposures of `sample_date`.
-
-    `activity`, `sequences` and `item_stats` must be the partitions *as of* `sample_date`;
-    `vocabulary` must already hold every id of `sample_vocabulary_candidates`.
-    """
-    ev = day_events.where(F.col("event_date") == F.lit(sample_date))
-    users = ev.select("user_id").distinct()
-    no_attrs = F.lit(None).cast("map<string,string>")
-
-    if user_profiles is None:
-        profiles = users.select(
-            "user_id", *[F.lit(None).cast("string").alias(c) for c in PROFILE_COLUMNS]
-        )
-        profiles = profiles.withColumns({"_profile": F.lit(0), "_user_attrs": no_attrs})
-    else:
-        profiles = user_profiles.select(
-            "user_id",
-            *PROFILE_COLUMNS,
-            F.lit(1).alias("_profile"),
-            (F.col("attributes") if "attributes" in user_profiles.columns else no_attrs).alias(
-                "_user_attrs"
-            ),
-        )
-    if item_features is None:
-        items = (
-            ev.select("item_id")
-            .distinct()
-            .select(
-                "item_id",
-                F.lit(None).cast("string").alias("category"),
-                F.lit(None).cast("string").alias("author_id"),
-                F.lit(None).cast("long").alias("_item_duration"),
-                no_attrs.alias("_item_attrs"),
-            )
-        )
-    else:
-        items = item_features.select(
-            "item_id",
-            "category",
-            "author_id",
-            F.col("duration_ms").alias("_item_duration"),
-            (F.col("attributes") if "attributes" in item_features.columns else no_attrs).alias(
-                "_item_attrs"
-            ),
-        )
-    act = activity.where(F.col("activity_date") == F.lit(sample_date)).select(
-        "user_id", "active_days", "valid_interactions", "exposures", "window_days", "segment"
-    )
-    stats_cols = [f"exposures_{w}d" for w in stats_cfg.windows_days] + [
-        f"{s}_rate_{w}d" for w in stats_cfg.windows_days for s in stats_cfg.rate_signals
-    ]
-    stats = item_stats.where(F.col("stats_date") == F.lit(sample_date)).select(
-        "item_id", *stats_cols
-    )
-    seqs = sequence_indices(
-        sequences.where(F.col("as_of_date") == F.lit(sample_date)), users, vocabulary, seq_cfg
-    )
-
+def assemble_samples(day_features: DayFeatures) -> DataFrame:
+    """gold.samples rows for the exposures of `day_features.sample_date`."""
+    exposures = day_features.events.where(F.col("event_date") == F.lit(day_features.sample_date))
     # Everything about an item is gathered per item of the day, everything about a user
     # per user of the day, and each side meets the exposures in one join: the exposure
     # rows are shuffled twice (by item, then by user), and the sequence arrays travel
@@ -324,13 +186,70 @@ def assemble_samples(
     # are made of (profile and attribute maps, item statistics) is folded into its
     # feature arrays on that side, once per user or item: the maps never travel with the
     # exposures, and a user's features are not recomputed for each of their exposures.
+    item_side = build_item_side(day_features, exposures.select("item_id").distinct())
+    user_side = build_user_side(day_features, exposures.select("user_id").distinct())
+    rows = exposures.join(item_side, "item_id", "left").join(user_side, "user_id", "left")
+    context = _side_categorical(
+        day_features.features,
+        "context",
+        lambda c: F.col(c) if c in exposures.columns else F.lit(None),
+    )
+    return select_sample_columns(rows, day_features, context)
+
+
+def build_user_side(day_features: DayFeatures, users: DataFrame) -> DataFrame:
+    """Per user of the day: user_idx, user_dense, its side categories (`_user_cat`), the
+    activity segment (null without activity) and the padded sequences with their lengths."""
+    f = day_features
+    as_of = F.lit(f.sample_date)
+    activity = f.activity.where(F.col("activity_date") == as_of).select(
+        "user_id", "active_days", "valid_interactions", "exposures", "window_days", "segment"
+    )
+    sequences = sequence_indices(
+        f.sequences.where(F.col("as_of_date") == as_of), users, f.vocabulary, f.sequence_cfg
+    )
+    user_cat = _side_categorical(f.features, "user", lambda c: F.col("_user_attrs")[c])
+    return (
+        users.join(_user_profiles(users, f.user_profiles), "user_id", "left")
+        .join(activity, "user_id", "left")
+        .join(sequences, "user_id", "left")
+        .join(index_lookup(f.vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
+        .select(
+            "user_id",
+            "user_idx",
+            float_array(_user_dense_parts(f.features)).alias("user_dense"),
+            int_array(user_cat).alias("_user_cat"),
+            "segment",
+            *padded_sequences(f.sequence_cfg),
+        )
+    )
+
+
+def _user_profiles(users: DataFrame, user_profiles: DataFrame | None) -> DataFrame:
+    """Per user: the profile's columns, `_profile` (1 when the table has the user) and
+    the attribute map `_user_attrs`; all unknown without a profile table."""
+    if user_profiles is None:
+        profiles = users.select(
+            "user_id", *[F.lit(None).cast("string").alias(c) for c in PROFILE_COLUMNS]
+        )
+        return profiles.withColumns({"_profile": F.lit(0), "_user_attrs": _no_attributes()})
+    return user_profiles.select(
+        "user_id",
+        *PROFILE_COLUMNS,
+        F.lit(1).alias("_profile"),
+        _attributes(user_profiles).alias("_user_attrs"),
+    )
+
+
+def _user_dense_parts(features: FeaturesConfig | None) -> list[Column]:
+    """user_dense's entries (`user_dense_features`) from a user's profile and activity."""
     exposures = F.coalesce(F.col("exposures"), F.lit(0))
-    user_dense_parts = [
-        _log1p(F.col("register_days")),
-        _log1p(F.col("follow_user_num")),
-        _log1p(F.col("active_days")),
-        _log1p(F.col("valid_interactions")),
-        _log1p(F.col("exposures")),
+    parts = [
+        nonneg_log1p(F.col("register_days")),
+        nonneg_log1p(F.col("follow_user_num")),
+        nonneg_log1p(F.col("active_days")),
+        nonneg_log1p(F.col("valid_interactions")),
+        nonneg_log1p(F.col("exposures")),
         F.coalesce(F.col("active_days") / F.col("window_days"), F.lit(0.0)),
         F.when(exposures > 0, F.col("valid_interactions") / exposures).otherwise(0.0),
         F.coalesce(F.col("_profile"), F.lit(0)).cast("double"),
@@ -338,53 +257,27 @@ def assemble_samples(
         gender_is(F.col("gender"), "M"),
         F.coalesce(age_years(F.col("age_range")) / 10, F.lit(0.0)),
     ]
-    # item_dense: log1p of the duration (the item table's, else the exposure's: joined
-    # per exposure below), then these, per item.
-    item_parts: list[Column] = []
-    for w in stats_cfg.windows_days:
-        item_parts.append(_log1p(F.col(f"exposures_{w}d")))
-        item_parts += [
-            F.coalesce(F.col(f"{s}_rate_{w}d"), F.lit(0.0)) for s in stats_cfg.rate_signals
-        ]
-    side_cat: dict[str, list[Column]] = {"user": [], "item": [], "context": []}
     if features is not None:
-        user_dense_parts += [signed_log1p(F.col("_user_attrs")[c]) for c in features.user_numeric]
-        item_parts += [signed_log1p(F.col("_item_attrs")[c]) for c in features.item_numeric]
-        if features.item_upload_date:
-            uploaded = F.to_date(
-                F.substring(F.col("_item_attrs")[features.item_upload_date], 1, 10)
-            )
-            item_parts.append(
-                _log1p(F.datediff(F.lit(sample_date), uploaded))  # unknown or future: 0
-            )
-        source = {
-            "user": lambda c: F.col("_user_attrs")[c],
-            "item": lambda c: F.col("_item_attrs")[c],
-            "context": lambda c: F.col(c) if c in ev.columns else F.lit(None),
-        }
-        for kind, c, n in side_categorical_features(features):
-            side_cat[kind].append(hash_bucket(source[kind](c), f"{kind}.{c}", n))
-    segment = F.coalesce(F.col("segment"), F.lit("low"))
-    segment_idx = F.create_map(*[F.lit(x) for kv in SEGMENT_INDEX.items() for x in kv])[segment]
-    seq_cols = []
-    for col, key in SEQUENCE_COLUMNS.values():
-        seq_cols.append(
-            _pad(F.coalesce(F.col(col), F.array().cast("array<int>")), getattr(seq_cfg, key)).alias(
-                col
-            )
-        )
-    n_len = {
-        col: F.least(
-            F.size(F.coalesce(F.col(col), F.array().cast("array<int>"))),
-            F.lit(getattr(seq_cfg, key)),
-        )
-        for col, key in SEQUENCE_COLUMNS.values()
-    }
+        parts += [signed_log1p(F.col("_user_attrs")[c]) for c in features.user_numeric]
+    return parts
 
-    item_side = (
-        ev.select("item_id")
-        .distinct()
-        .join(items, "item_id", "left")
+
+def build_item_side(day_features: DayFeatures, items: DataFrame) -> DataFrame:
+    """Per item of the day: its item, category and author indices, the item table's
+    duration (`_item_duration`), item_dense after its first entry (`_item_dense`: the
+    duration may come from the exposure) and its side categories (`_item_cat`)."""
+    f = day_features
+    windows, signals = f.stats_cfg.windows_days, f.stats_cfg.rate_signals
+    stats_cols = [f"exposures_{w}d" for w in windows] + [
+        f"{s}_rate_{w}d" for w in windows for s in signals
+    ]
+    stats = f.item_stats.where(F.col("stats_date") == F.lit(f.sample_date)).select(
+        "item_id", *stats_cols
+    )
+    item_cat = _side_categorical(f.features, "item", lambda c: F.col("_item_attrs")[c])
+    vocabulary = f.vocabulary
+    return (
+        items.join(_item_attributes(items, f.item_features), "item_id", "left")
         .join(stats, "item_id", "left")
         .join(index_lookup(vocabulary, "item", "item_id", "item_idx"), "item_id", "left")
         .join(index_lookup(vocabulary, "category", "category", "category_idx"), "category", "left")
@@ -395,64 +288,127 @@ def assemble_samples(
             "category_idx",
             "author_idx",
             "_item_duration",
-            _float_array(item_parts).alias("_item_dense"),
-            _int_array(side_cat["item"]).alias("_item_cat"),
+            float_array(_item_dense_parts(f)).alias("_item_dense"),
+            int_array(item_cat).alias("_item_cat"),
         )
     )
-    user_side = (
-        users.join(profiles, "user_id", "left")
-        .join(act, "user_id", "left")
-        .join(seqs, "user_id", "left")
-        .join(index_lookup(vocabulary, "user", "user_id", "user_idx"), "user_id", "left")
-        .select(
-            "user_id",
-            "user_idx",
-            _float_array(user_dense_parts).alias("user_dense"),
-            _int_array(side_cat["user"]).alias("_user_cat"),
-            "segment",
-            *seq_cols,
-            n_len["hist_items"].alias("hist_len"),
-            n_len["pos_items"].alias("pos_len"),
-            n_len["neg_items"].alias("neg_len"),
+
+
+def _item_attributes(items: DataFrame, item_features: DataFrame | None) -> DataFrame:
+    """Per item: category, author_id, `_item_duration` and the attribute map
+    `_item_attrs`; all unknown without an item table."""
+    if item_features is None:
+        return items.select(
+            "item_id",
+            F.lit(None).cast("string").alias("category"),
+            F.lit(None).cast("string").alias("author_id"),
+            F.lit(None).cast("long").alias("_item_duration"),
+            _no_attributes().alias("_item_attrs"),
         )
+    return item_features.select(
+        "item_id",
+        "category",
+        "author_id",
+        F.col("duration_ms").alias("_item_duration"),
+        _attributes(item_features).alias("_item_attrs"),
     )
-    df = ev.join(item_side, "item_id", "left").join(user_side, "user_id", "left")
 
-    def joined(col: str, missing: Column) -> Column:
-        """A side's column after the outer join, or `missing`: for ids the vocabulary
-        lacks (index 0) and rows a side has no match for (an exposure without an item
-        id, as scoring's per-user queries are: zeros of the array's width)."""
-        return F.coalesce(F.col(col), missing).alias(col)
 
+def _item_dense_parts(day_features: DayFeatures) -> list[Column]:
+    """item_dense's entries after log1p of the duration (the item table's, else the
+    exposure's: joined per exposure), from the item's statistics and attributes."""
+    cfg, features = day_features.stats_cfg, day_features.features
+    parts: list[Column] = []
+    for w in cfg.windows_days:
+        parts.append(nonneg_log1p(F.col(f"exposures_{w}d")))
+        parts += [F.coalesce(F.col(f"{s}_rate_{w}d"), F.lit(0.0)) for s in cfg.rate_signals]
+    if features is not None:
+        parts += [signed_log1p(F.col("_item_attrs")[c]) for c in features.item_numeric]
+        if features.item_upload_date:
+            uploaded = F.substring(F.col("_item_attrs")[features.item_upload_date], 1, 10)
+            age_days = F.datediff(F.lit(day_features.sample_date), F.to_date(uploaded))
+            parts.append(nonneg_log1p(age_days))  # unknown or future: 0
+    return parts
+
+
+def _side_categorical(
+    features: FeaturesConfig | None, kind: str, value: Callable[[str], Column]
+) -> list[Column]:
+    """The buckets of side_cat's `kind` entries, each column's value read by `value`."""
+    return [
+        hash_bucket(value(c), f"{k}.{c}", n)
+        for k, c, n in side_categorical_features(features)
+        if k == kind
+    ]
+
+
+def _no_attributes() -> Column:
+    return F.lit(None).cast("map<string,string>")
+
+
+def _attributes(table: DataFrame) -> Column:
+    """The table's `attributes` map; null where the table has none."""
+    return F.col("attributes") if "attributes" in table.columns else _no_attributes()
+
+
+def _after_join(col: str, missing: Column) -> Column:
+    """A side's column after the outer join, or `missing`: for ids the vocabulary lacks
+    (index 0) and rows a side has no match for (an exposure without an item id, as
+    scoring's per-user queries are: zeros of the array's width)."""
+    return F.coalesce(F.col(col), missing).alias(col)
+
+
+def _label_columns() -> list[Column]:
+    """The exposure's signals and play time, 0 when null, each with its `_known` flag."""
+    return [
+        *[F.coalesce(F.col(s), F.lit(0)).alias(s) for s in SIGNALS],
+        *[F.col(s).isNotNull().cast("int").alias(f"{s}_known") for s in SIGNALS],
+        F.coalesce(F.col("play_time_ms"), F.lit(0)).alias("play_time_ms"),
+        F.col("play_time_ms").isNotNull().cast("int").alias("play_time_known"),
+    ]
+
+
+def select_sample_columns(
+    rows: DataFrame, day_features: DayFeatures, context_cat: list[Column]
+) -> DataFrame:
+    """gold.samples' columns from the exposures joined with both sides: features of
+    unmatched rows at their defaults, labels with their `_known` flags, cast to
+    `samples_schema`."""
+    f = day_features
+    widths = {
+        kind: sum(k == kind for k, _, _ in side_categorical_features(f.features))
+        for kind in ("user", "item")
+    }
+    n_item_dense = len(item_dense_features(f.stats_cfg, f.features))
     duration = F.coalesce(F.col("_item_duration"), F.col("duration_ms"))
     item_dense = F.concat(
-        _float_array([_log1p(duration)]), joined("_item_dense", _zeros(len(item_parts), "float"))
+        float_array([nonneg_log1p(duration)]),
+        _after_join("_item_dense", zeros(n_item_dense - 1, "float")),
     )
     side = [
-        joined("_user_cat", _zeros(len(side_cat["user"]), "int")),
-        joined("_item_cat", _zeros(len(side_cat["item"]), "int")),
-        _int_array(side_cat["context"]),
+        _after_join("_user_cat", zeros(widths["user"], "int")),
+        _after_join("_item_cat", zeros(widths["item"], "int")),
+        int_array(context_cat),
     ]
-    out = df.select(
+    segment = F.coalesce(F.col("segment"), F.lit("low"))
+    segment_idx = F.create_map(*[F.lit(x) for kv in SEGMENT_INDEX.items() for x in kv])[segment]
+    out = rows.select(
         "user_id",
         "item_id",
         "event_ts",
-        *[joined(c, F.lit(0)) for c in ("user_idx", "item_idx", "category_idx", "author_idx")],
-        joined("user_dense", _zeros(len(user_dense_parts), "float")),
+        *[_after_join(c, F.lit(0)) for c in ("user_idx", "item_idx", "category_idx", "author_idx")],
+        _after_join("user_dense", zeros(len(user_dense_features(f.features)), "float")),
         item_dense.alias("item_dense"),
         F.concat(*side).alias("side_cat"),
         segment.alias("segment"),  # users without activity are low-active
         segment_idx.alias("segment_idx"),
         *[
-            joined(col, _zeros(getattr(seq_cfg, key), "int"))
+            _after_join(col, zeros(getattr(f.sequence_cfg, key), "int"))
             for col, key in SEQUENCE_COLUMNS.values()
         ],
-        *[joined(c, F.lit(0)) for c in ("hist_len", "pos_len", "neg_len")],
-        *[F.coalesce(F.col(s), F.lit(0)).alias(s) for s in SIGNALS],
-        *[F.col(s).isNotNull().cast("int").alias(f"{s}_known") for s in SIGNALS],
-        F.coalesce(F.col("play_time_ms"), F.lit(0)).alias("play_time_ms"),
-        F.col("play_time_ms").isNotNull().cast("int").alias("play_time_known"),
+        *[_after_join(c, F.lit(0)) for c in LENGTH_COLUMNS.values()],
+        *_label_columns(),
         F.coalesce(F.col("duration_ms"), F.col("_item_duration"), F.lit(0)).alias("duration_ms"),
-        F.lit(sample_date).alias("sample_date"),
+        F.lit(f.sample_date).alias("sample_date"),
     )
-    return out.select(*[F.col(f.name).cast(f.dataType) for f in samples_schema().fields])
+    return out.select(*[F.col(c.name).cast(c.dataType) for c in samples_schema().fields])

@@ -36,9 +36,9 @@ from duia_spark.config import (
     ScoreConfig,
     SequenceConfig,
 )
-from duia_spark.data.samples import assemble_samples
+from duia_spark.contract import available_input_columns
+from duia_spark.data.samples import DayFeatures, assemble_samples
 from duia_spark.data.schema import DURATIONS, SIGNALS
-from duia_spark.training.dataset import available_input_columns
 
 GENERATORS = ("popular", "cluster", "table")
 USER_SCOPES = ("active", "all")
@@ -220,17 +220,18 @@ def candidate_features(
     """(user_id, item_id, model input columns) for `pairs`, with gold.samples' features
     as of the start of `day`. Ids the vocabulary lacks get index 0 (unknown); the
     vocabulary is read, never extended, by scoring."""
-    rows = assemble_samples(
-        pseudo_exposures(pairs, day),
-        day,
-        activity,
-        sequences,
-        item_stats,
-        vocabulary,
-        user_profiles,
-        item_features,
-        seq_cfg,
-        stats_cfg,
-        features,
+    day_features = DayFeatures(
+        sample_date=day,
+        events=pseudo_exposures(pairs, day),
+        activity=activity,
+        sequences=sequences,
+        item_stats=item_stats,
+        vocabulary=vocabulary,
+        user_profiles=user_profiles,
+        item_features=item_features,
+        sequence_cfg=seq_cfg,
+        stats_cfg=stats_cfg,
+        features=features,
     )
+    rows = assemble_samples(day_features)
     return rows.select("user_id", "item_id", *available_input_columns(rows.columns))

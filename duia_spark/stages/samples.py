@@ -8,6 +8,7 @@ same indices again (same new ids, same order) and completes it.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 
 from pyspark import StorageLevel
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 from duia_spark.config import Config
 from duia_spark.data.item_stats import item_stats_window
 from duia_spark.data.samples import (
+    DayFeatures,
     assemble_samples,
     item_dense_features,
     sample_vocabulary_candidates,
@@ -48,8 +50,11 @@ def _optional(lake: Lakehouse, table: str):
     return None
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    day = run_date(args, NAME)
+def for_day(cfg: Config, day: dt.date, full_rebuild: bool = False) -> int:
+    """D's training rows (gold.samples), features as of the start of D. Always built from
+    D's events and the day's feature partitions: there is nothing to advance, so
+    `full_rebuild` changes nothing (the feature stages take it)."""
+    del full_rebuild
     spark = build_spark_session(cfg, "duia-samples")
     lake = Lakehouse(spark, cfg)
     t0 = time.time()
@@ -83,19 +88,20 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     new_ids = assign_new_indices(candidates, vocabulary, day).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         new_by_kind = {r["kind"]: r["count"] for r in new_ids.groupBy("kind").count().collect()}
-        samples = assemble_samples(
-            day_events,
-            day,
-            activity,
-            sequences,
-            item_stats,
-            vocabulary.unionByName(new_ids),
-            profiles,
-            items,
-            cfg.sequences,
-            cfg.item_stats,
-            cfg.features,
+        day_features = DayFeatures(
+            sample_date=day,
+            events=day_events,
+            activity=activity,
+            sequences=sequences,
+            item_stats=item_stats,
+            vocabulary=vocabulary.unionByName(new_ids),
+            user_profiles=profiles,
+            item_features=items,
+            sequence_cfg=cfg.sequences,
+            stats_cfg=cfg.item_stats,
+            features=cfg.features,
         )
+        samples = assemble_samples(day_features)
         # The report is gathered while writing (no second read of the partition).
         s = lake.replace_partitions(
             samples,
@@ -127,3 +133,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print(f"[samples]   side_cat = {[f'{kind}.{c}/{n}' for kind, c, n in side]}")
     print(f"[samples] done in {time.time() - t0:.1f}s")
     return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    return for_day(cfg, run_date(args, NAME))

@@ -122,7 +122,7 @@ def test_samples_without_their_upstream_partition_say_which_stage_to_run(
 
 
 def test_profile_age_and_gender_parsing(spark):
-    from duia_spark.data.samples import age_years, gender_is
+    from duia_spark.data.feature_encoding import age_years, gender_is
 
     raw = [("49", "M"), ("24-30", "f"), ("50+", "U"), (" 18 - 23 ", "female"), ("n/a", None)]
     df = spark.createDataFrame(raw, "age string, gender string")
@@ -146,7 +146,8 @@ def test_samples_read_only_the_item_ids_of_the_snapshot_lists(
 ):
     """The snapshot's lists also hold times and signals; the day's samples need only the
     ids, and the Parquet read must skip the rest (it grows with every user seen)."""
-    from duia_spark.data.samples import sample_vocabulary_candidates, sequence_indices
+    from duia_spark.data.sample_sequences import sequence_indices
+    from duia_spark.data.samples import sample_vocabulary_candidates
 
     write_events(EVENTS)
     for stage in ("segment", "sequences"):
