@@ -305,11 +305,10 @@ def score_test(
     seconds (UDT) of each user's top `evaluate.feed_size` test exposures."""
     from pyspark.sql import functions as F
 
-    from duia_spark import tracking
+    from duia_spark.contract import available_input_columns, label_column
     from duia_spark.lakehouse import Lakehouse
-    from duia_spark.scoring.inference import MAX_WORKER_MODELS, score_side_by_side
+    from duia_spark.scoring.inference import MAX_WORKER_MODELS, model_payload, score_side_by_side
     from duia_spark.session import build_spark_session
-    from duia_spark.training.dataset import available_input_columns, label_column
 
     spark = build_spark_session(cfg, "duia-quality")
     lake = Lakehouse(spark, cfg)
@@ -341,7 +340,7 @@ def score_test(
         for chunk in chunks:
             with tempfile.TemporaryDirectory() as tmp:
                 payloads = {
-                    run_label(v, seed): tracking.model_payload(
+                    run_label(v, seed): model_payload(
                         f"runs:/{runs[(v, seed)]}/model", run_label(v, seed), f"{tmp}/{v}-{seed}"
                     )
                     for (v, seed) in chunk
@@ -368,8 +367,8 @@ def score_test(
 
 def simulated_feeds(spark, cfg, scored, labels: list[str], truth: Path) -> dict:
     """{(model, segment): feed} of the simulated feed for the runs `labels` (and the oracle)."""
+    from duia_spark.contract import side_by_side_column
     from duia_spark.evaluation.simulation import simulate_feeds, with_ground_truth
-    from duia_spark.scoring.inference import side_by_side_column
 
     truth_scored = with_ground_truth(
         scored,
@@ -395,11 +394,11 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
     from torch_rechub.basic.features import DenseFeature, SequenceFeature, SparseFeature
     from torch_rechub.models.multi_task import PLE as RechubPLE
 
+    from duia_spark.contract import label_column
     from duia_spark.data.schema import SEGMENTS
     from duia_spark.lakehouse import Lakehouse
     from duia_spark.session import build_spark_session
     from duia_spark.stages.train import model_config_for_data
-    from duia_spark.training.dataset import label_column
     from duia_spark.training.metrics import ranking_report, selection_value
 
     spark = build_spark_session(cfg, "duia-quality")
@@ -508,7 +507,7 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
 
 # ------------------------------------------------------------------ metrics and tests
 def user_aucs(users, labels, scores) -> dict[int, float]:
-    from duia_spark.training.metrics import auc
+    from duia_spark.evaluation.auc import auc
 
     out = {}
     df = pd.DataFrame({"u": users, "y": labels, "s": scores})
@@ -566,8 +565,8 @@ def platform_degrees(cfg, test: pd.DataFrame) -> pd.DataFrame:
 
 def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[str, np.ndarray]]):
     """Per (model, seed): {(task, segment): (auc, gauc, {user: auc})}."""
-    from duia_spark.training.dataset import label_column
-    from duia_spark.training.metrics import auc, gauc
+    from duia_spark.contract import label_column
+    from duia_spark.evaluation.auc import auc, gauc
 
     groups = segment_group_masks(test)
     users = test["user_idx"].to_numpy()
@@ -621,7 +620,7 @@ def summarise(
         ),
         "",
     ]
-    from duia_spark.training.dataset import label_column
+    from duia_spark.contract import label_column
 
     lines += [
         "Positives in the test window (rows with a known label):",
@@ -782,7 +781,7 @@ def run_dataset(
     ds: Dataset, work_root: Path, seeds, variants, overrides, rechub: bool, source_path=None
 ):
     from duia_spark.config import load_config
-    from duia_spark.scoring.inference import side_by_side_column
+    from duia_spark.contract import side_by_side_column
 
     work = work_root / ds.name
     work.mkdir(parents=True, exist_ok=True)

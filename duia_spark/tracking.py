@@ -103,16 +103,6 @@ def latest_training_run(cfg: Config, variant: str, data_date: str | None = None)
     return runs[0] if runs else None
 
 
-def model_payload(uri: str, label: str, dst: str):
-    """A logged or registered pyfunc model (`runs:/…/model`, `models:/…`) downloaded to
-    `dst` and read into the payload the Spark workers score with."""
-    from duia_spark.scoring.inference import MODEL_FILES, ModelPayload
-
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
-    files = {k: artifact_file(local, k) for k in MODEL_FILES}
-    return ModelPayload.from_files(label, uri, files, threads=1)
-
-
 def artifact_file(model_dir: Path, name: str) -> Path:
     """A logged pyfunc artifact by its key (weights, cluster_memory, model_config).
 

@@ -14,10 +14,9 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from duia_spark.contract import label_column, side_by_side_column
 from duia_spark.data.schema import SEGMENTS
-from duia_spark.scoring.inference import side_by_side_column
-from duia_spark.training.dataset import label_column
-from duia_spark.training.metrics import auc
+from duia_spark.evaluation.auc import auc
 
 
 def long_format(scored: DataFrame, models: list[str], tasks: list[str]) -> DataFrame:

@@ -28,6 +28,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from duia_spark.config import Config
+from duia_spark.contract import (
+    MODEL_FILES,
+    available_input_columns,
+    pandas_to_columns,
+    side_by_side_column,
+    task_score_column,
+    to_batch,
+)
 from duia_spark.data.samples import (
     item_dense_features,
     side_categorical_features,
@@ -35,13 +43,6 @@ from duia_spark.data.samples import (
 )
 from duia_spark.model.config import ModelConfig
 from duia_spark.model_checksums import download_checked_files
-from duia_spark.training.dataset import available_input_columns, pandas_to_columns, to_batch
-
-MODEL_FILES = ("weights", "cluster_memory", "model_config")
-
-
-def task_score_column(task: str) -> str:
-    return f"score_{task}"
 
 
 def feature_width_mismatches(model_cfg: ModelConfig, cfg: Config) -> list[str]:
@@ -61,11 +62,6 @@ def feature_width_mismatches(model_cfg: ModelConfig, cfg: Config) -> list[str]:
         ),
     }
     return [f"{k}: model {m}, config {c}" for k, (m, c) in widths.items() if m != c]
-
-
-def side_by_side_column(model: str, task: str) -> str:
-    """Score column of one model among several scored side by side (evaluation)."""
-    return f"{model}::{task}"
 
 
 @dataclass(frozen=True)
@@ -223,3 +219,16 @@ def score_side_by_side(
             yield out
 
     return features.mapInPandas(score, out_schema)
+
+
+def model_payload(uri: str, label: str, dst: str) -> ModelPayload:
+    """A logged or registered pyfunc model (`runs:/…/model`, `models:/…`) downloaded to
+    `dst` and read into the payload the Spark workers score with (files unchecked: for
+    the benchmarks' own runs)."""
+    import mlflow
+
+    from duia_spark.tracking import artifact_file
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
+    files = {k: artifact_file(local, k) for k in MODEL_FILES}
+    return ModelPayload.from_files(label, uri, files, threads=1)

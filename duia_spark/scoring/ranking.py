@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from duia_spark.scoring.inference import task_score_column
+from duia_spark.contract import task_score_column
 
 
 def effective_task_weights(weights: dict[str, float], tasks: list[str]) -> dict[str, float]:

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 
 from duia_spark import tracking
 from duia_spark.config import Config
+from duia_spark.contract import available_input_columns, label_column, side_by_side_column
 from duia_spark.evaluation.promotion import Names, Verdict, judge, serving_decision
 from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.report import comparison_chart, format_report
@@ -25,10 +26,8 @@ from duia_spark.scoring.inference import (
     checked_payload,
     feature_width_mismatches,
     score_side_by_side,
-    side_by_side_column,
 )
 from duia_spark.session import build_spark_session
-from duia_spark.training.dataset import available_input_columns, label_column
 from duia_spark.training.split import TemporalSplit, temporal_split
 
 NAME = "evaluate"

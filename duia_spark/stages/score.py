@@ -27,12 +27,12 @@ from pyspark.sql import functions as F
 
 from duia_spark import tracking
 from duia_spark.config import Config
+from duia_spark.contract import MODEL_FILES
 from duia_spark.data.vocabulary import VOCABULARY_SCHEMA
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.model_checksums import download_checked_files, registered_uri, rollback_advice
 from duia_spark.scoring import candidates as cand
 from duia_spark.scoring.inference import (
-    MODEL_FILES,
     ModelPayload,
     assign_user_clusters,
     broadcast_model,

@@ -15,13 +15,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from duia_spark.contract import (
+    ARTIFACT_CONFIG,
+    ARTIFACT_MEMORY,
+    ARTIFACT_WEIGHTS,
+    input_columns,
+    pandas_to_columns,
+    to_batch,
+)
 from duia_spark.model.config import ModelConfig
 from duia_spark.model.ranker import DuiaRanker, build_ranker
-from duia_spark.training.dataset import input_columns, pandas_to_columns, to_batch
 
-ARTIFACT_WEIGHTS = "weights"
-ARTIFACT_MEMORY = "cluster_memory"
-ARTIFACT_CONFIG = "model_config"
 SCORE_BATCH = 4096
 
 

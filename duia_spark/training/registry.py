@@ -14,6 +14,7 @@ from mlflow.models import infer_signature
 
 from duia_spark import tracking
 from duia_spark.config import Config
+from duia_spark.contract import ARTIFACT_CONFIG, ARTIFACT_MEMORY, ARTIFACT_WEIGHTS
 from duia_spark.model.config import ModelConfig
 from duia_spark.model_checksums import (
     checksum_tags,
@@ -23,14 +24,7 @@ from duia_spark.model_checksums import (
 )
 from duia_spark.training import plots
 from duia_spark.training.metrics import selection_value
-from duia_spark.training.pyfunc import (
-    ARTIFACT_CONFIG,
-    ARTIFACT_MEMORY,
-    ARTIFACT_WEIGHTS,
-    DuiaPyfuncModel,
-    load_ranker,
-    score_frame,
-)
+from duia_spark.training.pyfunc import DuiaPyfuncModel, load_ranker, score_frame
 from duia_spark.training.residual_gate import served_segments
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # duia_spark/, shipped with the model

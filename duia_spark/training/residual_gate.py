@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from scipy import stats
 
+from duia_spark.evaluation.auc import per_user_auc
 from duia_spark.model.config import SEGMENT_IDS
 from duia_spark.model.ranker import DuiaRanker
-from duia_spark.training.metrics import ScoredRows, per_user_auc, selection_value
+from duia_spark.training.metrics import ScoredRows, selection_value
 
 
 def metric_for_segment(metric: str, segment: str) -> str:

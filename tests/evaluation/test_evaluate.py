@@ -13,12 +13,12 @@ import pytest
 from mlflow import MlflowClient
 from tiny_lake import FIRST_DAY, N_DAYS
 
+from duia_spark.evaluation.auc import auc, gauc
 from duia_spark.evaluation.gate import quality_gate
 from duia_spark.evaluation.ranking_metrics import ranking_metrics
 from duia_spark.evaluation.simulation import simulate_feeds
 from duia_spark.stages import evaluate as evaluate_stage
 from duia_spark.stages import train as train_stage
-from duia_spark.training.metrics import auc, gauc
 
 VAL_DAY = FIRST_DAY + dt.timedelta(days=N_DAYS - 1)
 

@@ -20,6 +20,7 @@ import pytest
 from mlflow import MlflowClient
 
 from duia_spark import tracking
+from duia_spark.contract import MODEL_FILES
 from duia_spark.model.config import ModelConfig
 from duia_spark.model_checksums import (
     TAG_PREFIX,
@@ -28,7 +29,6 @@ from duia_spark.model_checksums import (
     checksum_tags,
     file_sha256,
 )
-from duia_spark.scoring.inference import MODEL_FILES
 
 from .conftest import D, run_score, scoring_world_overrides, training
 

@@ -11,12 +11,12 @@ from pyspark.sql import functions as F
 
 from duia_spark import tracking
 from duia_spark.config import ConfigError, ScoreConfig
+from duia_spark.contract import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
 from duia_spark.data.vocabulary import VOCABULARY_SCHEMA
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.scoring.candidates import candidate_features, check_score_config
 from duia_spark.stages.day_inputs import MissingInputError
 from duia_spark.stages.score import MODEL_FILES, NoChampionError
-from duia_spark.training.dataset import ARRAY_COLUMNS, ID_COLUMNS, pandas_to_columns, to_batch
 from duia_spark.training.pyfunc import load_ranker
 
 from .conftest import ACTIVE_USERS, IDLE_USERS, D, run_score, with_score

@@ -190,9 +190,9 @@ def test_profile_video_and_context_columns_reach_the_samples_as_declared(spark, 
 def test_the_declared_feature_lists_decide_the_models_inputs():
     import torch
 
+    from duia_spark.contract import input_columns
     from duia_spark.model.config import ModelConfig
     from duia_spark.model.ranker import DuiaRanker
-    from duia_spark.training.dataset import input_columns
 
     small = dict(n_users=10, n_items=20, n_categories=5, n_authors=5, k1=8, k2=2, memory_dim=8,
                  item_k1=4, item_k2=2, seq_len=4, pos_seq_len=3, embedding_dim=8,

@@ -14,9 +14,10 @@ from mlflow import MlflowClient
 from tiny_lake import FIRST_DAY, N_DAYS
 
 from duia_spark import tracking
+from duia_spark.evaluation.auc import auc
 from duia_spark.stages import train as train_stage
 from duia_spark.training.dataset import MissingColumnError
-from duia_spark.training.metrics import auc, selection_value
+from duia_spark.training.metrics import selection_value
 
 VAL_DAY = FIRST_DAY + dt.timedelta(days=N_DAYS - 1)
 
