@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -91,7 +93,7 @@ def main() -> int:
     ]
     print("\n".join(lines))
     out = ROOT / "bench" / "results" / f"{a.results_name}.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_result(out, "\n".join(lines))
     print(f"wrote {out}")
     return 0
 

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -448,7 +449,7 @@ def main() -> None:
     if args.quick:
         return  # a smoke test's numbers are not results
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "model.md").write_text(report)
+    write_result(RESULTS / "model.md", report)
     write_csv(RESULTS / "model.csv", steps_rows, retrieval_rows, ple_rows)
 
 

@@ -48,6 +48,7 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
+from provenance import write_result  # noqa: E402
 from spark_metrics import SparkMetricsRecorder, ceiling_pass  # noqa: E402
 
 # The night's stages in order: (step name, stage, extra flags).
@@ -427,7 +428,7 @@ def main() -> int:
     text = report(runs, history_run, a, "python bench/pipeline.py " + shlex.join(sys.argv[1:]))
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.results_name}.md").write_text(text)
+    write_result(RESULTS / f"{a.results_name}.md", text)
     write_csv(RESULTS / f"{a.results_name}.csv", runs, history_run)
     return 0
 

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -883,7 +884,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.out}.md").write_text(text)
+    write_result(RESULTS / f"{a.out}.md", text)
     pd.DataFrame(csv_rows).to_csv(RESULTS / f"{a.out}.csv", index=False)
     log(f"wrote {RESULTS / (a.out + '.md')}")
     return 0

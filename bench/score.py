@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -205,7 +206,7 @@ Goal: Spark warm >= 0.5 x in-process rows/s — **{verdict}** ({ratio:.2f}).
         print("(fewer than 100 000 rows: a smoke test, nothing written)")
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "score.md").write_text(report)
+    write_result(RESULTS / "score.md", report)
     with (RESULTS / "score.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "rows", "wall_s", "rows_per_s", "vs_in_process"])

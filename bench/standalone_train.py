@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -80,8 +82,9 @@ def main() -> int:
         )
         print(table)
         (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-        (ROOT / "bench" / "results" / "standalone_train.md").write_text(
-            "# Training on a standalone cluster\n\n" + table
+        write_result(
+            ROOT / "bench" / "results" / "standalone_train.md",
+            "# Training on a standalone cluster\n\n" + table,
         )
         return rc
     finally:

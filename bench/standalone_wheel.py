@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
 from standalone_cluster import start_master, start_worker  # noqa: E402
 
 from duia_spark.config import load_config  # noqa: E402
@@ -136,7 +137,7 @@ def main() -> int:
     )
     print(table)
     out = ROOT / "bench" / "results" / "standalone_wheel.md"
-    out.write_text("# The wheel on a standalone cluster\n\n" + table)
+    write_result(out, "# The wheel on a standalone cluster\n\n" + table)
     if "--keep" not in sys.argv and ok:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1

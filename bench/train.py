@@ -23,6 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -35,11 +36,8 @@ from duia_spark.lakehouse import Lakehouse  # noqa: E402
 from duia_spark.model.ranker import build_ranker  # noqa: E402
 from duia_spark.session import build_spark_session  # noqa: E402
 from duia_spark.stages.train import model_config_for_data  # noqa: E402
-from duia_spark.training.dataset import (  # noqa: E402
-    pandas_to_columns,
-    select_training_columns,
-    to_batch,
-)
+from duia_spark.contract import pandas_to_columns, to_batch  # noqa: E402
+from duia_spark.training.dataset import select_training_columns  # noqa: E402
 from duia_spark.training.loop import TrainJob, _WithLoss, train_rank  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -263,7 +261,7 @@ def main() -> int:
     table = "\n".join(lines) + "\n" + note
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.results_name}.md").write_text("# Training data path\n\n" + table)
+    write_result(RESULTS / f"{a.results_name}.md", "# Training data path\n\n" + table)
     (RESULTS / f"{a.results_name}.csv").write_text(
         "model,path,processes,samples_per_s\n"
         + "".join(f'{m},"{n}",{p},{s:.1f}\n' for m, n, p, s in rows)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -83,7 +85,7 @@ def main() -> int:
     print("\n".join(lines))
     if a.rows == 128_000:
         out = ROOT / "bench" / "results" / "upsert.md"
-        out.write_text("\n".join(lines) + "\n")
+        write_result(out, "\n".join(lines))
         print(f"wrote {out}")
     return 0
 

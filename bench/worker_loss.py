@@ -27,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from provenance import write_result  # noqa: E402  (bench/ is the script's folder)
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -268,7 +269,7 @@ def main() -> int:
         )
         print(table + notes)
         out = ROOT / "bench" / "results" / "worker_loss.md"
-        out.write_text("# A worker's executor lost mid-stage\n\n" + table + notes)
+        write_result(out, "# A worker's executor lost mid-stage\n\n" + table + notes)
         return 0 if info["rc"] == 0 and rc_clean == 0 and equal else 1
     finally:
         for p in reversed(procs):

@@ -1,5 +1,5 @@
 """Small building blocks shared by PLE and DUIA: stacked linear layers, masked pooling,
-target attention."""
+target attention, batch norm that accepts one row."""
 
 from __future__ import annotations
 
@@ -98,6 +98,16 @@ class TargetAttention(nn.Module):
             )  # [B, N]: each row's attention mass on each table entry
             pooled = pooled + per_row @ table
         return pooled
+
+
+def batch_norm_rows(norm: nn.BatchNorm1d, x: Tensor) -> Tensor:
+    """`norm(x)`, also for a training batch of one row: batch statistics need two rows, so
+    a lone row is standardised by the running statistics, which it leaves as they are."""
+    if norm.training and x.shape[0] == 1:
+        return F.batch_norm(
+            x, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+        )
+    return norm(x)
 
 
 def normalise(x: Tensor, eps: float = 1e-8) -> Tensor:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from duia_spark.model.layers import mlp
+from duia_spark.model.layers import batch_norm_rows, mlp
 
 
 class EnhancementResidual(nn.Module):
@@ -48,3 +48,18 @@ class EnhancementResidual(nn.Module):
     def forward(self, enhancement: Tensor, context: Tensor, base_logits: Tensor) -> Tensor:
         features = [enhancement, context.detach(), base_logits.detach()]
         return self.net(torch.cat(features, dim=1))
+
+    def correction(
+        self, enhancement: Tensor, context: Tensor, base_logits: Tensor, segment: Tensor | None
+    ) -> Tensor:
+        """The residual logits [B, T] served: forward() on the batch-normalised
+        enhancement, zero in the segments the gate switched off."""
+        residual = self(batch_norm_rows(self.norm, enhancement), context, base_logits)
+        if bool(self.segment_on.all()):
+            return residual
+        if segment is None:
+            raise ValueError(
+                "this model's residual head serves some activity segments only "
+                "(train.residual_gate): batch['segment'] is needed to score it"
+            )
+        return residual * self.segment_on[segment].unsqueeze(1)

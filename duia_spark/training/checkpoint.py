@@ -1,0 +1,83 @@
+"""The trainer's files: the resumable checkpoint, warm-start weights, and the results.
+
+The checkpoint (rank 0, after every epoch) holds the model, the optimizer, every
+random generator's state and the trainer's selection state, so `--resume` continues
+exactly where a stopped run left off. The results (rank 0, at the end) are the kept
+weights, the cluster memories, the history and the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from duia_spark.model.ranker import DuiaRanker
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def save_checkpoint(path: Path, model, optimizer, epoch: int, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            **state,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)  # atomic: a kill mid-save keeps the previous checkpoint
+
+
+def restore_random_state(checkpoint: dict) -> None:
+    """The torch, numpy and Python generators as `save_checkpoint` found them."""
+    torch.set_rng_state(checkpoint["torch_rng"])
+    np.random.set_state(checkpoint["numpy_rng"])
+    random.setstate(checkpoint["python_rng"])
+
+
+def overlap_state(own: dict, saved: dict) -> dict:
+    """Warm-start weights: copy what fits; embedding tables copy their overlapping rows
+    (the vocabulary only grows, so old ids keep their rows)."""
+    out = {}
+    for k, v in saved.items():
+        if k not in own:
+            continue
+        if own[k].shape == v.shape:
+            out[k] = v
+        elif own[k].dim() == 2 and own[k].shape[1] == v.shape[1]:
+            merged = own[k].clone()
+            n = min(own[k].shape[0], v.shape[0])
+            merged[:n] = v[:n]
+            out[k] = merged
+    return out
+
+
+def write_results(
+    out: Path,
+    model: DuiaRanker,
+    history,
+    stopped_early: bool,
+    residual_gate: dict[str, float],
+    served_validation: dict[str, float],
+) -> None:
+    """The model as it stands (the kept weights), its memories, history and config."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "weights.pt")
+    model.save_memory(out / "cluster_memory.safetensors")
+    summary = {"history": history, "stopped_early": stopped_early}
+    if residual_gate:
+        summary["residual_gate"] = residual_gate
+        summary["served_validation"] = served_validation
+    (out / "history.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out / "model_config.json").write_text(json.dumps(model.cfg.to_dict(), indent=1))
+    (out / "_SUCCESS").write_text("ok\n")
