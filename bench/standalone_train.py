@@ -11,6 +11,7 @@ the cluster. Prints a one-row table and writes bench/results/standalone_train.md
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import shutil
@@ -34,6 +35,8 @@ from duia_spark.session import build_spark_session, local_delta_jars  # noqa: E4
 
 
 def main() -> int:
+    # No options: --help describes the bench, anything else is refused.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="duia-standalone-"))
     env = {
         **os.environ,

@@ -15,6 +15,7 @@ bench/results/standalone_wheel.md.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import shutil
@@ -77,6 +78,8 @@ def submit(work: Path, env: dict, master: str, props: Path, zipped: Path, argv: 
 
 
 def main() -> int:
+    # No options: --help describes the bench, anything else is refused.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="duia-wheel-"))
     work = tmp / "work"
     work.mkdir()

@@ -31,12 +31,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from tiny_lake import make_samples, small_model_overrides  # noqa: E402
 
 from duia_spark.config import load_config  # noqa: E402
+from duia_spark.contract import pandas_to_columns, to_batch  # noqa: E402
 from duia_spark.data.samples import samples_schema  # noqa: E402
 from duia_spark.lakehouse import Lakehouse  # noqa: E402
 from duia_spark.model.ranker import build_ranker  # noqa: E402
 from duia_spark.session import build_spark_session  # noqa: E402
 from duia_spark.stages.train import model_config_for_data  # noqa: E402
-from duia_spark.contract import pandas_to_columns, to_batch  # noqa: E402
 from duia_spark.training.dataset import select_training_columns  # noqa: E402
 from duia_spark.training.loop import TrainJob, _WithLoss, train_rank  # noqa: E402
 

@@ -15,6 +15,7 @@ xxhash64 over every column). Prints a table and writes bench/results/worker_loss
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -154,6 +155,8 @@ def partition_fingerprint(spark, lake: Path) -> tuple[int, int]:
 
 
 def main() -> int:
+    # No options: --help describes the bench, anything else is refused.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="duia-worker-loss-"))
     raw, lake, clean = tmp / "raw", tmp / "lake", tmp / "lake_clean"
     env = {

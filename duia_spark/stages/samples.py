@@ -50,10 +50,27 @@ def _optional(lake: Lakehouse, table: str):
     return None
 
 
+def _feature_partitions(cfg: Config, lake: Lakehouse, day: dt.date) -> tuple:
+    """(activity, sequences, item stats) as of D; an empty one is an error only when the
+    events say it should have rows (a first day has no history yet)."""
+    activity = read_partition(lake, "user_activity", "activity_date", day, NAME, "segment")
+    require_rows(activity, "user_activity", day, NAME, "segment")
+    sequences = read_partition(lake, "user_sequences", "as_of_date", day, NAME, "sequences")
+    if (
+        sequences.isEmpty()
+        and not lake.read("events").where(F.col("event_date") < F.lit(day)).isEmpty()
+    ):
+        require_rows(sequences, "user_sequences", day, NAME, "sequences")
+    item_stats = read_partition(lake, "item_stats", "stats_date", day, NAME, "item-stats")
+    first, last = item_stats_window(day, cfg.item_stats)
+    if item_stats.isEmpty() and not events_between(lake, first, last).isEmpty():
+        require_rows(item_stats, "item_stats", day, NAME, "item-stats")
+    return activity, sequences, item_stats
+
+
 def for_day(cfg: Config, day: dt.date, full_rebuild: bool = False) -> int:
-    """D's training rows (gold.samples), features as of the start of D. Always built from
-    D's events and the day's feature partitions: there is nothing to advance, so
-    `full_rebuild` changes nothing (the feature stages take it)."""
+    """D's training rows (gold.samples), features as of the start of D; built from D's
+    events alone, so `full_rebuild` (which the feature stages take) changes nothing."""
     del full_rebuild
     spark = build_spark_session(cfg, "duia-samples")
     lake = Lakehouse(spark, cfg)
@@ -68,18 +85,7 @@ def for_day(cfg: Config, day: dt.date, full_rebuild: bool = False) -> int:
         print(f"[samples] {day}: wrote an empty partition → {lake.path('samples')}")
         return 0
 
-    activity = read_partition(lake, "user_activity", "activity_date", day, NAME, "segment")
-    require_rows(activity, "user_activity", day, NAME, "segment")
-    sequences = read_partition(lake, "user_sequences", "as_of_date", day, NAME, "sequences")
-    if (
-        sequences.isEmpty()
-        and not lake.read("events").where(F.col("event_date") < F.lit(day)).isEmpty()
-    ):
-        require_rows(sequences, "user_sequences", day, NAME, "sequences")
-    item_stats = read_partition(lake, "item_stats", "stats_date", day, NAME, "item-stats")
-    first, last = item_stats_window(day, cfg.item_stats)
-    if item_stats.isEmpty() and not events_between(lake, first, last).isEmpty():
-        require_rows(item_stats, "item_stats", day, NAME, "item-stats")
+    activity, sequences, item_stats = _feature_partitions(cfg, lake, day)
     profiles = _optional(lake, "user_profiles")
     items = _optional(lake, "item_features")
 
