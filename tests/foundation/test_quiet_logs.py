@@ -34,8 +34,10 @@ NOTICES = textwrap.dedent(
 
 
 def _run(script: str, extra_env: dict[str, str], *args: str) -> str:
-    """stdout + stderr of `python -c script args`, in an environment without filters."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", quiet.DEBUG_ENV)}
+    """stdout + stderr of `python -c script args`, in an environment without filters (nor
+    the progress-bar setting an earlier quiet_logs() in this test process exported)."""
+    unset = ("PYTHONWARNINGS", quiet.DEBUG_ENV, quiet.PROGRESS_BAR_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     proc = subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,
