@@ -1,5 +1,5 @@
 """The configuration's sections, one dataclass each, with the shipped defaults
-(`conf/default.yaml` equals them; tests/foundation/test_config.py holds the two equal)."""
+(`conf/default.yaml` equals them; tests/config/test_config.py holds the two equal)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ _CAPPED_BUILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
-    from conftest import tiny_config
+    from tiny_model import tiny_config
     from duia_spark.model.deferred_init import resident_bytes
     from duia_spark.model.ranker import build_ranker
 
@@ -78,7 +78,7 @@ _CAPPED_BUILD = textwrap.dedent(
 
 
 def test_model_too_large_to_materialise_twice_still_builds():
-    script = _CAPPED_BUILD.format(tests=str(Path(__file__).parent), rows=ROWS, dim=DIM)
+    script = _CAPPED_BUILD.format(tests=str(Path(__file__).parents[1]), rows=ROWS, dim=DIM)
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import train_ranker
+from tiny_model import train_ranker
 
 from duia_spark.data.schema import SEGMENT_INDEX
 from duia_spark.model.config import FUSIONS, SEGMENT_IDS, VARIANTS, ModelConfig

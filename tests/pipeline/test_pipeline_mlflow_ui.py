@@ -1,10 +1,13 @@
 """The MLflow UI over the store a nightly run wrote, checked in a real browser.
 
-`mlflow ui` (as `make mlflow-ui` starts it) serves the tiny nightly world's store on
+`mlflow ui` (as `make mlflow-ui` starts it) serves the tiny nightly world's store (or
+the folder $DUIA_UI_STORE names, holding an `mlflow.db`: `make demo`'s `.duia/demo`) on
 127.0.0.1; Debian's headless Chromium (`make browser-setup`) drives it through selenium.
 MLflow's REST API only finds ids and file names: every check reads the rendered page.
-Screenshots go to $DUIA_UI_SCREENSHOTS when set (`docs/screenshots` refreshes the
-README's), else to the test's temp folder.
+Screenshots go to $DUIA_UI_SCREENSHOTS when set, else to the test's temp folder. The
+documentation's come from the demo's store:
+    make demo && DUIA_UI_STORE=.duia/demo DUIA_UI_SCREENSHOTS=docs/screenshots \
+        .venv/bin/python -m pytest tests/pipeline/test_pipeline_mlflow_ui.py
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from nightly_world import NIGHT2
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 EXPERIMENT = MODEL = "duia-ranker"  # mlflow.experiment, mlflow.registered_model
@@ -96,14 +98,21 @@ class MlflowUi:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(nightly_world, tmp_path_factory):
+def ui_store(request) -> Path:
+    """The folder whose mlflow.db the UI serves: $DUIA_UI_STORE, else the nightly world's."""
+    store = os.environ.get("DUIA_UI_STORE")
+    return Path(store).resolve() if store else request.getfixturevalue("nightly_world").state
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(ui_store, tmp_path_factory):
     log_file = tmp_path_factory.mktemp("mlflow_ui") / "mlflow-ui.log"
     port = _free_port()
     argv = [
         str(Path(sys.executable).parent / "mlflow"),
         "ui",
         "--backend-store-uri",
-        f"sqlite:///{nightly_world.state / 'mlflow.db'}",
+        f"sqlite:///{ui_store / 'mlflow.db'}",
         "--host",
         "127.0.0.1",
         "--port",
@@ -189,19 +198,28 @@ def experiment_id(ui) -> str:
 
 
 @pytest.fixture(scope="module")
-def last_night_run(ui, experiment_id) -> dict:
+def last_night(ui, experiment_id) -> str:
+    """The newest night (data_date) the store's training runs cover."""
+    runs = ui.search_runs(experiment_id, "tags.kind = 'training'")
+    dates = [t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "data_date"]
+    assert dates, "the store holds no training run"
+    return max(dates)
+
+
+@pytest.fixture(scope="module")
+def last_night_run(ui, experiment_id, last_night) -> dict:
     """The last night's PLE+DUIA training run."""
     runs = ui.search_runs(
-        experiment_id, f"tags.data_date = '{NIGHT2}' and tags.variant = 'ple+duia'"
+        experiment_id, f"tags.data_date = '{last_night}' and tags.variant = 'ple+duia'"
     )
     assert len(runs) == 1, runs
     return runs[0]
 
 
 @pytest.mark.slow
-def test_the_experiment_lists_every_run_the_nights_logged(ui, experiment_id):
+def test_the_experiment_lists_every_run_the_nights_logged(ui, experiment_id, last_night):
     names = [r["info"]["run_name"] for r in ui.search_runs(experiment_id)]
-    assert f"{NIGHT2}-ple+duia" in names and f"{NIGHT2}-ple" in names
+    assert f"{last_night}-ple+duia" in names and f"{last_night}-ple" in names
     ui.open(f"experiments/{experiment_id}/runs")
     text = ui.wait_for_text(*names)
     assert f"{len(names)} matching runs" in text
@@ -209,7 +227,9 @@ def test_the_experiment_lists_every_run_the_nights_logged(ui, experiment_id):
 
 
 @pytest.mark.slow
-def test_the_run_page_shows_every_task_by_segment_metric(ui, experiment_id, last_night_run):
+def test_the_run_page_shows_every_task_by_segment_metric(
+    ui, experiment_id, last_night, last_night_run
+):
     params = {p["key"]: p["value"] for p in last_night_run["data"]["params"]}
     metrics = {m["key"]: m["value"] for m in last_night_run["data"]["metrics"]}
     tasks = json.loads(params["model.tasks"])
@@ -217,7 +237,7 @@ def test_the_run_page_shows_every_task_by_segment_metric(ui, experiment_id, last
     assert tasks and "all" in segments
     expected = [f"{m}.{t}.{s}" for m in ("auc", "gauc") for t in tasks for s in segments]
     ui.open(f"experiments/{experiment_id}/runs/{last_night_run['info']['run_id']}")
-    ui.wait_for_text(f"{NIGHT2}-ple+duia", "Metrics", *expected)
+    ui.wait_for_text(f"{last_night}-ple+duia", "Metrics", *expected)
     ui.scroll_to_text(expected[0])
     ui.screenshot("run_metrics.png")
 

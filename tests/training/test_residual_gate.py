@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import train_ranker
+from tiny_model import single_thread_torch, train_ranker  # noqa: F401  (autouse: one thread)
 
 from duia_spark.data.schema import SEGMENT_INDEX
 from duia_spark.model.ranker import build_ranker

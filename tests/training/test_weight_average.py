@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tiny_model import single_thread_torch  # noqa: F401  (autouse: tiny tensors, one thread)
 
 from duia_spark.model.ranker import build_ranker
 from duia_spark.training.weight_average import WeightAverage, averaged_keys
