@@ -49,6 +49,8 @@ LOG_LINES: tuple[tuple[str, str], ...] = (
     ("petastorm.spark.spark_dataset_converter", "The median size"),
     # the pyfunc is a class of this package, shipped with the model
     ("mlflow.pyfunc", "Passing a Python object as `python_model`"),
+    # the baseline guard registers a baseline run's logged model: MLflow says where it is
+    ("mlflow.tracking._model_registry.fluent", "Run with id"),
 )
 
 # Loggers whose lines below WARNING are dropped: "Started/Finished local training",

@@ -6,8 +6,7 @@ the folder $DUIA_UI_STORE names, holding an `mlflow.db`: `make demo`'s `.duia/de
 MLflow's REST API only finds ids and file names: every check reads the rendered page.
 Screenshots go to $DUIA_UI_SCREENSHOTS when set, else to the test's temp folder. The
 documentation's come from the demo's store:
-    make demo && DUIA_UI_STORE=.duia/demo DUIA_UI_SCREENSHOTS=docs/screenshots \
-        .venv/bin/python -m pytest tests/pipeline/test_pipeline_mlflow_ui.py
+    make demo && DUIA_UI_STORE=.duia/demo DUIA_UI_SCREENSHOTS=docs/screenshots make test-browser
 """
 
 from __future__ import annotations
