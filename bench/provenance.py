@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from duia_spark.tracking import git_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,7 +34,7 @@ def provenance_line() -> str:
     if script.is_relative_to(ROOT):
         script = script.relative_to(ROOT)
     command = shlex.join(["python", str(script), *sys.argv[1:]])
-    commit = _git("rev-parse", "--short=10", "HEAD") or "unknown"
+    commit = git_commit()[:10]
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     state = "with uncommitted changes" if dirty else "clean checkout"
     return (

@@ -16,7 +16,6 @@ bench/results/standalone_wheel.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -34,7 +33,6 @@ from standalone_cluster import start_master, start_worker  # noqa: E402
 from duia_spark.config import load_config  # noqa: E402
 from duia_spark.jars import write_spark_submit_properties  # noqa: E402
 from duia_spark.session import local_delta_jars  # noqa: E402
-from duia_spark.tracking import git_commit  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PACKAGING_INPUTS = ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md")
@@ -135,8 +133,6 @@ def main() -> int:
         f"duia_spark.zip` (the wheel) from an empty folder outside the checkout; driver "
         f"imported duia_spark from the zip: {all(r[2] for r in rows)}; tables under that "
         f"folder's `lake/`: {landed}; checkout untouched: {clean}.\n"
-        f"\nCommand: `python bench/standalone_wheel.py`, {dt.date.today()}, "
-        f"commit {git_commit()[:7]}.\n"
     )
     print(table)
     out = ROOT / "bench" / "results" / "standalone_wheel.md"
