@@ -117,7 +117,7 @@ DATASETS = {
     ),
     "synthetic": Dataset(
         "synthetic", "conf/demo.yaml", dt.date(2026, 1, 15), 6, ("click", "long_view", "like"),
-        ("train.epochs=5", "train.early_stopping_patience=2"),
+        ("train.epochs=5",),  # the default, not the demo's time budget
     ),
 }  # fmt: skip
 SYNTHETIC = {"users": 3000, "items": 600, "days": 21, "seed": 1}
@@ -386,14 +386,13 @@ def simulated_feeds(spark, cfg, scored, labels: list[str], truth: Path) -> dict:
 
 # ------------------------------------------------------------------ torch-rechub's PLE
 def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict[int, np.ndarray]]:
-    """torch-rechub PLE on the same training rows and features; test scores per seed, of
-    the epoch chosen on D the way our trainer chooses it (`train.selection_metric`, early
-    stopping after `train.early_stopping_patience` epochs without gain) and of the last
-    of `train.epochs` epochs. Later epochs trade AUC for GAUC for both models, so the
-    like-for-like comparison chooses both epochs the same way."""
-    import torch
-    from torch_rechub.basic.features import DenseFeature, SequenceFeature, SparseFeature
-    from torch_rechub.models.multi_task import PLE as RechubPLE
+    """torch-rechub PLE on the same training rows and features (bench/textbook.py); test
+    scores per seed, of the epoch chosen on D the way our trainer chooses it
+    (`train.selection_metric`, early stopping after `train.early_stopping_patience`
+    epochs without gain) and of the last of `train.epochs` epochs. Later epochs trade AUC
+    for GAUC for both models, so the like-for-like comparison chooses both epochs the
+    same way."""
+    from textbook import train_textbook
 
     from duia_spark.contract import label_column
     from duia_spark.data.schema import SEGMENTS
@@ -407,8 +406,7 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
     mc = model_config_for_data(cfg, lake)
     split = split_of(ds, cfg)
     cols = ["user_idx", "item_idx", "category_idx", "user_dense", "item_dense", "hist_items"]
-    side = list(mc.side_cat_buckets)  # the source's declared side features, as ours read them
-    cols += ["side_cat"] if side else []
+    cols += ["side_cat"] if mc.side_cat_buckets else []
     tasks = list(cfg.model.tasks)
     label_cols = [c for t in tasks for c in label_column(t)]
     train = (
@@ -422,87 +420,29 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
         .toPandas()  # the selection days
     )
 
-    def feed(df: pd.DataFrame) -> dict[str, torch.Tensor]:
-        sides = np.stack(df["side_cat"].to_numpy()) if side else np.zeros((len(df), 0), int)
-        return {
-            **{f"side_{i}": torch.as_tensor(sides[:, i]) for i in range(len(side))},
-            "user_idx": torch.as_tensor(df["user_idx"].to_numpy().clip(0, mc.n_users - 1)),
-            "item_idx": torch.as_tensor(df["item_idx"].to_numpy().clip(0, mc.n_items - 1)),
-            "category_idx": torch.as_tensor(df["category_idx"].to_numpy().clip(0, mc.n_categories - 1)),
-            "user_dense": torch.as_tensor(np.stack(df["user_dense"].to_numpy()), dtype=torch.float32),
-            "item_dense": torch.as_tensor(np.stack(df["item_dense"].to_numpy()), dtype=torch.float32),
-            "hist_items": torch.as_tensor(np.stack(df["hist_items"].to_numpy()).clip(0, mc.n_items - 1)),
-        }  # fmt: skip
+    def columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
+        out = {c: np.stack(df[c].to_numpy()) if df[c].dtype == object else df[c].to_numpy()
+               for c in cols}  # fmt: skip
+        out["labels"] = np.stack([df[label_column(t)[0]].to_numpy() for t in tasks], 1)
+        known = [df[label_column(t)[1]].to_numpy() for t in tasks] if tasks else []
+        out["labels_known"] = np.stack(known, 1)
+        return out
 
-    x_train, x_val, x_test = feed(train), feed(val), feed(test)
-    val_labels = np.stack([val[label_column(t)[0]].to_numpy() > 0 for t in tasks], 1)
-    val_known = np.stack([val[label_column(t)[1]].to_numpy() > 0 for t in tasks], 1)
+    x_train, x_val, x_test = columns(train), columns(val), columns(test)
     val_segments = val["segment"].map({name: i for i, name in enumerate(SEGMENTS)}).to_numpy()
-    tc = cfg.train
 
-    def selection(model) -> float:
-        with torch.no_grad():
-            scores = model(x_val).numpy()
+    def validate(predict) -> float:
         record = ranking_report(
-            tasks, val["user_id"].to_numpy(), val_segments, val_labels, scores, val_known
-        )
-        return selection_value(record, tc.selection_metric)
+            tasks, val["user_id"].to_numpy(), val_segments, x_val["labels"] > 0,
+            predict(x_val), x_val["labels_known"] > 0,
+        )  # fmt: skip
+        return selection_value(record, cfg.train.selection_metric)
 
-    y = np.stack([train[label_column(t)[0]].to_numpy() > 0 for t in tasks], 1).astype(np.float32)
-    known = np.stack([train[label_column(t)[1]].to_numpy() > 0 for t in tasks], 1)
-    y_t, known_t = torch.as_tensor(y), torch.as_tensor(known.astype(np.float32))
-    e = mc.embedding_dim
     out: dict[str, dict[int, np.ndarray]] = {RECHUB: {}, RECHUB_LAST: {}}
     for seed in seeds:
-        torch.manual_seed(seed)
-        model = RechubPLE(
-            [
-                SparseFeature("user_idx", mc.n_users, e),
-                SparseFeature("item_idx", mc.n_items, e),
-                SparseFeature("category_idx", mc.n_categories, e),
-                SequenceFeature("hist_items", mc.n_items, e, pooling="mean", shared_with="item_idx", padding_idx=0),
-                *[SparseFeature(f"side_{i}", n, e) for i, n in enumerate(side)],  # one width for all
-                DenseFeature("user_dense", embed_dim=mc.n_user_dense),
-                DenseFeature("item_dense", embed_dim=mc.n_item_dense),
-            ],
-            ["classification"] * len(tasks),
-            n_level=mc.ple_levels,
-            n_expert_specific=mc.experts_per_task,
-            n_expert_shared=mc.shared_experts,
-            expert_params={"dims": [mc.expert_hidden]},
-            tower_params_list=[{"dims": [mc.tower_hidden]}] * len(tasks),
-        )  # fmt: skip
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-        n, b = len(train), cfg.train.batch_size
-        best, best_epoch, chosen, bad, stopped = -np.inf, 0, None, 0, False
-        for epoch in range(1, tc.epochs + 1):
-            model.train()
-            order = torch.randperm(n)
-            for i in range(0, n, b):
-                idx = order[i : i + b]
-                p = model({k: v[idx] for k, v in x_train.items()}).clamp(1e-6, 1 - 1e-6)
-                loss = torch.nn.functional.binary_cross_entropy(p, y_t[idx], weight=known_t[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            model.eval()
-            value = selection(model)
-            if stopped:
-                continue  # trained on only for the last-epoch scores
-            if value > best:
-                best, best_epoch, bad = value, epoch, 0
-                with torch.no_grad():
-                    chosen = model(x_test).numpy()
-            else:
-                bad += 1
-                stopped = bad >= tc.early_stopping_patience
-        with torch.no_grad():
-            out[RECHUB_LAST][seed] = model(x_test).numpy()
-        out[RECHUB][seed] = chosen if chosen is not None else out[RECHUB_LAST][seed]
-        log(
-            f"{ds.name}: torch-rechub PLE seed {seed}: epoch {best_epoch} chosen on "
-            f"{split.describe_validation()} ({tc.selection_metric} {best:.4f}), {tc.epochs} trained"
-        )
+        run = train_textbook(mc, cfg.train, x_train, x_test, seed, validate, log)
+        out[RECHUB][seed], out[RECHUB_LAST][seed] = run.chosen, run.last
+    log(f"{ds.name}: torch-rechub epochs chosen on {split.describe_validation()}")
     return out
 
 

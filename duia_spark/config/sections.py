@@ -149,7 +149,7 @@ class TrainConfig:
     # The last `validation_days` days up to D validate (epoch choice, residual gate,
     # evaluate); the `train_days` days before them train (training/split.py).
     validation_days: int = 1
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 1024
     lr: float = 0.002
     num_processes: int = 1

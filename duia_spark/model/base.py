@@ -87,6 +87,7 @@ class BaseRanker(nn.Module):
             cfg.shared_experts,
             cfg.expert_hidden,
             cfg.tower_hidden,
+            cfg.dropout,
         )
 
     def embedding_tables(self) -> list[nn.Embedding]:

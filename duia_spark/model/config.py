@@ -44,7 +44,7 @@ class ModelConfig:
     regression_tasks: list[str] = field(default_factory=lambda: ["play_time"])
 
     # --- vocabularies (index 0 = padding / unknown) and input widths
-    embedding_dim: int = 32
+    embedding_dim: int = 16
     n_users: int = 100_000
     n_items: int = 100_000
     n_categories: int = 1_000
@@ -65,24 +65,27 @@ class ModelConfig:
     ple_levels: int = 2
     experts_per_task: int = 1
     shared_experts: int = 2
-    expert_hidden: int = 128
-    tower_hidden: int = 64
+    expert_hidden: int = 64
+    tower_hidden: int = 32
+    # Dropout on the hidden units of every expert and tower (training only): without it
+    # the ranker memorises the ids of a small log (docs/quality.md, "The base ranker").
+    dropout: float = 0.2
 
     # --- GHCA user memory (arXiv 2405.13238)
-    k1: int = 512
-    k2: int = 10
-    memory_dim: int = 64
+    k1: int = 128
+    k2: int = 8
+    memory_dim: int = 32
     hierarchical: bool = True
     balanced_sampling: bool = True
     # Learning rate rho of the centres (plain SGD on the clustering loss).
     cluster_lr: float = 0.05
     # Every this many training steps, centres whose usage share fell below
     # `dead_centre_min_usage` x (uniform share) are re-seeded from recent queries.
-    dead_centre_window: int = 200
+    dead_centre_window: int = 100
     dead_centre_min_usage: float = 0.05
-    recent_queries: int = 4096
+    recent_queries: int = 2048
     # Hidden width of the auxiliary user-interest tower that makes the query q.
-    query_tower_hidden: int = 128
+    query_tower_hidden: int = 64
     # Share of training rows whose behaviour inputs the query tower does not see, so it
     # learns to place sparse users from their profile (DropoutNet-style).
     query_behaviour_dropout: float = 0.5

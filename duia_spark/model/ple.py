@@ -34,8 +34,10 @@ class CGCLevel(nn.Module):
         shared_experts: int,
         hidden: int,
         is_last: bool,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout)
         t, m, s = n_tasks, experts_per_task, shared_experts
         self.n_tasks = t
         self.n_experts = t * m + s
@@ -52,11 +54,11 @@ class CGCLevel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         t = self.n_tasks
         if x.dim() == 2:  # first level: every expert and gate sees the same input
-            h = torch.relu(self.experts(x))  # [B, E, H]
+            h = self.dropout(torch.relu(self.experts(x)))  # [B, E, H]
             task_logits = self.task_gates(x)  # [B, T, m+s]
             shared_in = x
         else:
-            h = torch.relu(self.experts(x[:, self.expert_input]))  # [B, E, in] -> [B, E, H]
+            h = self.dropout(torch.relu(self.experts(x[:, self.expert_input])))  # [B, E, H]
             task_logits = self.task_gates(x[:, :t])  # [B, T, m+s]
             shared_in = x[:, t]
         b = h.shape[0]
@@ -84,8 +86,10 @@ class PLE(nn.Module):
         shared_experts: int,
         expert_hidden: int,
         tower_hidden: int,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout)
         self.levels = nn.ModuleList(
             CGCLevel(
                 in_dim if i == 0 else expert_hidden,
@@ -94,6 +98,7 @@ class PLE(nn.Module):
                 shared_experts,
                 expert_hidden,
                 is_last=i == levels - 1,
+                dropout=dropout,
             )
             for i in range(levels)
         )
@@ -104,5 +109,5 @@ class PLE(nn.Module):
         h = x
         for level in self.levels:
             h = level(h)  # [B, T(+1), H]
-        z = torch.relu(self.tower_hidden(h))  # [B, T, tower_hidden]
+        z = self.dropout(torch.relu(self.tower_hidden(h)))  # [B, T, tower_hidden]
         return self.tower_out(z).squeeze(-1)  # [B, T]
