@@ -24,7 +24,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality bench-gpu submit mlflow-ui clean
+.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality bench-ranker bench-gpu submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ bench-setup: setup ## install the bench extra (torch-rechub and its tqdm) into t
 
 bench-quality: bench-setup ## PLE vs DUIA variants vs torch-rechub per segment, MovieLens + synthetic, 3 seeds
 	$(PY) bench/quality.py $(QUALITY_ARGS)
+
+bench-ranker: bench-setup ## our ple vs torch-rechub's PLE per dataset x task x segment (RANKER_ARGS, e.g. --datasets ... --kuairand-path DIR)
+	$(PY) bench/ranker_vs_textbook.py $(RANKER_ARGS)
 
 bench-gpu: setup ## the GPU check on a CUDA machine (< 8 min): model bench, TorchDistributor training, scoring
 	PY=$(PY) bash bench/gpu_check.sh
