@@ -3,7 +3,7 @@
     python bench/score.py                 # writes bench/results/score.md and .csv
     python bench/score.py --rows 20000    # smaller, for a smoke test (nothing written)
 
-The same ranker (the model conf/default.yaml ships: ple+duia, 6 tasks, K1=512 x K2=10,
+The same ranker (the model conf/default.yaml ships: ple+duia, 6 tasks, its sizes,
 L=50, its enhancement_fusion, with the generator's default vocabulary: 2 000 users,
 500 items) scores the same rows of
 gold.samples-shaped features twice:

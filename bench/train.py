@@ -247,7 +247,9 @@ def main() -> int:
     note = (
         f"\n{len(train_pdf):,} rows, batch {a.batch}, CPU, torch {torch.__version__}, {dt.date.today()}. "
         f"small: {', '.join(small_model_overrides()[:4])}, ... (the data path dominates); "
-        "shipped: the model sizes of conf/default.yaml (K1=512, K2=10, embedding 32, ...). "
+        f"shipped: the model sizes of conf/default.yaml (embedding {model_cfg.embedding_dim}, "
+        f"experts {model_cfg.expert_hidden}, towers {model_cfg.tower_hidden}, dropout "
+        f"{model_cfg.dropout:g}, K1={model_cfg.k1}, K2={model_cfg.k2}, ...). "
         f"Both with enhancement_fusion {model_cfg.enhancement_fusion} (conf/default.yaml). "
         "Goal: Petastorm path >= 0.8 of in-memory. The 2-process row is the aggregate of two "
         "ranks against the 1-process ceiling. torch-rechub's PLE: the same ids, history "
