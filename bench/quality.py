@@ -423,9 +423,9 @@ def rechub_scores(ds: Dataset, cfg, test: pd.DataFrame, seeds) -> dict[str, dict
     def columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
         out = {c: np.stack(df[c].to_numpy()) if df[c].dtype == object else df[c].to_numpy()
                for c in cols}  # fmt: skip
-        out["labels"] = np.stack([df[label_column(t)[0]].to_numpy() for t in tasks], 1)
-        known = [df[label_column(t)[1]].to_numpy() for t in tasks] if tasks else []
-        out["labels_known"] = np.stack(known, 1)
+        if all(c in df.columns for c in label_cols):  # the test rows carry ds.tasks' only
+            out["labels"] = np.stack([df[label_column(t)[0]].to_numpy() for t in tasks], 1)
+            out["labels_known"] = np.stack([df[label_column(t)[1]].to_numpy() for t in tasks], 1)
         return out
 
     x_train, x_val, x_test = columns(train), columns(val), columns(test)
