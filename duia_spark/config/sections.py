@@ -88,6 +88,53 @@ class GeneratorConfig:
     # Mean exposures per active day of the most active user; activity is heavy-tailed.
     max_events_per_active_day: int = 60
     partitions: int = 8
+    # Share of a day's exposures drawn from the user's group's favourite topic (the rest
+    # from a popularity-skewed draw over the catalogue).
+    targeted_share: float = 0.5
+    # Popularity draw: item = floor(u ** popularity_skew * items), u uniform; a larger
+    # skew concentrates exposures on the head of the catalogue (a longer tail).
+    popularity_skew: float = 2.0
+    # Profile column `community` (`communities` values, 0 = one per group): with this
+    # probability a user's is their group's own, else drawn uniformly. 0 = the profile
+    # says nothing about the group; 1 = it names the group.
+    profile_informativeness: float = 0.0
+    communities: int = 0
+    # Premise users. The last `late_days` days of the log are the window a quality study
+    # tests on; before it, a sparse user is seen on one day only (among the
+    # `debut_days` days before the late days) with `sparse_user_events` [min, max]
+    # exposures, a new user not at all. In the late days both are active as anyone.
+    sparse_user_share: float = 0.0
+    sparse_user_events: list[int] = field(default_factory=lambda: [1, 3])
+    new_user_share: float = 0.0
+    late_days: int = 6
+    debut_days: int = 7
+
+    def __post_init__(self) -> None:
+        for name in ("targeted_share", "profile_informativeness", "sparse_user_share",
+                     "new_user_share"):  # fmt: skip
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"generator.{name}: expected a share in [0, 1], got "
+                                  f"{getattr(self, name)!r}")  # fmt: skip
+        if self.sparse_user_share + self.new_user_share > 1:
+            raise ConfigError(
+                "generator.sparse_user_share + generator.new_user_share: expected at most 1, "
+                f"got {self.sparse_user_share + self.new_user_share}"
+            )
+        lo_hi = self.sparse_user_events
+        if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1]:
+            raise ConfigError(
+                f"generator.sparse_user_events: expected [min, max] with 1 <= min <= max, got {lo_hi!r}"
+            )
+        if self.popularity_skew <= 0 or self.communities < 0:
+            raise ConfigError("generator.popularity_skew must be > 0 and generator.communities >= 0")
+        if self.sparse_user_share + self.new_user_share > 0 and not (
+            1 <= self.late_days and 1 <= self.debut_days <= self.days - self.late_days
+        ):
+            raise ConfigError(
+                f"generator.late_days ({self.late_days}) and generator.debut_days "
+                f"({self.debut_days}): expected both >= 1 and late_days + debut_days <= days "
+                f"({self.days})"
+            )
 
 
 @dataclass

@@ -44,7 +44,8 @@ _MASK52 = (1 << 52) - 1
 class Population:
     """The planted truth: who likes what, and how active everyone is."""
 
-    users: pd.DataFrame  # user_id, group, p_active, events_per_day, latent, profile columns
+    # user_id, group, p_active, events_per_day, latent, profile columns, premise columns
+    users: pd.DataFrame
     items: pd.DataFrame  # video_id, topic, latent, category, author_id, duration_ms
     group_topic: np.ndarray  # [groups] favourite topic of each group
 
@@ -94,7 +95,39 @@ def draw_population(cfg: GeneratorConfig) -> Population:
             "duration_ms": (rng.lognormal(10.3, 0.6, cfg.items)).astype("int64") + 3000,
         }
     )
+    users = users.assign(**premise_columns(cfg, group))
     return Population(users=users, items=items, group_topic=group_topic)
+
+
+# Cohorts of users (column `cohort` of the population and the truth).
+REGULAR, SPARSE, NEW = 0, 1, 2
+COHORT_NAMES = ("regular", "sparse", "new")
+
+
+def premise_columns(cfg: GeneratorConfig, group: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns DUIA's premise adds (`community`, `cohort`, `debut_day`,
+    `debut_events`), from their own random stream: the rest of the world does not move
+    when these knobs do."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    n = len(group)
+    communities = cfg.communities or cfg.groups
+    told = rng.random(n) < cfg.profile_informativeness
+    community = np.where(told, group % communities, rng.integers(0, communities, n))
+    u = rng.random(n)
+    cohort = np.where(
+        u < cfg.sparse_user_share,
+        SPARSE,
+        np.where(u < cfg.sparse_user_share + cfg.new_user_share, NEW, REGULAR),
+    )
+    lo, hi = cfg.sparse_user_events
+    late_start = cfg.days - cfg.late_days
+    debut_day = late_start - rng.integers(1, max(1, cfg.debut_days) + 1, n)
+    return {
+        "community": np.array([f"k{c:04d}" for c in community]),
+        "cohort": cohort.astype("int32"),
+        "debut_day": np.where(cohort == SPARSE, debut_day, -1).astype("int32"),
+        "debut_events": rng.integers(lo, hi + 1, n).astype("int32"),
+    }
 
 
 def _uniform(seed: int, salt: str, *cols: Column) -> Column:
@@ -168,24 +201,34 @@ def generate_day_events(
 ) -> DataFrame:
     """One day's raw log rows (KuaiRand columns, all as strings, as in a CSV export)."""
     seed, day_no = cfg.seed, F.lit(day.toordinal())
-    u = pop_users.where(_uniform(seed, "active", F.col("uid"), day_no) < F.col("p_active"))
-    n_events = (
+    day_index = (day - dt.date.fromisoformat(cfg.start_date)).days
+    late = F.lit(day_index >= cfg.days - cfg.late_days)
+    as_anyone = _uniform(seed, "active", F.col("uid"), day_no) < F.col("p_active")
+    debut = (F.col("cohort") == SPARSE) & (F.col("debut_day") == day_index)
+    active = (
+        F.when(F.col("cohort") == REGULAR, as_anyone)
+        .when(debut, F.lit(True))
+        .otherwise(late & as_anyone)
+    )
+    u = pop_users.where(active)
+    n_events = F.when(debut, F.col("debut_events")).otherwise(
         F.floor(F.col("events_per_day") * (0.5 + _uniform(seed, "n", F.col("uid"), day_no))) + 1
     ).cast("int")
     ev = u.withColumn("k", F.explode(F.sequence(F.lit(0), n_events - 1)))
     key = (F.col("uid"), day_no, F.col("k"))
-    # Half the exposures come from the user's group's favourite topic (what a recommender
-    # would show), half from a popularity-skewed draw over the whole catalogue.
+    # `targeted_share` of the exposures come from the user's group's favourite topic (what
+    # a recommender would show), the rest from a popularity-skewed draw over the catalogue.
     per_topic = max(1, n_items // cfg.topics)
     from_topic = F.col("fav_topic") + cfg.topics * F.floor(
         _uniform(seed, "it", *key) * per_topic
     ).cast("long")
-    popular = F.floor(F.pow(_uniform(seed, "ip", *key), 2.0) * n_items).cast("long")
+    popular = F.floor(F.pow(_uniform(seed, "ip", *key), cfg.popularity_skew) * n_items)
     ev = ev.withColumn(
         "iid",
         F.when(
-            _uniform(seed, "src", *key) < 0.5, F.least(from_topic, F.lit(n_items - 1))
-        ).otherwise(popular),
+            _uniform(seed, "src", *key) < cfg.targeted_share,
+            F.least(from_topic, F.lit(n_items - 1)),
+        ).otherwise(popular.cast("long")),
     )
     ev = ev.join(F.broadcast(pop_items), "iid")
     aff = _dot(F.col("u_latent"), F.col("i_latent"))  # cosine of unit vectors, in [-1, 1]
@@ -245,6 +288,25 @@ def _inject_dirty_rows(ev: DataFrame, seed: int, day_no: Column, rate: float) ->
     return ev.unionByName(dupes)
 
 
+def population_frames(
+    spark: SparkSession, pop: Population, partitions: int
+) -> tuple[DataFrame, DataFrame]:
+    """The users and items as `generate_day_events` reads them."""
+    users = pop.users.assign(
+        uid=np.arange(len(pop.users)), fav_topic=pop.group_topic[pop.users["group"]]
+    )
+    items = pop.items.assign(iid=np.arange(len(pop.items)))
+    user_cols = ["uid", "user_id", "p_active", "events_per_day", "fav_topic", "cohort",
+                 "debut_day", "debut_events"]  # fmt: skip
+    u_df = spark.createDataFrame(
+        users[user_cols].assign(u_latent=users["latent"].map(list))
+    ).repartition(partitions)
+    i_df = spark.createDataFrame(
+        items[["iid", "video_id", "duration_ms"]].assign(i_latent=items["latent"].map(list))
+    )
+    return u_df.withColumn("fav_topic", F.col("fav_topic").cast("long")), i_df
+
+
 def generate(
     spark: SparkSession,
     cfg: GeneratorConfig,
@@ -255,25 +317,14 @@ def generate(
     """Write `cfg.days` daily drops, the profile files and the truth under `out`."""
     out_path = Path(out)
     pop = draw_population(cfg)
-    users = pop.users.assign(
-        uid=np.arange(len(pop.users)), fav_topic=pop.group_topic[pop.users["group"]]
-    )
-    items = pop.items.assign(iid=np.arange(len(pop.items)))
-    u_df = spark.createDataFrame(
-        users[["uid", "user_id", "p_active", "events_per_day", "fav_topic"]].assign(
-            u_latent=users["latent"].map(list)
-        )
-    ).repartition(cfg.partitions)
-    i_df = spark.createDataFrame(
-        items[["iid", "video_id", "duration_ms"]].assign(i_latent=items["latent"].map(list))
-    )
-    u_df = u_df.withColumn("fav_topic", F.col("fav_topic").cast("long")).cache()
-    i_df = i_df.cache()
+    u_df, i_df = population_frames(spark, pop, cfg.partitions)
+    u_df, i_df = u_df.cache(), i_df.cache()
+    n_items = len(pop.items)
 
     start = dt.date.fromisoformat(cfg.start_date)
     for i in range(cfg.days):
         day = start + dt.timedelta(days=i)
-        events = generate_day_events(spark, u_df, i_df, cfg, day, len(items), dirty_rate)
+        events = generate_day_events(spark, u_df, i_df, cfg, day, n_items, dirty_rate)
         day_dir = out_path / LOG_DIR / day.isoformat()
         events = events.coalesce(max(1, cfg.partitions // 4)).cache()
         n = events.count()
@@ -300,13 +351,13 @@ def _write_profiles_and_truth(
     (out / "users").mkdir(parents=True, exist_ok=True)
     (out / "items").mkdir(parents=True, exist_ok=True)
     (out / TRUTH_DIR).mkdir(parents=True, exist_ok=True)
-    pop.users[["user_id", "gender", "age_range", "register_days", "follow_user_num"]].to_csv(
-        out / USERS_FILE, index=False
-    )
+    profile = ["user_id", "gender", "age_range", "register_days", "follow_user_num", "community"]
+    pop.users[profile].to_csv(out / USERS_FILE, index=False)
     pop.items[["video_id", "category", "author_id", "duration_ms"]].to_csv(
         out / ITEMS_FILE, index=False
     )
     truth_users = pop.users[["user_id", "group", "p_active", "events_per_day"]].copy()
+    truth_users["cohort"] = np.asarray(COHORT_NAMES)[pop.users["cohort"]]
     truth_users["latent"] = pop.users["latent"].map(lambda v: v.astype("float32").tolist())
     truth_users.to_parquet(out / TRUTH_DIR / "users.parquet", index=False)
     truth_items = pop.items[["video_id", "topic"]].copy()
