@@ -24,7 +24,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality bench-ranker bench-gpu submit mlflow-ui clean
+.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality bench-ranker bench-regimes bench-gpu submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ bench-quality: bench-setup ## PLE vs DUIA variants vs torch-rechub per segment, 
 
 bench-ranker: bench-setup ## our ple vs torch-rechub's PLE per dataset x task x segment (RANKER_ARGS, e.g. --datasets ... --kuairand-path DIR)
 	$(PY) bench/ranker_vs_textbook.py $(RANKER_ARGS)
+
+bench-regimes: bench-setup ## ple vs ple+duia across synthetic worlds built to DUIA's premise (REGIMES_ARGS, e.g. --cells central,groups8 --seeds 0,1,2)
+	$(PY) bench/duia_regimes.py $(REGIMES_ARGS)
 
 bench-gpu: setup ## the GPU check on a CUDA machine (< 8 min): model bench, TorchDistributor training, scoring
 	PY=$(PY) bash bench/gpu_check.sh

@@ -50,6 +50,9 @@ class Population:
     group_topic: np.ndarray  # [groups] favourite topic of each group
 
 
+SPREAD_AT_8 = 0.35
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -61,8 +64,11 @@ def draw_population(cfg: GeneratorConfig) -> Population:
     topic_centres = _unit_rows(rng.normal(size=(cfg.topics, d)))
     group_topic = np.argmax(group_centres @ topic_centres.T, axis=1)
 
+    # Individual spread around the group's (the topic's) centre: its expected norm is
+    # the same in any latent dimension (0.35 per coordinate at 8 dimensions).
+    spread = SPREAD_AT_8 * np.sqrt(8 / d)
     group = rng.integers(0, cfg.groups, cfg.users)
-    user_latent = _unit_rows(group_centres[group] + 0.35 * rng.normal(size=(cfg.users, d)))
+    user_latent = _unit_rows(group_centres[group] + spread * rng.normal(size=(cfg.users, d)))
     # Heavy-tailed activity: most users show up on a few days with a few exposures.
     p_active = np.clip(rng.beta(0.45, 1.3, cfg.users), 0.02, 0.97)
     events_per_day = 1 + np.floor(cfg.max_events_per_active_day * rng.beta(0.6, 3.0, cfg.users))
@@ -82,7 +88,7 @@ def draw_population(cfg: GeneratorConfig) -> Population:
 
     # Items of topic t are t, t+T, t+2T, ...: an item of a given topic is cheap to draw.
     topic = np.arange(cfg.items) % cfg.topics
-    item_latent = _unit_rows(topic_centres[topic] + 0.35 * rng.normal(size=(cfg.items, d)))
+    item_latent = _unit_rows(topic_centres[topic] + spread * rng.normal(size=(cfg.items, d)))
     categories_per_topic = max(1, cfg.categories // cfg.topics)
     category = topic * categories_per_topic + rng.integers(0, categories_per_topic, cfg.items)
     items = pd.DataFrame(
