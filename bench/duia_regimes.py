@@ -343,7 +343,10 @@ def cluster_health(test, ids, res_models: dict, label: str, seeds) -> dict:
             "served": ",".join(h.get("served", [])) or ("none" if "served" in h else "n/a"),
         })  # fmt: skip
     df = pd.DataFrame(rows)
-    out = {c: float(df[c].mean()) for c in ("ami", "ami_low", "reach_low", "aux_auc", "dead", "entropy")}
+    out = {
+        c: float(df[c].mean())
+        for c in ("ami", "ami_low", "reach_low", "aux_auc", "dead", "entropy")
+    }
     out["served"] = "; ".join(df["served"])
     return out
 
@@ -366,13 +369,19 @@ def compare_cells(cell, res, feed, seeds, tasks) -> list[dict]:
                     b = np.array([res[(label, s)][(t, g)][i] for s in seeds])
                     row[f"{metric}_ple"] = float(np.nanmean(a))
                     row[f"{metric}_delta"] = float(np.nanmean(b - a))
-                    p = stats.ttest_rel(b, a).pvalue if len(seeds) > 1 and np.any(b != a) else float("nan")
+                    p = (
+                        stats.ttest_rel(b, a).pvalue
+                        if len(seeds) > 1 and np.any(b != a)
+                        else float("nan")
+                    )
                     row[f"{metric}_p_seeds"] = float(p)
                 ua = pd.DataFrame([res[("ple", s)][(t, g)][2] for s in seeds]).mean()
                 ub = pd.DataFrame([res[(label, s)][(t, g)][2] for s in seeds]).mean()
                 both = ua.index.intersection(ub.index)
                 d = (ub[both] - ua[both]).to_numpy()
-                row["gauc_p_users"] = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else float("nan")
+                row["gauc_p_users"] = (
+                    float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else float("nan")
+                )
                 rows.append(row)
         for g in SEGMENTS:
             base = [feed.get(("ple", s, g)) for s in seeds]
@@ -461,11 +470,19 @@ def map_table(all_rows, all_health) -> list[str]:
             cells = []
             for task, seg in (("click", "low"), ("long_view", "low")):
                 r = get(rows, model, task, seg, "gauc_delta")
-                cells.append("–" if r is None else f"{100 * r['gauc_delta']:+.2f} pt ({_p(r['gauc_p_users'])})")
+                cells.append(
+                    "–"
+                    if r is None
+                    else f"{100 * r['gauc_delta']:+.2f} pt ({_p(r['gauc_p_users'])})"
+                )
             u = get(rows, model, "uvc", "low", "uvc_rel")
-            cells.append("–" if u is None else f"{100 * u['uvc_rel']:+.1f} % ({_p(u['uvc_p_seeds'])})")
+            cells.append(
+                "–" if u is None else f"{100 * u['uvc_rel']:+.1f} % ({_p(u['uvc_p_seeds'])})"
+            )
             r = get(rows, model, "click", "sparse", "gauc_delta")
-            cells.append("–" if r is None else f"{100 * r['gauc_delta']:+.2f} pt ({_p(r['gauc_p_users'])})")
+            cells.append(
+                "–" if r is None else f"{100 * r['gauc_delta']:+.2f} pt ({_p(r['gauc_p_users'])})"
+            )
             r = get(rows, model, "click", "high", "gauc_delta")
             cells.append("–" if r is None else f"{100 * r['gauc_delta']:+.2f} pt")
             h = all_health[cell][model]
@@ -547,7 +564,7 @@ def main() -> int:
         "",
         f"{len(seeds)} seeds a cell; central cell: "
         + ", ".join(f"{k} {v}" for k, v in CENTRAL.items())
-        + "; the other cells change one knob (docs/pipeline.md, \"The synthetic generator\").",
+        + '; the other cells change one knob (docs/pipeline.md, "The synthetic generator").',
         "",
         "## The map",
         "",

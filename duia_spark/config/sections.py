@@ -126,9 +126,11 @@ class GeneratorConfig:
                 f"generator.sparse_user_events: expected [min, max] with 1 <= min <= max, got {lo_hi!r}"
             )
         if self.popularity_skew <= 0 or self.communities < 0:
-            raise ConfigError("generator.popularity_skew must be > 0 and generator.communities >= 0")
+            raise ConfigError(
+                "generator.popularity_skew must be > 0 and generator.communities >= 0"
+            )
         if self.sparse_user_share + self.new_user_share > 0 and not (
-            1 <= self.late_days and 1 <= self.debut_days <= self.days - self.late_days
+            self.late_days >= 1 and 1 <= self.debut_days <= self.days - self.late_days
         ):
             raise ConfigError(
                 f"generator.late_days ({self.late_days}) and generator.debut_days "

@@ -217,9 +217,13 @@ def generate_day_events(
         .otherwise(late & as_anyone)
     )
     u = pop_users.where(active)
-    n_events = F.when(debut, F.col("debut_events")).otherwise(
-        F.floor(F.col("events_per_day") * (0.5 + _uniform(seed, "n", F.col("uid"), day_no))) + 1
-    ).cast("int")
+    n_events = (
+        F.when(debut, F.col("debut_events"))
+        .otherwise(
+            F.floor(F.col("events_per_day") * (0.5 + _uniform(seed, "n", F.col("uid"), day_no))) + 1
+        )
+        .cast("int")
+    )
     ev = u.withColumn("k", F.explode(F.sequence(F.lit(0), n_events - 1)))
     key = (F.col("uid"), day_no, F.col("k"))
     # `targeted_share` of the exposures come from the user's group's favourite topic (what

@@ -17,7 +17,10 @@ def test_chance_is_corrected_even_with_many_more_clusters_than_groups():
     # 128 random clusters of 2,000 items share much raw mutual information with 8
     # groups by chance; the adjustment takes it away.
     rng = np.random.default_rng(1)
-    assert abs(adjusted_mutual_information(rng.integers(0, 8, 2000), rng.integers(0, 128, 2000))) < 0.02
+    assert (
+        abs(adjusted_mutual_information(rng.integers(0, 8, 2000), rng.integers(0, 128, 2000)))
+        < 0.02
+    )
 
 
 def test_a_toy_clustering_scores_between_chance_and_perfect_as_it_mixes_groups():

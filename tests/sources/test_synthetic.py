@@ -166,7 +166,9 @@ def test_sparse_users_are_seen_once_before_the_late_days_and_new_users_not_at_al
     new = per_user[per_user.cohort == 2]
     assert len(new) > 30 and new["events"].isna().all()
     # In the late days they come back as anyone does.
-    late_users = set(ev.where(F.col("date") >= late_start).select("user_id").distinct().toPandas().user_id)
+    late_users = set(
+        ev.where(F.col("date") >= late_start).select("user_id").distinct().toPandas().user_id
+    )
     assert len(late_users & set(sparse.user_id)) > 0.3 * len(sparse)
     assert len(late_users & set(new.user_id)) > 0.3 * len(new)
 
