@@ -256,35 +256,13 @@ def _kept_epoch(history, cfg) -> int:
 
 # ------------------------------------------------------------------ evaluation
 def group_masks(test: pd.DataFrame, ids: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row masks of the segments and of the generator's sparse and new cohorts (those
+    the world has)."""
     seg, cohort = test["segment"].to_numpy(), ids["cohort"].to_numpy()
     masks = {"all": np.ones(len(test), dtype=bool)}
     masks.update({s: seg == s for s in ("low", "mid", "high")})
     masks.update({c: cohort == c for c in ("sparse", "new")})
-    return masks
-
-
-def ranking_cells(test, ids, tasks, scores: dict) -> dict:
-    """{(model, seed): {(task, group): (auc, gauc, {user: auc})}}, bench/quality.py's way."""
-    from duia_spark.contract import label_column
-    from duia_spark.evaluation.auc import auc, gauc
-
-    masks = group_masks(test, ids)
-    users = test["user_idx"].to_numpy()
-    res = {}
-    for key, s in scores.items():
-        cells = {}
-        for t in tasks:
-            value, known = label_column(t)
-            y = (test[value].to_numpy() > 0).astype(int)
-            k = test[known].to_numpy() > 0
-            for g, m in masks.items():
-                m = m & k
-                if m.sum() == 0:
-                    continue
-                cells[(t, g)] = (auc(y[m], s[t][m]), gauc(users[m], y[m], s[t][m]),
-                                 q.user_aucs(users[m], y[m], s[t][m]))  # fmt: skip
-        res[key] = cells
-    return res
+    return {g: m for g, m in masks.items() if m.any()}
 
 
 def feeds(cfg, work: Path, test, ids, rank_scores: dict) -> dict:
@@ -517,7 +495,7 @@ def run_cell(cell: str, args, seeds) -> tuple[list[str], list[dict], dict]:
     u_lat, i_lat = truth_latents(work, ids["user_id"], ids["item_id"])
     affinity = (u_lat * i_lat).sum(axis=1)  # every task's true probability rises with it
     scores[("oracle", -1)] = {t: affinity for t in TASKS}
-    res = ranking_cells(test, ids, TASKS, scores)
+    res = q.evaluate(test, TASKS, scores, group_masks(test, ids))
     feed = feeds(cfg, work, test, ids, rank_scores)
     rows = compare_cells(cell, res, feed, seeds, TASKS)
     health = {label: cluster_health(test, ids, trained, label, seeds) for label, _, _ in MODELS[1:]}

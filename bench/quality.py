@@ -504,12 +504,18 @@ def platform_degrees(cfg, test: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def evaluate(test: pd.DataFrame, tasks, score_cols: dict[tuple[str, int], dict[str, np.ndarray]]):
-    """Per (model, seed): {(task, segment): (auc, gauc, {user: auc})}."""
+def evaluate(
+    test: pd.DataFrame,
+    tasks,
+    score_cols: dict[tuple[str, int], dict[str, np.ndarray]],
+    groups: dict[str, np.ndarray] | None = None,
+):
+    """Per (model, seed): {(task, group): (auc, gauc, {user: auc})}; `groups` are row
+    masks (default `segment_group_masks(test)`)."""
     from duia_spark.contract import label_column
     from duia_spark.evaluation.auc import auc, gauc
 
-    groups = segment_group_masks(test)
+    groups = segment_group_masks(test) if groups is None else groups
     users = test["user_idx"].to_numpy()
     res = {}
     for key, scores in score_cols.items():

@@ -94,11 +94,10 @@ class GeneratorConfig:
     # Popularity draw: item = floor(u ** popularity_skew * items), u uniform; a larger
     # skew concentrates exposures on the head of the catalogue (a longer tail).
     popularity_skew: float = 2.0
-    # Profile column `community` (`communities` values, 0 = one per group): with this
-    # probability a user's is their group's own, else drawn uniformly. 0 = the profile
-    # says nothing about the group; 1 = it names the group.
+    # Profile column `community` (one value per group): with this probability a user's
+    # is their group's own, else drawn uniformly. 0 = the profile says nothing about the
+    # group; 1 = it names the group.
     profile_informativeness: float = 0.0
-    communities: int = 0
     # Premise users. The last `late_days` days of the log are the window a quality study
     # tests on; before it, a sparse user is seen on one day only (among the
     # `debut_days` days before the late days) with `sparse_user_events` [min, max]
@@ -125,9 +124,9 @@ class GeneratorConfig:
             raise ConfigError(
                 f"generator.sparse_user_events: expected [min, max] with 1 <= min <= max, got {lo_hi!r}"
             )
-        if self.popularity_skew <= 0 or self.communities < 0:
+        if self.popularity_skew <= 0:
             raise ConfigError(
-                "generator.popularity_skew must be > 0 and generator.communities >= 0"
+                f"generator.popularity_skew: expected > 0, got {self.popularity_skew}"
             )
         if self.sparse_user_share + self.new_user_share > 0 and not (
             self.late_days >= 1 and 1 <= self.debut_days <= self.days - self.late_days

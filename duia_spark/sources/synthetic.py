@@ -116,9 +116,8 @@ def premise_columns(cfg: GeneratorConfig, group: np.ndarray) -> dict[str, np.nda
     when these knobs do."""
     rng = np.random.default_rng([cfg.seed, 2])
     n = len(group)
-    communities = cfg.communities or cfg.groups
     told = rng.random(n) < cfg.profile_informativeness
-    community = np.where(told, group % communities, rng.integers(0, communities, n))
+    community = np.where(told, group, rng.integers(0, cfg.groups, n))
     u = rng.random(n)
     cohort = np.where(
         u < cfg.sparse_user_share,
