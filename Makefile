@@ -14,6 +14,7 @@ MLFLOW_DB ?= $(CURDIR)/.duia/demo/mlflow.db
 PYTEST_ARGS ?=
 QUALITY_ARGS ?=
 PIPELINE_ARGS ?=
+INCREMENTAL_ARGS ?=
 # The optional Airflow extra lives in its own venv: the scheduler does not need the Spark stack.
 AIRFLOW_VENV ?= $(VENV)-airflow
 AIRFLOW_PIN := $(shell sed -n 's/^ *\(apache-airflow==[^ ]*\) *$$/\1/p' setup.cfg)
@@ -24,7 +25,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality bench-ranker bench-regimes bench-gpu submit mlflow-ui clean
+.PHONY: help setup airflow-setup browser-setup test test-airflow test-browser test-fast lint format demo bench bench-setup bench-pipeline bench-model bench-train bench-score bench-quality bench-ranker bench-regimes bench-incremental bench-gpu submit mlflow-ui clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -117,6 +118,9 @@ bench-ranker: bench-setup ## our ple vs torch-rechub's PLE per dataset x task x 
 
 bench-regimes: bench-setup ## ple vs ple+duia across synthetic worlds built to DUIA's premise (REGIMES_ARGS, e.g. --cells central,groups8 --seeds 0,1,2)
 	$(PY) bench/duia_regimes.py $(REGIMES_ARGS)
+
+bench-incremental: bench-setup ## incremental vs full retrain over 4 consecutive nights, synthetic (+ KuaiRand with --kuairand-path), 3 seeds (INCREMENTAL_ARGS)
+	$(PY) bench/incremental.py $(INCREMENTAL_ARGS)
 
 bench-gpu: setup ## the GPU check on a CUDA machine (< 8 min): model bench, TorchDistributor training, scoring
 	PY=$(PY) bash bench/gpu_check.sh

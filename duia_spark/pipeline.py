@@ -59,8 +59,9 @@ def plan_stages(
 
 
 def baseline_variants(baselines: list[str], main_variant: str) -> list[str]:
-    """The variants the `train-baselines` stage trains beside the main model (each cold,
-    unregistered): evaluate.baselines without the main variant."""
+    """The variants the `train-baselines` stage trains beside the main model (each
+    unregistered, continuing from its own last run): evaluate.baselines without the main
+    variant."""
     return [v for v in baselines if v != main_variant]
 
 

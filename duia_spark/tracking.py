@@ -84,9 +84,12 @@ def download_model_artifacts(cfg: Config, version: str, dst: str) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst))
 
 
-def latest_training_run(cfg: Config, variant: str, data_date: str | None = None):
-    """The newest training run of `variant` in the configured experiment (for
-    `data_date`, when given), or None."""
+def latest_training_run(
+    cfg: Config, variant: str, data_date: str | None = None, before: str | None = None
+):
+    """The newest training run of `variant` in the configured experiment, or None: for
+    `data_date` when given; with `before` (an ISO date), the run of the latest data date
+    before it (the newest run of that date)."""
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
         return None
@@ -97,9 +100,12 @@ def latest_training_run(cfg: Config, variant: str, data_date: str | None = None)
         [exp.experiment_id],
         filter_string=where,
         order_by=["start_time DESC"],
-        max_results=1,
+        max_results=1 if before is None else 1000,
         output_format="list",
     )
+    if before is not None:  # ISO dates compare as strings; the first of a date is its newest
+        dated = [r for r in runs if r.data.tags.get("data_date", "") < before]
+        runs = sorted(dated, key=lambda r: r.data.tags["data_date"], reverse=True)
     return runs[0] if runs else None
 
 

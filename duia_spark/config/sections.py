@@ -228,8 +228,15 @@ class TrainConfig:
     # (one-sided Wilcoxon signed-rank test over the users of D of their per-user AUC with
     # minus without the head, on the selection metric's binary tasks). 1.0 = no test.
     residual_gate_alpha: float = 0.05
+    # A night continues from the last model (the champion; a baseline: its own last run)
+    # on the days since its data date, from its weights and memories; false: every night
+    # retrains the whole window (training/incremental.py).
+    incremental: bool = True
+    # ... except every N days since the chain's last full retrain (0: only when there is
+    # no earlier model or `duia train --full` asks).
+    full_retrain_every_days: int = 7
+    # Start from nothing: no earlier model's weights or cluster memories, the whole window.
     cold_start: bool = False
-    warm_start_weights: bool = False
 
     def __post_init__(self) -> None:
         for name in ("train_days", "validation_days"):  # the loader has made them ints
@@ -237,6 +244,11 @@ class TrainConfig:
                 raise ConfigError(
                     f"train.{name}: expected a whole number >= 1, got {getattr(self, name)!r}"
                 )
+        if self.full_retrain_every_days < 0:
+            raise ConfigError(
+                "train.full_retrain_every_days: expected a whole number >= 0 (0 = never "
+                f"scheduled), got {self.full_retrain_every_days!r}"
+            )
         if self.residual_gate_margin < 0:
             raise ConfigError(
                 f"train.residual_gate_margin: expected a number >= 0, got {self.residual_gate_margin}"

@@ -50,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force", action="store_true", help="re-run stages that already succeeded for D"
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="train the models on the whole train.train_days window tonight (default: "
+        "continue from the last models on the days since their data date)",
+    )
 
 
 def _now() -> dt.datetime:
@@ -72,7 +78,9 @@ def succeeded_stages(lake: Lakehouse, day: dt.date) -> set[str]:
     return {r["stage"] for r in rows.select("stage").collect()}  # <= a dozen rows
 
 
-def run_stage(cfg: Config, stage: str, day: dt.date, raw: str | None, source: str) -> None:
+def run_stage(
+    cfg: Config, stage: str, day: dt.date, raw: str | None, source: str, full: bool = False
+) -> None:
     """One ledger stage of the night, through the stages' typed functions; raises when
     one fails."""
     from duia_spark.stages import (
@@ -97,12 +105,12 @@ def run_stage(cfg: Config, stage: str, day: dt.date, raw: str | None, source: st
     elif stage in day_stages:
         calls = [lambda: day_stages[stage].for_day(cfg, day)]
     elif stage == "train":
-        calls = [lambda: train.train(cfg, train.TrainRequest(day))]
+        calls = [lambda: train.train(cfg, train.TrainRequest(day, full=full))]
     elif stage == "train-baselines":
         variants = baseline_variants(cfg.evaluate.baselines, cfg.model.variant)
         calls = [
             lambda v=v: train.train(
-                cfg, train.TrainRequest(day, variant=v, cold_start=True, register=False)
+                cfg, train.TrainRequest(day, variant=v, full=full, register=False)
             )
             for v in variants
         ]
@@ -147,7 +155,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print(f"[nightly] {day} ▶ {stage}", flush=True)
         try:
             # `cfg` already carries --conf/--set/--lakehouse.
-            run_stage(cfg, stage, day, args.raw, args.source)
+            run_stage(cfg, stage, day, args.raw, args.source, args.full)
         except Exception as e:
             _fail(lake, day, stage, started, t0, e)
             return 1

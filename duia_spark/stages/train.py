@@ -1,8 +1,12 @@
 """`duia train --date D`: gold.samples → Petastorm → TorchDistributor (DDP) → MLflow.
 
-Trains on the samples of [D - train.train_days, D) and validates on D (a temporal
-split; with train.validation_days N > 1 the last N days up to D validate and the
-train_days before them train: training/split.py). The driver alone talks to MLflow: it
+Validates on D (with train.validation_days N > 1: the last N days up to D) and trains
+on the days since the model it continues from — the champion, or for a run that is not
+registered (the baselines) its variant's last run — starting from that model's weights,
+cluster memories and residual head (training/incremental.py): one day in a normal night.
+With no earlier model, `--full`, or the full-retrain schedule it trains on the whole
+[D - train.train_days, D) window instead (training/split.py), starting from the
+earlier model's cluster memories only; `--cold-start` starts from nothing. The driver alone talks to MLflow: it
 logs params, per-epoch metrics, plots, lineage, the pyfunc model with its cluster
 memory, and registers the version. A run that stops before its last epoch registers
 nothing; `--resume` continues it.
@@ -33,6 +37,7 @@ from duia_spark.training.dataset import (
     deterministic_layout,
     select_training_columns,
 )
+from duia_spark.training.incremental import FULL, TrainingPlan, plan_training
 from duia_spark.training.loop import TrainJob, train_rank, wants_gpu
 from duia_spark.training.split import TemporalSplit, temporal_split
 
@@ -44,7 +49,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue a stopped run from its last checkpoint"
     )
-    p.add_argument("--cold-start", action="store_true", help="ignore the champion's cluster memory")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="retrain on the whole train.train_days window (default: continue from the last "
+        "model on the days since its data date)",
+    )
+    p.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start from nothing: no earlier model's weights or cluster memory (implies --full)",
+    )
     p.add_argument(
         "--variant", help="model variant (model.variant): ple, ple+uie, ple+uie+upbe, ple+duia"
     )
@@ -87,7 +102,8 @@ class TrainRequest:
     day: dt.date
     variant: str | None = None  # None: model.variant
     resume: bool = False  # continue a stopped run from its last checkpoint
-    cold_start: bool = False  # ignore the champion (also train.cold_start)
+    cold_start: bool = False  # start from nothing, on the whole window (also train.cold_start)
+    full: bool = False  # retrain on the whole window (else incremental when there is a model)
     register: bool = True  # register a model version (else: log the run only)
 
 
@@ -122,9 +138,8 @@ class _Rows:
         }
 
 
-def _split_rows(cfg: Config, lake: Lakehouse, day: dt.date, variant: str) -> _Rows:
-    """The temporal split of gold.samples for D; fails naming the window without rows."""
-    split = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
+def _split_rows(cfg: Config, lake: Lakehouse, split: TemporalSplit, variant: str) -> _Rows:
+    """The split's rows of gold.samples; fails naming the window without rows."""
     samples = lake.read("samples")
     check_sample_columns(samples.columns, cfg.model)
     train_df, val_df = split.training_rows(samples), split.validation_rows(samples)
@@ -143,19 +158,43 @@ def _split_rows(cfg: Config, lake: Lakehouse, day: dt.date, variant: str) -> _Ro
     return rows
 
 
-def _warm_start(cfg: Config, cold_start: bool, folder: Path) -> tuple:
-    """(memory, weights, version) of the champion to start from; Nones for a cold start."""
-    from duia_spark.training.registry import warm_start_paths
+def _plan(cfg: Config, request: TrainRequest, variant: str) -> tuple[TrainingPlan, object]:
+    """The night's training plan (full or incremental) and the earlier model (or None)
+    whose files it starts from; prints both in one line."""
+    from duia_spark.training.registry import earlier_model
 
-    if cfg.train.cold_start or cold_start:
-        return None, None, None
-    warm = warm_start_paths(cfg, folder, cfg.train.warm_start_weights)
-    print(
-        f"[train] warm start from version {warm[2]}"
-        if warm[2]
-        else "[train] no champion yet: cold start"
+    tc = cfg.train
+    if tc.cold_start or request.cold_start:
+        window = temporal_split(request.day, tc.train_days, tc.validation_days)
+        plan = TrainingPlan(FULL, window, None, "cold start, no earlier model used")
+        print(f"[train] {plan.describe()}")
+        return plan, None
+    earlier = earlier_model(cfg, variant, request.day, request.register)
+    plan = plan_training(
+        request.day,
+        tc.train_days,
+        tc.validation_days,
+        earlier,
+        incremental=tc.incremental,
+        full_requested=request.full,
+        full_retrain_every_days=tc.full_retrain_every_days,
     )
-    return warm
+    print(f"[train] {plan.describe()}")
+    return plan, earlier
+
+
+def _start_files(cfg: Config, plan: TrainingPlan, earlier, folder: Path) -> tuple:
+    """(memory, weights) files to start from: an incremental night takes the earlier
+    model's weights (its residual head included) and memories; a full retrain only its
+    memories (the clustering streams across nights)."""
+    from duia_spark.training.registry import download_start_files
+
+    if earlier is None:
+        return None, None
+    memory, weights = download_start_files(cfg, earlier, folder, with_weights=plan.incremental)
+    what = "weights and cluster memories" if plan.incremental else "cluster memories"
+    print(f"[train] starts from the {what} of {earlier.label} ({earlier.data_date})")
+    return memory, weights
 
 
 def _converters(spark, cfg: Config, model_cfg, rows: _Rows) -> tuple:
@@ -214,11 +253,12 @@ def train(cfg: Config, request: TrainRequest) -> int:
     spark = build_spark_session(cfg, "duia-train")
     lake = Lakehouse(spark, cfg)
     day = request.day
-    rows = _split_rows(cfg, lake, day, cfg.model.variant)
-    model_cfg = model_config_for_data(cfg, lake)
     tracking.configure_mlflow(cfg)
+    plan, earlier = _plan(cfg, request, cfg.model.variant)
+    rows = _split_rows(cfg, lake, plan.split, cfg.model.variant)
+    model_cfg = model_config_for_data(cfg, lake)
     tmp = Path(tempfile.mkdtemp(prefix="duia-train-"))
-    warm_memory, warm_weights, warm_version = _warm_start(cfg, request.cold_start, tmp / "champion")
+    warm_memory, warm_weights = _start_files(cfg, plan, earlier, tmp / "earlier")
     converters = _converters(spark, cfg, model_cfg, rows)
     ckpt = Path(cfg.resolve_path(cfg.train.checkpoint_dir))
     ckpt = ckpt / f"{day}_{model_cfg.variant.replace('+', '_')}"
@@ -237,6 +277,8 @@ def train(cfg: Config, request: TrainRequest) -> int:
         resume=request.resume,
         warm_memory=warm_memory,
         warm_weights=warm_weights,
+        # an incremental night keeps the model it started from unless an epoch beats it
+        validate_start=plan.incremental,
     )
     t0 = time.time()
     _train_distributed(cfg, job, converters)
@@ -253,7 +295,8 @@ def train(cfg: Config, request: TrainRequest) -> int:
         out_dir,
         day,
         rows.lineage(lake),
-        warm_version,
+        plan,
+        earlier,
         register=request.register,
         wall_s=time.time() - t0,
     )
@@ -271,6 +314,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         variant=args.variant,
         resume=args.resume,
         cold_start=args.cold_start,
+        full=args.full,
         register=not args.no_register,
     )
     return train(cfg, request)

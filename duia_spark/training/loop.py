@@ -47,6 +47,7 @@ class TrainJob:
     resume: bool = False
     warm_memory: str | None = None
     warm_weights: str | None = None
+    validate_start: bool = False  # the warm-started model is epoch 0's candidate (incremental)
 
 
 def train_rank(job: TrainJob) -> None:

@@ -23,6 +23,7 @@ from duia_spark.model_checksums import (
     rollback_advice,
 )
 from duia_spark.training import plots
+from duia_spark.training.incremental import EarlierModel, TrainingPlan
 from duia_spark.training.metrics import selection_value
 from duia_spark.training.pyfunc import DuiaPyfuncModel, load_ranker, score_frame
 from duia_spark.training.residual_gate import served_segments
@@ -30,30 +31,66 @@ from duia_spark.training.residual_gate import served_segments
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # duia_spark/, shipped with the model
 
 
-def warm_start_paths(
-    cfg: Config, dst: Path, with_weights: bool
-) -> tuple[str | None, str | None, str | None]:
-    """(memory file, weights file or None, version) to warm-start from, or Nones: the
-    current champion, or — when the champion is another variant (a baseline that the
-    evaluate stage's guard put in service) — the newest registered version of this
-    variant, whose memory is the latest state of the stream. Its files are checked
-    against the checksums recorded at registration (model_checksums.py)."""
-    champion = tracking.champion(cfg)
-    version = champion
-    if version is not None and version.tags.get("variant", cfg.model.variant) != cfg.model.variant:
-        version = tracking.newest_version_of_variant(cfg, cfg.model.variant)
-    if version is None:
-        return None, None, None
-    cold = "or train without it (`duia train --cold-start`)"
-    advice = (
-        f"{rollback_advice(cfg, version.version)}; {cold}"
-        if champion is not None and champion.version == version.version
-        else cold
+def _date_tag(tags: dict, key: str, fallback: dt.date | None = None) -> dt.date | None:
+    value = tags.get(key)
+    return dt.date.fromisoformat(value) if value else fallback
+
+
+def _earlier_version(cfg: Config, variant: str) -> EarlierModel | None:
+    """The registered model a night of `variant` continues from: the champion, or — when
+    the champion is another variant (a baseline that the evaluate stage's guard put in
+    service) — the newest registered version of this variant."""
+    version = tracking.champion(cfg)
+    if version is not None and version.tags.get("variant", variant) != variant:
+        version = tracking.newest_version_of_variant(cfg, variant)
+    if version is None or not version.tags.get("data_date"):
+        return None
+    data_date = _date_tag(version.tags, "data_date")
+    return EarlierModel(
+        label=f"version {version.version}",
+        uri=registered_uri(cfg, version.version),
+        data_date=data_date,
+        # a version registered before the tag existed began its own chain
+        last_full_retrain=_date_tag(version.tags, "last_full_retrain", data_date),
+        version=str(version.version),
     )
+
+
+def _earlier_run(cfg: Config, variant: str, day: dt.date) -> EarlierModel | None:
+    """The newest finished training run of `variant` dated before `day` (the baselines,
+    which are logged but not registered, continue from their own last run)."""
+    run = tracking.latest_training_run(cfg, variant, before=str(day))
+    if run is None:
+        return None
+    tags = run.data.tags
+    data_date = _date_tag(tags, "data_date")
+    return EarlierModel(
+        label=f"run {run.info.run_id[:8]}",
+        uri=f"runs:/{run.info.run_id}/model",
+        data_date=data_date,
+        last_full_retrain=_date_tag(tags, "last_full_retrain", data_date),
+    )
+
+
+def earlier_model(cfg: Config, variant: str, day: dt.date, registered: bool) -> EarlierModel | None:
+    """What a night of `variant` dated `day` continues from (training/incremental.py):
+    the champion's line for a model that is registered, its own last run otherwise."""
+    return _earlier_version(cfg, variant) if registered else _earlier_run(cfg, variant, day)
+
+
+def download_start_files(
+    cfg: Config, earlier: EarlierModel, dst: Path, with_weights: bool
+) -> tuple[str, str | None]:
+    """(memory file, weights file or None) of the model a night starts from, each checked
+    against the checksum recorded when it was logged (model_checksums.py)."""
+    cold = "or train without it (`duia train --cold-start`)"
+    champion = tracking.champion(cfg)
+    is_champion = champion is not None and str(champion.version) == earlier.version
+    advice = f"{rollback_advice(cfg, earlier.version)}; {cold}" if is_champion else cold
     keys = (ARTIFACT_MEMORY, ARTIFACT_WEIGHTS) if with_weights else (ARTIFACT_MEMORY,)
-    files = download_checked_files(registered_uri(cfg, version.version), dst, keys, "train", advice)
+    files = download_checked_files(earlier.uri, dst, keys, "train", advice)
     weights = files.get(ARTIFACT_WEIGHTS)
-    return str(files[ARTIFACT_MEMORY]), (str(weights) if weights else None), str(version.version)
+    return str(files[ARTIFACT_MEMORY]), (str(weights) if weights else None)
 
 
 def _pinned_requirements() -> list[str]:
@@ -151,13 +188,25 @@ def _register(cfg: Config, model_uri: str, tags: dict[str, str]) -> str:
     return str(mv.version)
 
 
+def _chain_tags(plan: TrainingPlan, warm_from: EarlierModel | None) -> dict[str, str]:
+    """How the run began: full or incremental, the chain's last full retrain, and the
+    model whose files it started from (incremental: all of them; full: the memories)."""
+    return {
+        "training_mode": plan.mode,
+        "last_full_retrain": str(plan.last_full_retrain),
+        "warm_start_from": warm_from.label if warm_from else "none",
+        "warm_start_version": (warm_from.version or "none") if warm_from else "none",
+    }
+
+
 def log_and_register(
     cfg: Config,
     model_cfg: ModelConfig,
     out_dir: Path,
     day: dt.date,
     lineage: dict,
-    warm_version: str | None,
+    plan: TrainingPlan,
+    warm_from: EarlierModel | None,
     register: bool = True,
     wall_s: float = 0.0,
 ) -> dict:
@@ -191,7 +240,7 @@ def log_and_register(
                 "variant": model_cfg.variant,
                 "config_hash": chash,
                 "git_commit": tracking.git_commit(),
-                "warm_start_version": warm_version or "none",
+                **_chain_tags(plan, warm_from),
                 **{f"lineage.{k}": str(v) for k, v in lineage.items()},
                 **checksums,
             }
@@ -211,6 +260,8 @@ def log_and_register(
                 "variant": model_cfg.variant,
                 "config_hash": chash,
                 "run_id": run.info.run_id,
+                "training_mode": plan.mode,
+                "last_full_retrain": str(plan.last_full_retrain),
                 **checksums,
             }
             version = _register(cfg, info.model_uri, tags)

@@ -142,6 +142,8 @@ class Trainer:
     def fit(self) -> bool:
         """Train the remaining epochs. -> False when stopped by `train.stop_after_epochs`
         (a later run resumes), True when done (rank 0 has written the results)."""
+        if self.job.validate_start and self.start_epoch == 0 and self.rank == 0:
+            self.validate_start()
         for epoch in range(self.start_epoch, self.tc.epochs):
             record = self.train_one_epoch(epoch)
             if self.rank == 0:
@@ -214,6 +216,18 @@ class Trainer:
         return max(float(c) for c in checks) - min(float(c) for c in checks)
 
     # ------------------------------------------------------------------ selection (rank 0)
+    def validate_start(self) -> None:
+        """An incremental night: the model it starts from is the first candidate (epoch 0),
+        kept unless an epoch validates better."""
+        model, tc = self.model, self.tc
+        with base_ranker_only(model):
+            scores = evaluate_rows(model, self.job.val_data, self.cfg, tc.batch_size, self.device)
+        record = {"epoch": 0, "loss": float("nan"), **scores}
+        metric = selection_value(record, tc.selection_metric)
+        self.keep_if_better(metric, None)
+        self.selection.history.append(record)
+        self.log(f"epoch 0 (the model it starts from): val {tc.selection_metric} {metric:.4f}")
+
     def evaluate(self, record: dict) -> tuple[float, dict | None]:
         """Validate the epoch, adding its metrics to `record`. -> (its selection value,
         the averaged weights' state when they validated better, else None)."""

@@ -84,9 +84,7 @@ def stage_jobs(stage: str) -> list[list[str]]:
     if stage == "ingest":
         return [["ingest", "--source", SOURCE, "--path", RAW]]
     if stage == "train-baselines":
-        return [
-            ["train", "--variant", v, "--no-register", "--cold-start"] for v in BASELINE_VARIANTS
-        ]
+        return [["train", "--variant", v, "--no-register"] for v in BASELINE_VARIANTS]
     return [[stage]]
 
 

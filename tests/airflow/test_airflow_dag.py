@@ -109,8 +109,7 @@ def test_each_task_spark_submits_its_job_with_the_runs_values_quoted_from_the_en
         _render(dag, "item-stats")[0] == f'{SUBMIT} jobs/item_stats.py --date "$DUIA_DATE" {CONF}'
     )
     assert _render(dag, "train-baselines")[0] == (
-        f'{SUBMIT} jobs/train.py --date "$DUIA_DATE" --variant ple --no-register --cold-start '
-        f"{CONF}"
+        f'{SUBMIT} jobs/train.py --date "$DUIA_DATE" --variant ple --no-register {CONF}'
     )
     command, env = _render(dag, "score", conf="/etc/duia.yaml")
     assert command == f'{SUBMIT} jobs/score.py --date "$DUIA_DATE" {CONF}'

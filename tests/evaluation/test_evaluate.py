@@ -105,7 +105,7 @@ def test_the_simulated_feed_rewards_rankings_that_follow_the_truth(spark):
 
 def _train(cfg, **kw):
     args = argparse.Namespace(
-        date=VAL_DAY, resume=False, cold_start=False, variant=None, no_register=False
+        date=VAL_DAY, resume=False, cold_start=False, full=False, variant=None, no_register=False
     )
     vars(args).update(kw)
     return train_stage.run(cfg, args)
@@ -188,7 +188,7 @@ def test_the_baseline_guard_names_the_baseline_that_beats_the_new_model_in_a_seg
 def test_a_duia_model_that_loses_to_the_nights_ple_baseline_never_serves(
     tiny_lake, train_cfg, capsys, tmp_path
 ):
-    from duia_spark.training.registry import warm_start_paths
+    from duia_spark.training.registry import earlier_model
 
     cfg = dataclasses.replace(
         train_cfg,
@@ -215,8 +215,9 @@ def test_a_duia_model_that_loses_to_the_nights_ple_baseline_never_serves(
     # Re-running the evaluation registers nothing new.
     assert _evaluate(cfg, version="1") == 0
     assert len(client.search_model_versions(f"name='{name}'")) == 2
-    # Tomorrow's DUIA model warm-starts its memory from the DUIA stream, not the baseline.
-    assert warm_start_paths(cfg, tmp_path / "warm", False)[2] == "1"
+    # Tomorrow's DUIA model continues the DUIA line, not the baseline.
+    tomorrow = VAL_DAY + dt.timedelta(days=1)
+    assert earlier_model(cfg, "ple+duia", tomorrow, registered=True).version == "1"
 
 
 def test_the_guard_has_its_own_tolerances_or_the_gates():

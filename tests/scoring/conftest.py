@@ -147,7 +147,7 @@ def scoring_world(spark, scoring_cfg):
     training.write_tiny_lakehouse(spark, lake, cfg)
     val_day = training.FIRST_DAY + dt.timedelta(days=training.N_DAYS - 1)
     args = argparse.Namespace(
-        date=val_day, resume=False, cold_start=True, variant=None, no_register=False
+        date=val_day, resume=False, cold_start=True, full=False, variant=None, no_register=False
     )
     assert train_stage.run(cfg, args) == 0
     MlflowClient().set_registered_model_alias(cfg.mlflow.registered_model, "champion", "1")

@@ -78,9 +78,11 @@ def _register_copy(cfg, tmp_path: Path, name: str):
     )
     copy = dataclasses.replace(cfg, mlflow=dataclasses.replace(cfg.mlflow, registered_model=name))
     model_cfg = ModelConfig.from_dict(json.loads((out / "model_config.json").read_text()))
+    from duia_spark.training.incremental import plan_training
     from duia_spark.training.registry import log_and_register
 
-    result = log_and_register(copy, model_cfg, out, VAL_DAY, {}, None)
+    plan = plan_training(VAL_DAY, cfg.train.train_days, cfg.train.validation_days, None)
+    result = log_and_register(copy, model_cfg, out, VAL_DAY, {}, plan, None)
     MlflowClient().set_registered_model_alias(name, "champion", result["version"])
     return copy
 
@@ -157,10 +159,12 @@ def test_duia_score_reports_a_cut_champion_in_one_line(scoring_root, cut_champio
 
 @pytest.mark.slow
 def test_the_warm_start_refuses_a_cut_champion(cut_champion, tmp_path):
-    from duia_spark.training.registry import warm_start_paths
+    from duia_spark.training.registry import download_start_files, earlier_model
 
+    cfg = cut_champion
+    earlier = earlier_model(cfg, cfg.model.variant, dt.date(2100, 1, 1), registered=True)
     with pytest.raises(ModelFilesError, match=r"v1: artifacts/weights.pt .*--cold-start"):
-        warm_start_paths(cut_champion, tmp_path / "warm", with_weights=True)
+        download_start_files(cfg, earlier, tmp_path / "warm", with_weights=True)
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ VAL_DAY = FIRST_DAY + dt.timedelta(days=N_DAYS - 1)
 
 def run_train(cfg, **kw) -> int:
     args = argparse.Namespace(
-        date=VAL_DAY, resume=False, cold_start=False, variant=None, no_register=False
+        date=VAL_DAY, resume=False, cold_start=False, full=False, variant=None, no_register=False
     )
     for k, v in kw.items():
         setattr(args, k, v)
@@ -198,3 +198,38 @@ def test_the_kept_epoch_is_chosen_on_one_metric_or_the_mean_of_several():
     with pytest.raises(ValueError, match="'gauc/clik/all' is not a validation metric"):
         selection_value(record, "auc/click/all+gauc/clik/all")
     assert np.isnan(selection_value({"loss": 0.5}, "auc/click/all"))  # nothing validated
+
+
+@pytest.mark.slow
+def test_a_night_after_a_champion_trains_on_the_new_day_only_and_starts_from_the_champion(
+    tiny_lake, train_cfg, capsys
+):
+    cfg = with_train(train_cfg, epochs=1, train_days=2)
+    yesterday = VAL_DAY - dt.timedelta(days=1)
+    assert run_train(cfg, date=yesterday) == 0  # no champion yet: the whole window
+    client, name = MlflowClient(), cfg.mlflow.registered_model
+    window = f"{yesterday - dt.timedelta(days=2)}..{yesterday - dt.timedelta(days=1)}"
+    assert (
+        f"[train] full training on {window}: no earlier model of this variant to continue "
+        "from" in capsys.readouterr().out
+    )
+    client.set_registered_model_alias(name, "champion", "1")
+    assert run_train(cfg) == 0  # tonight: the one day since the champion's data date
+    assert (
+        f"[train] incremental training on {yesterday}: continues version 1 (data date "
+        f"{yesterday}) on the day since" in capsys.readouterr().out
+    )
+    v2 = client.get_model_version(name, "2")
+    tags = client.get_run(v2.run_id).data.tags
+    assert tags["lineage.train_rows"] == "400"  # one day of the tiny lake
+    assert tags["lineage.train_dates"] == str(yesterday)
+    assert tags["training_mode"] == v2.tags["training_mode"] == "incremental"
+    assert tags["warm_start_version"] == "1" and v2.tags["last_full_retrain"] == str(yesterday)
+    history = run_history(v2.run_id)
+    assert history[0]["epoch"] == 0  # the champion itself, validated on tonight's day
+    # `--full` retrains the window, from the champion's memories only.
+    assert run_train(cfg, full=True) == 0
+    assert "[train] full training on" in capsys.readouterr().out
+    v3 = client.get_model_version(name, "3")
+    assert client.get_run(v3.run_id).data.tags["lineage.train_rows"] == "800"
+    assert v3.tags["training_mode"] == "full" and v3.tags["last_full_retrain"] == str(VAL_DAY)

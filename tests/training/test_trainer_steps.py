@@ -141,3 +141,52 @@ def test_a_time_boxed_run_resumes_to_the_straight_runs_result(tmp_path):
     a = torch.load(tmp_path / "straight" / "weights.pt")
     b = torch.load(tmp_path / "resumed" / "weights.pt")
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def is_cache(key: str) -> bool:
+    """The item-leaf lookup cache: loading memories resets it (model/duia.py)."""
+    return key.endswith(("leaf_cache", "cache_version"))
+
+
+def test_a_warm_started_trainer_begins_from_the_earlier_models_weights_and_memories(tmp_path):
+    train_rank(job(tmp_path, "earlier", "a", epochs=1))
+    earlier = tmp_path / "earlier"
+    warm = dataclasses.replace(
+        job(tmp_path, "next", "b"),
+        warm_weights=str(earlier / "weights.pt"),
+        warm_memory=str(earlier / "cluster_memory.safetensors"),
+    )
+    start = Trainer(warm, 0, 1, torch.device("cpu")).model.state_dict()
+    saved = torch.load(earlier / "weights.pt")
+    assert set(saved) == set(start)
+    assert all(torch.equal(start[k], saved[k]) for k in saved if not is_cache(k))
+    fresh = Trainer(job(tmp_path, "fresh", "c"), 0, 1, torch.device("cpu")).model.state_dict()
+    assert not all(torch.equal(fresh[k], saved[k]) for k in saved)  # a real difference
+
+
+def test_an_incremental_night_keeps_the_model_it_started_from_unless_an_epoch_beats_it(tmp_path):
+    train_rank(job(tmp_path, "earlier", "a", epochs=1))
+    earlier = tmp_path / "earlier"
+    warm = dataclasses.replace(
+        job(tmp_path, "next", "b", epochs=1),
+        warm_weights=str(earlier / "weights.pt"),
+        warm_memory=str(earlier / "cluster_memory.safetensors"),
+        validate_start=True,
+    )
+    trainer = Trainer(warm, 0, 1, torch.device("cpu"))
+    trainer.validate_start()  # epoch 0: the model it starts from
+    first = trainer.selection.history[0]
+    assert first["epoch"] == 0 and np.isnan(first["loss"]) and "auc/click/all" in first
+    start_value = trainer.selection.best
+    assert np.isfinite(start_value)
+    trainer.train_one_epoch(0)
+    trainer.keep_if_better(start_value - 0.01, None)  # an epoch that validates worse
+    trainer.finish()
+    kept = torch.load(tmp_path / "next" / "weights.pt")
+    saved = torch.load(earlier / "weights.pt")
+    assert all(torch.equal(kept[k], saved[k]) for k in saved if not is_cache(k))
+    trainer.train_one_epoch(1)
+    trainer.keep_if_better(start_value + 0.01, None)  # one that validates better is kept
+    trainer.finish()
+    kept = torch.load(tmp_path / "next" / "weights.pt")
+    assert not all(torch.equal(kept[k], saved[k]) for k in saved if not is_cache(k))

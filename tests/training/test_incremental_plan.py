@@ -1,0 +1,55 @@
+"""Which days a night trains on: the days since the model it continues from, or the
+whole window (training/incremental.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from duia_spark.training.incremental import EarlierModel, plan_training
+
+D = dt.date(2026, 3, 20)
+
+
+def earlier(days_before: int, full_days_before: int | None = None) -> EarlierModel:
+    data_date = D - dt.timedelta(days=days_before)
+    full = D - dt.timedelta(days=full_days_before if full_days_before else days_before)
+    return EarlierModel("version 3", "models:/m/3", data_date, full, "3")
+
+
+def test_a_normal_night_trains_on_the_one_day_since_yesterdays_model():
+    plan = plan_training(D, 14, 1, earlier(1), full_retrain_every_days=7)
+    assert plan.incremental and plan.start.version == "3"
+    assert (plan.split.train_first, plan.split.train_last) == (D - dt.timedelta(days=1),) * 2
+    assert plan.split.validation_first == plan.split.validation_last == D
+    assert plan.last_full_retrain == D - dt.timedelta(days=1)
+    assert "version 3" in plan.describe() and "on the day since" in plan.describe()
+
+
+def test_a_missed_night_adds_its_day_and_a_longer_validation_window_shifts_with_it():
+    plan = plan_training(D, 14, 1, earlier(3))
+    assert plan.split.train_first == D - dt.timedelta(days=3)
+    assert plan.split.train_last == D - dt.timedelta(days=1)
+    # validated on [D0 - 1, D0] before: those days now train, with the ones after them
+    plan = plan_training(D, 14, 2, earlier(1))
+    assert plan.split.train_first == plan.split.train_last == D - dt.timedelta(days=2)
+    assert plan.split.validation_first == D - dt.timedelta(days=1)
+
+
+def test_the_whole_window_trains_without_a_model_when_asked_or_when_the_model_is_too_old():
+    window = plan_training(D, 14, 1, None)
+    assert not window.incremental and window.split.train_first == D - dt.timedelta(days=14)
+    assert "no earlier model" in window.reason and window.start is None
+    assert window.last_full_retrain == D
+    assert "--full" in plan_training(D, 14, 1, earlier(1), full_requested=True).reason
+    assert "incremental is off" in plan_training(D, 14, 1, earlier(1), incremental=False).reason
+    assert "older than the window" in plan_training(D, 14, 1, earlier(15)).reason
+    assert "not before" in plan_training(D, 14, 1, earlier(0)).reason
+    for plan in (plan_training(D, 14, 1, earlier(15)), plan_training(D, 14, 1, earlier(0))):
+        assert plan.split == window.split
+
+
+def test_the_schedule_retrains_the_window_when_the_chains_last_full_retrain_is_old():
+    assert plan_training(D, 14, 1, earlier(1, 6), full_retrain_every_days=7).incremental
+    plan = plan_training(D, 14, 1, earlier(1, 7), full_retrain_every_days=7)
+    assert not plan.incremental and "7 days ago" in plan.reason
+    assert plan_training(D, 14, 1, earlier(1, 30), full_retrain_every_days=0).incremental
