@@ -206,6 +206,10 @@ class Lakehouse:
             .execute()
         )
 
+    def update_rows(self, table: str, condition: Column, values: dict[str, Column]) -> None:
+        """UPDATE the rows of `table` that meet `condition` (one Delta commit)."""
+        DeltaTable.forPath(self.spark, self.path(table)).update(condition=condition, set=values)
+
     def append_new(self, df: DataFrame, table: str, keys: list[str]) -> None:
         """Insert only rows whose keys are not in the table yet (never updates)."""
         if not self.exists(table):

@@ -40,6 +40,7 @@ class TablesConfig:
     samples: str = "gold/samples"
     scores: str = "gold/scores"
     run_ledger: str = "ops/run_ledger"
+    stale_days: str = "ops/stale_days"
 
 
 @dataclass

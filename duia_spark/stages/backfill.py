@@ -45,17 +45,34 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         raise ConfigError(f"--stages: unknown {unknown}; choose from {','.join(FEATURE_STAGES)}")
     if last < first:
         raise ConfigError(f"--end-date {last} is before --date {first}")
+    return backfill(cfg, first, last, stages, bool(args.full_rebuild))
+
+
+def backfill(
+    cfg: Config,
+    first: dt.date,
+    last: dt.date,
+    stages: list[str] | tuple[str, ...] = FEATURE_STAGES,
+    full_rebuild: bool = False,
+) -> int:
+    """Run `stages` for every day first..last in order; a run of every feature stage
+    stamps the stale ranges it covers as rebuilt (ops.stale_days)."""
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     t0 = time.time()
     for i, day in enumerate(days, 1):
         for stage in stages:
             t = time.time()
             print(f"[backfill] {day} ({i}/{len(days)}) {stage} ...")
-            full_rebuild = bool(args.full_rebuild) and i == 1
-            rc = load_stage(stage).for_day(cfg, day, full_rebuild=full_rebuild)
+            rc = load_stage(stage).for_day(cfg, day, full_rebuild=full_rebuild and i == 1)
             if rc != 0:
                 print(f"[backfill] {day} {stage} failed (exit {rc}); stopping")
                 return rc
             print(f"[backfill] {day} ({i}/{len(days)}) {stage} ok in {time.time() - t:.1f}s")
     print(f"[backfill] {len(days)} day(s) × {len(stages)} stage(s) done in {time.time() - t0:.1f}s")
+    if set(stages) == set(FEATURE_STAGES):
+        from duia_spark.lakehouse import Lakehouse
+        from duia_spark.session import build_spark_session
+        from duia_spark.stale_days import mark_rebuilt
+
+        mark_rebuilt(Lakehouse(build_spark_session(cfg, "duia-backfill"), cfg), first, last)
     return 0

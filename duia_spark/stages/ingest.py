@@ -31,6 +31,7 @@ from duia_spark.sources.daily_drops import list_drop_dates, read_daily_drops
 from duia_spark.sources.kuairand import read_kuairand
 from duia_spark.sources.movielens import read_movielens
 from duia_spark.sources.raw import RawDrop, RawInputError
+from duia_spark.stale_days import record_stale
 
 NAME = "ingest"
 HELP = "ingest raw interaction logs into bronze.events (bad rows → bronze.events_rejected)"
@@ -231,14 +232,18 @@ def stale_days(lake: Lakehouse, first_landed: dt.date) -> tuple[dt.date, dt.date
 
 
 def _report_stale_days(lake: Lakehouse, landed: _Landed) -> None:
+    """Name the feature days this drop made stale and record them (ops.stale_days): the
+    next `duia nightly` rebuilds them before its own day."""
     stale = stale_days(lake, min(landed.tally.drop_dates))
     if stale is None:
         return
     first, last = stale
+    record_stale(lake, first, last)
     print(
         f"[ingest] {first}..{last}: features built before this drop landed (segment, "
-        "sequences, item-stats, samples) do not see its rows. Rebuild them, with this "
-        f"command's --conf/--set: duia backfill --date {first} --end-date {last}"
+        "sequences, item-stats, samples) do not see its rows. The next `duia nightly` "
+        "rebuilds them first; to rebuild now, with this command's --conf/--set: "
+        f"duia backfill --date {first} --end-date {last}"
     )
 
 

@@ -126,6 +126,26 @@ def run_stage(
             raise RuntimeError(f"{stage} exited with {rc}")
 
 
+def rebuild_stale_days(cfg: Config, lake: Lakehouse, day: dt.date) -> None:
+    """Rebuild the feature days a late or corrected drop made stale (ops.stale_days),
+    from the earliest up to the day before D, before D's own stages; raises when a
+    stage fails (the ranges stay pending, so a re-run tries again)."""
+    from duia_spark.stages.backfill import backfill
+    from duia_spark.stale_days import pending
+
+    stale = pending(lake, day)
+    if stale is None:
+        return
+    # the days up to D's eve; later ones too when they were built already (an old night re-run)
+    first, last = stale[0], max(day - dt.timedelta(days=1), stale[1])
+    print(
+        f"[nightly] {day}: features of {first}..{stale[1]} were built before a late drop "
+        f"landed; rebuilding {first}..{last} first"
+    )
+    if backfill(cfg, first, last) != 0:
+        raise RuntimeError(f"rebuilding the stale days {first}..{last} failed")
+
+
 def _fail(lake: Lakehouse, day: dt.date, stage: str, started, t0: float, e: Exception) -> None:
     message = f"{type(e).__name__}: {e}"
     record(lake, day, stage, "failed", started, time.time() - t0, message[:2000])
@@ -149,6 +169,12 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         + (f" (already done: {', '.join(skipped)})" if skipped else "")
     )
     t_all = time.time()
+    if todo:
+        try:
+            rebuild_stale_days(cfg, lake, day)
+        except Exception as e:
+            _fail(lake, day, todo[0], _now(), t_all, e)
+            return 1
     for stage in todo:
         started, t0 = _now(), time.time()
         record(lake, day, stage, "running", started)

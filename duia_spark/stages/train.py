@@ -32,6 +32,7 @@ from duia_spark.data.samples import item_dense_features, user_dense_features
 from duia_spark.data.schema import SEGMENTS
 from duia_spark.lakehouse import Lakehouse
 from duia_spark.session import build_spark_session
+from duia_spark.stale_days import rebuilt_since
 from duia_spark.training.dataset import (
     check_sample_columns,
     deterministic_layout,
@@ -158,7 +159,9 @@ def _split_rows(cfg: Config, lake: Lakehouse, split: TemporalSplit, variant: str
     return rows
 
 
-def _plan(cfg: Config, request: TrainRequest, variant: str) -> tuple[TrainingPlan, object]:
+def _plan(
+    cfg: Config, lake: Lakehouse, request: TrainRequest, variant: str
+) -> tuple[TrainingPlan, object]:
     """The night's training plan (full or incremental) and the earlier model (or None)
     whose files it starts from; prints both in one line."""
     from duia_spark.training.registry import earlier_model
@@ -170,6 +173,9 @@ def _plan(cfg: Config, request: TrainRequest, variant: str) -> tuple[TrainingPla
         print(f"[train] {plan.describe()}")
         return plan, None
     earlier = earlier_model(cfg, variant, request.day, request.register)
+    rebuilt = None
+    if earlier is not None and earlier.trained_at is not None:
+        rebuilt = rebuilt_since(lake, earlier.trained_at, request.day)
     plan = plan_training(
         request.day,
         tc.train_days,
@@ -178,6 +184,7 @@ def _plan(cfg: Config, request: TrainRequest, variant: str) -> tuple[TrainingPla
         incremental=tc.incremental,
         full_requested=request.full,
         full_retrain_every_days=tc.full_retrain_every_days,
+        rebuilt_from=rebuilt,
     )
     print(f"[train] {plan.describe()}")
     return plan, earlier
@@ -254,7 +261,7 @@ def train(cfg: Config, request: TrainRequest) -> int:
     lake = Lakehouse(spark, cfg)
     day = request.day
     tracking.configure_mlflow(cfg)
-    plan, earlier = _plan(cfg, request, cfg.model.variant)
+    plan, earlier = _plan(cfg, lake, request, cfg.model.variant)
     rows = _split_rows(cfg, lake, plan.split, cfg.model.variant)
     model_cfg = model_config_for_data(cfg, lake)
     tmp = Path(tempfile.mkdtemp(prefix="duia-train-"))

@@ -33,6 +33,7 @@ class EarlierModel:
     data_date: dt.date
     last_full_retrain: dt.date  # the full retrain its chain started from
     version: str | None = None  # the registered version, when it is one
+    trained_at: dt.datetime | None = None  # when its run started (UTC)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,12 @@ def plan_training(
     incremental: bool = True,
     full_requested: bool = False,
     full_retrain_every_days: int = 0,
+    rebuilt_from: dt.date | None = None,
 ) -> TrainingPlan:
-    """The night D's training days and the model it starts from (module docstring)."""
+    """The night D's training days and the model it starts from (module docstring).
+    `rebuilt_from`: the earliest day rebuilt since the earlier model trained (a late or
+    corrected drop, ops.stale_days): an incremental night trains on it and the days
+    after it again."""
     window = temporal_split(day, train_days, validation_days)
 
     def full(reason: str) -> TrainingPlan:
@@ -88,6 +93,9 @@ def plan_training(
             f"(train.full_retrain_every_days: {full_retrain_every_days})"
         )
     first_new = earlier.data_date - dt.timedelta(days=validation_days - 1)
+    rebuilt = rebuilt_from is not None and rebuilt_from < first_new
+    if rebuilt:
+        first_new = rebuilt_from
     if first_new <= window.train_first:
         return full(
             f"the last model ({earlier.label}, {earlier.data_date}) is older than the window"
@@ -96,4 +104,9 @@ def plan_training(
     days = (split.train_last - split.train_first).days + 1
     new = "the day" if days == 1 else f"the {days} days"
     reason = f"continues {earlier.label} (data date {earlier.data_date}) on {new} since"
+    if rebuilt:
+        reason = (
+            f"continues {earlier.label} (data date {earlier.data_date}) on the days since "
+            f"and the days from {rebuilt_from} rebuilt after a late drop"
+        )
     return TrainingPlan(INCREMENTAL, split, earlier, reason)

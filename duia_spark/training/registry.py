@@ -36,6 +36,13 @@ def _date_tag(tags: dict, key: str, fallback: dt.date | None = None) -> dt.date 
     return dt.date.fromisoformat(value) if value else fallback
 
 
+def _utc(millis: int | None) -> dt.datetime | None:
+    """MLflow's epoch milliseconds as a naive UTC datetime (the lakehouse's clock)."""
+    if millis is None:
+        return None
+    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).replace(tzinfo=None)
+
+
 def _earlier_version(cfg: Config, variant: str) -> EarlierModel | None:
     """The registered model a night of `variant` continues from: the champion, or — when
     the champion is another variant (a baseline that the evaluate stage's guard put in
@@ -46,6 +53,7 @@ def _earlier_version(cfg: Config, variant: str) -> EarlierModel | None:
     if version is None or not version.tags.get("data_date"):
         return None
     data_date = _date_tag(version.tags, "data_date")
+    started = MlflowClient().get_run(version.run_id).info.start_time if version.run_id else None
     return EarlierModel(
         label=f"version {version.version}",
         uri=registered_uri(cfg, version.version),
@@ -53,6 +61,7 @@ def _earlier_version(cfg: Config, variant: str) -> EarlierModel | None:
         # a version registered before the tag existed began its own chain
         last_full_retrain=_date_tag(version.tags, "last_full_retrain", data_date),
         version=str(version.version),
+        trained_at=_utc(started),
     )
 
 
@@ -69,6 +78,7 @@ def _earlier_run(cfg: Config, variant: str, day: dt.date) -> EarlierModel | None
         uri=f"runs:/{run.info.run_id}/model",
         data_date=data_date,
         last_full_retrain=_date_tag(tags, "last_full_retrain", data_date),
+        trained_at=_utc(run.info.start_time),
     )
 
 

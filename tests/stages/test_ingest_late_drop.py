@@ -1,5 +1,6 @@
 """A drop that lands after later days were built names the stale days and the command
-that rebuilds them; a night's own drop (nothing built for it yet) says nothing."""
+that rebuilds them, and the next nightly rebuilds them as a clean run would; a night's
+own drop (nothing built for it yet) says nothing."""
 
 import datetime as dt
 
@@ -34,28 +35,43 @@ def _build_features_up_to(spark, lake, last: dt.date) -> None:
 
 
 @pytest.mark.slow
-def test_a_late_drop_names_the_stale_days_and_the_backfill_that_rebuilds_them(
-    spark, lake, cfg, raw, capsys
-):
-    from duia_spark.stages.ingest import stale_days
-
-    assert _ingest(cfg, raw, FIRST) == 0
-    assert stale_days(lake, FIRST) is None  # nothing built yet
-    _build_features_up_to(spark, lake, FIRST + dt.timedelta(days=2))
-    capsys.readouterr()
-    late = FIRST + dt.timedelta(days=1)
-    assert _ingest(cfg, raw, late) == 0
-    out = capsys.readouterr().out
-    assert (
-        f"[ingest] {late}..{FIRST + dt.timedelta(days=2)}: features built before this drop "
-        "landed" in out
-    ), out
-    assert f"duia backfill --date {late} --end-date {FIRST + dt.timedelta(days=2)}" in out
-
-
-@pytest.mark.slow
 def test_a_nights_own_drop_reports_no_stale_day(spark, lake, cfg, raw, capsys):
     _build_features_up_to(spark, lake, FIRST + dt.timedelta(days=1))
     night = FIRST + dt.timedelta(days=2)
     assert _ingest(cfg, raw, night) == 0
     assert "do not see its rows" not in capsys.readouterr().out
+
+
+def _samples(lake) -> set[tuple]:
+    """The samples table's rows as they stand now (a few hundred)."""
+    frame = lake.read("samples").toPandas()
+    return {tuple(map(str, row)) for row in frame.itertuples(index=False)}
+
+
+@pytest.mark.slow
+def test_the_nightly_after_a_late_drop_rebuilds_the_stale_days_as_a_clean_run_builds_them(
+    spark, lake, cfg, raw, capsys
+):
+    from duia_spark.stale_days import pending
+
+    root = cfg.lakehouse.root
+    late, last = FIRST + dt.timedelta(days=1), FIRST + dt.timedelta(days=2)
+    night = last + dt.timedelta(days=1)
+    assert _ingest(cfg, raw, FIRST) == 0 and _ingest(cfg, raw, last) == 0  # day 2 is late
+    backfill = ["backfill", "--date", str(late), "--end-date", str(last), "--lakehouse", root]
+    assert main([*backfill, "--stages", "segment"]) == 0  # days 2 and 3 built without it
+    capsys.readouterr()
+    assert _ingest(cfg, raw, late) == 0
+    out = capsys.readouterr().out
+    assert f"[ingest] {late}..{last}: features built before this drop landed" in out, out
+    assert f"duia backfill --date {late} --end-date {last}" in out
+    assert pending(lake, night) == (late, last)
+    # The next night rebuilds days 2 and 3 before its own stages.
+    assert main(["nightly", "--date", str(night), "--only", "segment", "--lakehouse", root]) == 0
+    assert f"rebuilding {late}..{last} first" in capsys.readouterr().out
+    assert pending(lake, night) is None  # stamped rebuilt
+    rebuilt = _samples(lake)
+    assert {row[-1] for row in rebuilt} == {str(late), str(last)}  # sample_date, both days
+    # A clean run: every feature day recounted from the complete events.
+    assert main([*backfill, "--full-rebuild"]) == 0
+    assert _samples(lake) == rebuilt

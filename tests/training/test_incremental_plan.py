@@ -53,3 +53,17 @@ def test_the_schedule_retrains_the_window_when_the_chains_last_full_retrain_is_o
     plan = plan_training(D, 14, 1, earlier(1, 7), full_retrain_every_days=7)
     assert not plan.incremental and "7 days ago" in plan.reason
     assert plan_training(D, 14, 1, earlier(1, 30), full_retrain_every_days=0).incremental
+
+
+def test_days_rebuilt_after_a_late_drop_are_trained_on_again():
+    rebuilt = D - dt.timedelta(days=4)
+    plan = plan_training(D, 14, 1, earlier(1), rebuilt_from=rebuilt)
+    assert plan.incremental and plan.split.train_first == rebuilt
+    assert f"from {rebuilt} rebuilt after a late drop" in plan.reason
+    # a rebuilt day the earlier model never trained on changes nothing
+    assert plan_training(D, 14, 1, earlier(2), rebuilt_from=D - dt.timedelta(days=1)).split == (
+        plan_training(D, 14, 1, earlier(2)).split
+    )
+    assert not plan_training(
+        D, 14, 1, earlier(1), rebuilt_from=D - dt.timedelta(days=30)
+    ).incremental
