@@ -12,7 +12,8 @@ in-memory rows, per seed:
   the train stage does);
 - incremental: night 1 is the full model; each later night starts from the previous
   incremental night's weights and memories and trains on day D - 1 only, with the model
-  it started from validated as epoch 0 (the train stage's `validate_start`).
+  it started from validated as epoch 0 (the train stage's `validate_start`) and the
+  optimizer's state continued from it.
 
 Reported per task and segment: AUC and GAUC on D + 1 averaged over nights 2..n (the
 nights where the two differ), incremental − full, p over seeds (paired t on the
@@ -103,6 +104,8 @@ def train_night(mc, cfg, train, val, test, seed: int, out: Path, start: Path | N
         if not memory_only:
             warm["warm_weights"] = str(start / "weights.pt")
             warm["validate_start"] = True
+            if (start / "optimizer.pt").exists():
+                warm["warm_optimizer"] = str(start / "optimizer.pt")
     with tempfile.TemporaryDirectory() as tmp:
         job = TrainJob(
             model_cfg=dataclasses.replace(mc, seed=seed),

@@ -19,6 +19,7 @@ import torch
 from duia_spark.model.ranker import DuiaRanker
 
 CHECKPOINT = "checkpoint.pt"
+OPTIMIZER_STATE = "optimizer.pt"  # the kept epoch's optimizer state, for the next night
 
 
 def save_checkpoint(path: Path, model, optimizer, epoch: int, state: dict) -> None:
@@ -62,6 +63,44 @@ def overlap_state(own: dict, saved: dict) -> dict:
     return out
 
 
+def cpu_copy(state):
+    """A deep copy of a (nested) state with every tensor on the CPU."""
+    if torch.is_tensor(state):
+        return state.detach().cpu().clone()
+    if isinstance(state, dict):
+        return {k: cpu_copy(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [cpu_copy(v) for v in state]
+    return state
+
+
+def overlap_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> dict | None:
+    """A saved optimizer state fitted to `optimizer`: the per-parameter moments of grown
+    embedding tables keep their old rows (new rows start at zero, as a fresh optimizer's
+    would); this optimizer's own settings (learning rates) are kept. None when the
+    parameter lists differ (another model shape)."""
+    own = optimizer.state_dict()
+    sizes = [len(g["params"]) for g in own["param_groups"]]
+    if sizes != [len(g["params"]) for g in saved["param_groups"]]:
+        return None
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = {}
+    for idx, entry in saved["state"].items():
+        target = params[int(idx)]
+        fitted = {}
+        for key, value in entry.items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != target.shape:
+                if value.dim() != 2 or value.shape[1] != target.shape[1]:
+                    return None
+                grown = torch.zeros_like(target)
+                n = min(value.shape[0], target.shape[0])
+                grown[:n] = value[:n]
+                value = grown
+            fitted[key] = value
+        state[int(idx)] = fitted
+    return {"state": state, "param_groups": own["param_groups"]}
+
+
 def write_results(
     out: Path,
     model: DuiaRanker,
@@ -69,10 +108,14 @@ def write_results(
     stopped_early: bool,
     residual_gate: dict[str, float],
     served_validation: dict[str, float],
+    optimizer_state: dict | None = None,
 ) -> None:
-    """The model as it stands (the kept weights), its memories, history and config."""
+    """The model as it stands (the kept weights), its memories, history and config, and
+    the optimizer's state when the kept weights were kept (the next night continues it)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "weights.pt")
+    if optimizer_state is not None:
+        torch.save(optimizer_state, out / OPTIMIZER_STATE)
     model.save_memory(out / "cluster_memory.safetensors")
     summary = {"history": history, "stopped_early": stopped_early}
     if residual_gate:

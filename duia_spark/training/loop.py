@@ -47,6 +47,7 @@ class TrainJob:
     resume: bool = False
     warm_memory: str | None = None
     warm_weights: str | None = None
+    warm_optimizer: str | None = None  # the earlier model's optimizer state (incremental)
     validate_start: bool = False  # the warm-started model is epoch 0's candidate (incremental)
 
 

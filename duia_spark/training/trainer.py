@@ -25,6 +25,8 @@ from duia_spark.contract import to_batch
 from duia_spark.model.ranker import DuiaRanker, build_ranker
 from duia_spark.training.checkpoint import (
     CHECKPOINT,
+    cpu_copy,
+    overlap_optimizer_state,
     overlap_state,
     restore_random_state,
     save_checkpoint,
@@ -72,6 +74,7 @@ class Selection:
     history: list[dict] = field(default_factory=list)  # one record per epoch
     best: float = -np.inf  # the kept weights' selection value
     best_state: dict | None = None  # the kept weights, on CPU
+    best_optimizer: dict | None = None  # the optimizer's state when they were kept, on CPU
     bad_epochs: int = 0  # epochs since the last gain
 
 
@@ -94,6 +97,7 @@ class Trainer:
         self.model = build_ranker(self.cfg, device)
         self.warm_start()
         self.optimizer = self.model.build_optimizer(self.tc.lr)
+        self.warm_start_optimizer()
         self.checkpoint_path = Path(job.checkpoint_dir) / CHECKPOINT
         self.start_epoch = 0
         self.selection = Selection()
@@ -126,6 +130,21 @@ class Trainer:
             loaded = model.load_memory(job.warm_memory)
             self.log(f"warm start: cluster memories {loaded} from {job.warm_memory}")
 
+    def warm_start_optimizer(self) -> None:
+        """An incremental night continues the earlier model's optimizer (Adam's moments):
+        a fresh Adam's first steps are full-size in every coordinate and pull a trained
+        model off what the older days taught it."""
+        path = self.job.warm_optimizer
+        if not path:
+            return
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        fitted = overlap_optimizer_state(self.optimizer, saved)
+        if fitted is None:
+            self.log(f"optimizer state in {path} does not fit this model: a fresh optimizer")
+            return
+        self.optimizer.load_state_dict(fitted)
+        self.log(f"warm start: optimizer state from {path}")
+
     def resume(self) -> None:
         """Continue a stopped run from its checkpoint, exactly where it left off."""
         ck = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
@@ -133,7 +152,9 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         restore_random_state(ck)
         self.start_epoch = ck["epoch"] + 1
-        self.selection = Selection(ck["history"], ck["best"], ck["best_state"], ck["bad_epochs"])
+        self.selection = Selection(
+            ck["history"], ck["best"], ck["best_state"], ck["bad_epochs"], ck.get("best_optimizer")
+        )
         if self.average is not None and ck.get("weight_average"):
             self.average.restore(ck["weight_average"], self.device)
         self.log(f"resumed from {self.checkpoint_path} after epoch {ck['epoch'] + 1}")
@@ -275,6 +296,7 @@ class Trainer:
             s.best = metric if not np.isnan(metric) else s.best
             own = candidate if candidate is not None else self.model.state_dict()
             s.best_state = {k: v.detach().cpu().clone() for k, v in own.items()}
+            s.best_optimizer = cpu_copy(self.optimizer.state_dict())
             s.bad_epochs = 0
         else:
             s.bad_epochs += 1
@@ -294,6 +316,7 @@ class Trainer:
             "history": s.history,
             "best": s.best,
             "best_state": s.best_state,
+            "best_optimizer": s.best_optimizer,
             "bad_epochs": s.bad_epochs,
             "weight_average": self.average.checkpoint() if self.average is not None else None,
         }
@@ -334,7 +357,15 @@ class Trainer:
         if model.residual is not None and self.tc.residual_gate:
             gate, served = self.gate_residual_head()
         history = self.selection.history
-        write_results(Path(self.job.out_dir), model, history, self.stopped_early, gate, served)
+        write_results(
+            Path(self.job.out_dir),
+            model,
+            history,
+            self.stopped_early,
+            gate,
+            served,
+            self.selection.best_optimizer,
+        )
 
     def gate_residual_head(self) -> tuple[dict[str, float], dict[str, float]]:
         """Serve the residual head only in the segments where it beat the base ranker on
