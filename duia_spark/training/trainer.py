@@ -153,7 +153,11 @@ class Trainer:
         restore_random_state(ck)
         self.start_epoch = ck["epoch"] + 1
         self.selection = Selection(
-            ck["history"], ck["best"], ck["best_state"], ck["bad_epochs"], ck.get("best_optimizer")
+            history=ck["history"],
+            best=ck["best"],
+            best_state=ck["best_state"],
+            best_optimizer=ck.get("best_optimizer"),
+            bad_epochs=ck["bad_epochs"],
         )
         if self.average is not None and ck.get("weight_average"):
             self.average.restore(ck["weight_average"], self.device)
