@@ -190,18 +190,20 @@ def _plan(
     return plan, earlier
 
 
-def _start_files(cfg: Config, plan: TrainingPlan, earlier, folder: Path) -> tuple:
-    """(memory, weights) files to start from: an incremental night takes the earlier
-    model's weights (its residual head included) and memories; a full retrain only its
+def _start_files(cfg: Config, plan: TrainingPlan, earlier, folder: Path):
+    """The files to start from: an incremental night takes the earlier model's weights
+    (its residual head included), memories and optimizer state; a full retrain only its
     memories (the clustering streams across nights)."""
-    from duia_spark.training.registry import download_start_files
+    from duia_spark.training.registry import StartFiles, download_start_files
 
     if earlier is None:
-        return None, None
-    memory, weights = download_start_files(cfg, earlier, folder, with_weights=plan.incremental)
-    what = "weights and cluster memories" if plan.incremental else "cluster memories"
+        return StartFiles()
+    files = download_start_files(cfg, earlier, folder, incremental=plan.incremental)
+    what = "weights, cluster memories" if plan.incremental else "cluster memories"
+    if files.optimizer:
+        what += " and optimizer state"
     print(f"[train] starts from the {what} of {earlier.label} ({earlier.data_date})")
-    return memory, weights
+    return files
 
 
 def _converters(spark, cfg: Config, model_cfg, rows: _Rows) -> tuple:
@@ -265,7 +267,7 @@ def train(cfg: Config, request: TrainRequest) -> int:
     rows = _split_rows(cfg, lake, plan.split, cfg.model.variant)
     model_cfg = model_config_for_data(cfg, lake)
     tmp = Path(tempfile.mkdtemp(prefix="duia-train-"))
-    warm_memory, warm_weights = _start_files(cfg, plan, earlier, tmp / "earlier")
+    start = _start_files(cfg, plan, earlier, tmp / "earlier")
     converters = _converters(spark, cfg, model_cfg, rows)
     ckpt = Path(cfg.resolve_path(cfg.train.checkpoint_dir))
     ckpt = ckpt / f"{day}_{model_cfg.variant.replace('+', '_')}"
@@ -282,8 +284,9 @@ def train(cfg: Config, request: TrainRequest) -> int:
         out_dir=str(out_dir),
         checkpoint_dir=str(ckpt),
         resume=request.resume,
-        warm_memory=warm_memory,
-        warm_weights=warm_weights,
+        warm_memory=start.memory,
+        warm_weights=start.weights,
+        warm_optimizer=start.optimizer,
         # an incremental night keeps the model it started from unless an epoch beats it
         validate_start=plan.incremental,
     )

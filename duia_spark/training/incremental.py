@@ -34,6 +34,7 @@ class EarlierModel:
     last_full_retrain: dt.date  # the full retrain its chain started from
     version: str | None = None  # the registered version, when it is one
     trained_at: dt.datetime | None = None  # when its run started (UTC)
+    run_id: str | None = None  # its MLflow run (the optimizer's state is logged there)
 
 
 @dataclass(frozen=True)

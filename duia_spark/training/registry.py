@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from duia_spark import tracking
@@ -23,12 +25,14 @@ from duia_spark.model_checksums import (
     rollback_advice,
 )
 from duia_spark.training import plots
+from duia_spark.training.checkpoint import OPTIMIZER_STATE
 from duia_spark.training.incremental import EarlierModel, TrainingPlan
 from duia_spark.training.metrics import selection_value
 from duia_spark.training.pyfunc import DuiaPyfuncModel, load_ranker, score_frame
 from duia_spark.training.residual_gate import served_segments
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # duia_spark/, shipped with the model
+OPTIMIZER_FOLDER = "optimizer"  # the run's artifact folder of the optimizer's state
 
 
 def _date_tag(tags: dict, key: str, fallback: dt.date | None = None) -> dt.date | None:
@@ -62,6 +66,7 @@ def _earlier_version(cfg: Config, variant: str) -> EarlierModel | None:
         last_full_retrain=_date_tag(version.tags, "last_full_retrain", data_date),
         version=str(version.version),
         trained_at=_utc(started),
+        run_id=version.run_id,
     )
 
 
@@ -79,6 +84,7 @@ def _earlier_run(cfg: Config, variant: str, day: dt.date) -> EarlierModel | None
         data_date=data_date,
         last_full_retrain=_date_tag(tags, "last_full_retrain", data_date),
         trained_at=_utc(run.info.start_time),
+        run_id=run.info.run_id,
     )
 
 
@@ -89,18 +95,43 @@ def earlier_model(cfg: Config, variant: str, day: dt.date, registered: bool) -> 
 
 
 def download_start_files(
-    cfg: Config, earlier: EarlierModel, dst: Path, with_weights: bool
-) -> tuple[str, str | None]:
-    """(memory file, weights file or None) of the model a night starts from, each checked
-    against the checksum recorded when it was logged (model_checksums.py)."""
+    cfg: Config, earlier: EarlierModel, dst: Path, incremental: bool
+) -> StartFiles:
+    """The files a night starts from: the earlier model's memories, and for an
+    incremental night its weights (checked against the checksums recorded when it was
+    logged, model_checksums.py) and its optimizer's state (None for a run logged before
+    it was kept)."""
     cold = "or train without it (`duia train --cold-start`)"
     champion = tracking.champion(cfg)
     is_champion = champion is not None and str(champion.version) == earlier.version
     advice = f"{rollback_advice(cfg, earlier.version)}; {cold}" if is_champion else cold
-    keys = (ARTIFACT_MEMORY, ARTIFACT_WEIGHTS) if with_weights else (ARTIFACT_MEMORY,)
+    keys = (ARTIFACT_MEMORY, ARTIFACT_WEIGHTS) if incremental else (ARTIFACT_MEMORY,)
     files = download_checked_files(earlier.uri, dst, keys, "train", advice)
     weights = files.get(ARTIFACT_WEIGHTS)
-    return str(files[ARTIFACT_MEMORY]), (str(weights) if weights else None)
+    optimizer = _optimizer_state(earlier, dst) if incremental else None
+    return StartFiles(str(files[ARTIFACT_MEMORY]), str(weights) if weights else None, optimizer)
+
+
+@dataclass(frozen=True)
+class StartFiles:
+    memory: str | None = None
+    weights: str | None = None
+    optimizer: str | None = None
+
+
+def _optimizer_state(earlier: EarlierModel, dst: Path) -> str | None:
+    if earlier.run_id is None:
+        return None
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=earlier.run_id,
+            artifact_path=f"{OPTIMIZER_FOLDER}/{OPTIMIZER_STATE}",
+            dst_path=str(dst / "optimizer"),
+        )
+    except (MlflowException, OSError):
+        print(f"[train] {earlier.label} has no optimizer state logged: a fresh optimizer")
+        return None
+    return str(path)
 
 
 def _pinned_requirements() -> list[str]:
@@ -262,6 +293,8 @@ def log_and_register(
         mlflow.log_dict({"history": history, "lineage": lineage}, "history.json")
         _log_plots(model, model_cfg, history, final, out_dir)
         mlflow.log_artifact(str(files[ARTIFACT_MEMORY]), "cluster_memory")
+        if (out_dir / OPTIMIZER_STATE).exists():  # the next incremental night continues it
+            mlflow.log_artifact(str(out_dir / OPTIMIZER_STATE), OPTIMIZER_FOLDER)
         info = _log_pyfunc(model, model_cfg, files)
         version = None
         if register:

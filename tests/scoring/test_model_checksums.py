@@ -164,7 +164,7 @@ def test_the_warm_start_refuses_a_cut_champion(cut_champion, tmp_path):
     cfg = cut_champion
     earlier = earlier_model(cfg, cfg.model.variant, dt.date(2100, 1, 1), registered=True)
     with pytest.raises(ModelFilesError, match=r"v1: artifacts/weights.pt .*--cold-start"):
-        download_start_files(cfg, earlier, tmp_path / "warm", with_weights=True)
+        download_start_files(cfg, earlier, tmp_path / "warm", incremental=True)
 
 
 @pytest.mark.slow

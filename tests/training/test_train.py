@@ -215,9 +215,14 @@ def test_a_night_after_a_champion_trains_on_the_new_day_only_and_starts_from_the
     )
     client.set_registered_model_alias(name, "champion", "1")
     assert run_train(cfg) == 0  # tonight: the one day since the champion's data date
+    out = capsys.readouterr().out
     assert (
         f"[train] incremental training on {yesterday}: continues version 1 (data date "
-        f"{yesterday}) on the day since" in capsys.readouterr().out
+        f"{yesterday}) on the day since" in out
+    )
+    assert (
+        "[train] starts from the weights, cluster memories and optimizer state of version 1"
+        in out
     )
     v2 = client.get_model_version(name, "2")
     tags = client.get_run(v2.run_id).data.tags
@@ -227,6 +232,9 @@ def test_a_night_after_a_champion_trains_on_the_new_day_only_and_starts_from_the
     assert tags["warm_start_version"] == "1" and v2.tags["last_full_retrain"] == str(yesterday)
     history = run_history(v2.run_id)
     assert history[0]["epoch"] == 0  # the champion itself, validated on tonight's day
+    assert [a.path for a in client.list_artifacts(v2.run_id, "optimizer")] == [
+        "optimizer/optimizer.pt"
+    ]
     # `--full` retrains the window, from the champion's memories only.
     assert run_train(cfg, full=True) == 0
     assert "[train] full training on" in capsys.readouterr().out

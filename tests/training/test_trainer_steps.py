@@ -155,11 +155,20 @@ def test_a_warm_started_trainer_begins_from_the_earlier_models_weights_and_memor
         job(tmp_path, "next", "b"),
         warm_weights=str(earlier / "weights.pt"),
         warm_memory=str(earlier / "cluster_memory.safetensors"),
+        warm_optimizer=str(earlier / "optimizer.pt"),
     )
-    start = Trainer(warm, 0, 1, torch.device("cpu")).model.state_dict()
+    trainer = Trainer(warm, 0, 1, torch.device("cpu"))
+    start = trainer.model.state_dict()
     saved = torch.load(earlier / "weights.pt")
     assert set(saved) == set(start)
     assert all(torch.equal(start[k], saved[k]) for k in saved if not is_cache(k))
+    # ... and continues its optimizer: Adam's moments and step counts as they were kept
+    moments = torch.load(earlier / "optimizer.pt")["state"]
+    own = trainer.optimizer.state_dict()["state"]
+    assert moments and set(own) == set(moments)
+    for i, entry in moments.items():
+        assert own[i]["step"] == entry["step"] > 0
+        assert torch.equal(own[i]["exp_avg_sq"], entry["exp_avg_sq"])
     fresh = Trainer(job(tmp_path, "fresh", "c"), 0, 1, torch.device("cpu")).model.state_dict()
     assert not all(torch.equal(fresh[k], saved[k]) for k in saved)  # a real difference
 
