@@ -105,6 +105,7 @@ class TrainRequest:
     resume: bool = False  # continue a stopped run from its last checkpoint
     cold_start: bool = False  # start from nothing, on the whole window (also train.cold_start)
     full: bool = False  # retrain on the whole window (else incremental when there is a model)
+    serves: bool = True  # the variant the registry serves (False: a baseline beside it)
     register: bool = True  # register a model version (else: log the run only)
 
 
@@ -172,7 +173,8 @@ def _plan(
         plan = TrainingPlan(FULL, window, None, "cold start, no earlier model used")
         print(f"[train] {plan.describe()}")
         return plan, None
-    earlier = earlier_model(cfg, variant, request.day, request.register)
+    # the served variant continues the champion's line; another (a baseline) its own runs
+    earlier = earlier_model(cfg, variant, request.day, registered=request.serves)
     rebuilt = None
     if earlier is not None and earlier.trained_at is not None:
         rebuilt = rebuilt_since(lake, earlier.trained_at, request.day)
@@ -199,9 +201,12 @@ def _start_files(cfg: Config, plan: TrainingPlan, earlier, folder: Path):
     if earlier is None:
         return StartFiles()
     files = download_start_files(cfg, earlier, folder, incremental=plan.incremental)
-    what = "weights, cluster memories" if plan.incremental else "cluster memories"
-    if files.optimizer:
-        what += " and optimizer state"
+    if not plan.incremental:
+        what = "cluster memories"
+    elif files.optimizer:
+        what = "weights, cluster memories and optimizer state"
+    else:
+        what = "weights and cluster memories"
     print(f"[train] starts from the {what} of {earlier.label} ({earlier.data_date})")
     return files
 
@@ -253,9 +258,10 @@ def _print_result(cfg: Config, result: dict) -> None:
 
 def train(cfg: Config, request: TrainRequest) -> int:
     """Train on the split of D, log the run and (unless asked not to) register it."""
-    if request.variant:
+    if request.variant and request.variant != cfg.model.variant:
         model = dataclasses.replace(cfg.model, variant=request.variant)
         cfg = dataclasses.replace(cfg, model=model)
+        request = dataclasses.replace(request, serves=False)
     from duia_spark import tracking
     from duia_spark.training.registry import log_and_register
 

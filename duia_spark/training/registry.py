@@ -90,7 +90,8 @@ def _earlier_run(cfg: Config, variant: str, day: dt.date) -> EarlierModel | None
 
 def earlier_model(cfg: Config, variant: str, day: dt.date, registered: bool) -> EarlierModel | None:
     """What a night of `variant` dated `day` continues from (training/incremental.py):
-    the champion's line for a model that is registered, its own last run otherwise."""
+    the champion's line for the variant the registry serves (`registered`), its own last
+    run for a baseline trained beside it."""
     return _earlier_version(cfg, variant) if registered else _earlier_run(cfg, variant, day)
 
 

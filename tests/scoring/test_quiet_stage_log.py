@@ -35,6 +35,7 @@ def test_a_warm_started_training_log_holds_no_future_warning_and_no_progress_bar
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
-    assert "[train] warm start from version 1" in log and "[train] epoch 1/1 done" in log
+    assert "[train] starts from the cluster memories of version 1" in log, log
+    assert "[train] epoch 1/1 done" in log
     assert "FutureWarning" not in log
     assert "Downloading artifacts" not in log

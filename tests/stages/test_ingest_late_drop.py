@@ -55,23 +55,23 @@ def test_the_nightly_after_a_late_drop_rebuilds_the_stale_days_as_a_clean_run_bu
     from duia_spark.stale_days import pending
 
     root = cfg.lakehouse.root
-    late, last = FIRST + dt.timedelta(days=1), FIRST + dt.timedelta(days=2)
-    night = last + dt.timedelta(days=1)
-    assert _ingest(cfg, raw, FIRST) == 0 and _ingest(cfg, raw, last) == 0  # day 2 is late
-    backfill = ["backfill", "--date", str(late), "--end-date", str(last), "--lakehouse", root]
-    assert main([*backfill, "--stages", "segment"]) == 0  # days 2 and 3 built without it
+    late = FIRST + dt.timedelta(days=1)
+    night = late + dt.timedelta(days=1)
+    assert _ingest(cfg, raw, FIRST) == 0
+    backfill = ["backfill", "--date", str(late), "--end-date", str(late), "--lakehouse", root]
+    assert main([*backfill, "--stages", "segment"]) == 0  # day 2 built before its drop
     capsys.readouterr()
     assert _ingest(cfg, raw, late) == 0
     out = capsys.readouterr().out
-    assert f"[ingest] {late}..{last}: features built before this drop landed" in out, out
-    assert f"duia backfill --date {late} --end-date {last}" in out
-    assert pending(lake, night) == (late, last)
-    # The next night rebuilds days 2 and 3 before its own stages.
+    assert f"[ingest] {late}..{late}: features built before this drop landed" in out, out
+    assert f"duia backfill --date {late} --end-date {late}" in out
+    assert pending(lake, night) == (late, late)
+    # The next night rebuilds day 2 before its own stages.
     assert main(["nightly", "--date", str(night), "--only", "segment", "--lakehouse", root]) == 0
-    assert f"rebuilding {late}..{last} first" in capsys.readouterr().out
+    assert f"rebuilding {late}..{late} first" in capsys.readouterr().out
     assert pending(lake, night) is None  # stamped rebuilt
     rebuilt = _samples(lake)
-    assert {row[-1] for row in rebuilt} == {str(late), str(last)}  # sample_date, both days
-    # A clean run: every feature day recounted from the complete events.
+    assert rebuilt and {row[-1] for row in rebuilt} == {str(late)}  # sample_date
+    # A clean run: the day recounted from the complete events.
     assert main([*backfill, "--full-rebuild"]) == 0
     assert _samples(lake) == rebuilt

@@ -221,8 +221,7 @@ def test_a_night_after_a_champion_trains_on_the_new_day_only_and_starts_from_the
         f"{yesterday}) on the day since" in out
     )
     assert (
-        "[train] starts from the weights, cluster memories and optimizer state of version 1"
-        in out
+        "[train] starts from the weights, cluster memories and optimizer state of version 1" in out
     )
     v2 = client.get_model_version(name, "2")
     tags = client.get_run(v2.run_id).data.tags
