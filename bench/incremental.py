@@ -88,11 +88,44 @@ class Night:
     kept_epoch: int
 
 
-def train_night(mc, cfg, train, val, test, seed: int, out: Path, start: Path | None, memory_only):
+def reused_night(mc, cfg, train, test, out: Path) -> Night:
+    """A night a previous run of this bench trained and left in `out` (`--reuse-models`):
+    its kept model scores the test day again; its training time is not known."""
+    import json
+
+    from duia_spark.training.metrics import selection_value
+    from duia_spark.training.pyfunc import load_ranker
+
+    model = load_ranker(
+        str(out / "weights.pt"),
+        str(out / "cluster_memory.safetensors"),
+        str(out / "model_config.json"),
+    )
+    history = json.loads((out / "history.json").read_text())["history"]
+    values = [selection_value(r, cfg.train.selection_metric) for r in history]
+    kept = int(history[int(np.nanargmax(values))]["epoch"])
+    return Night(predict(model, mc, test), out, len(train["user_idx"]), float("nan"), kept)
+
+
+def predict(model, mc, test) -> np.ndarray:
+    from duia_spark.contract import to_batch
+
+    scores = []
+    n, b = len(test["user_idx"]), 8192
+    for i in range(0, n, b):
+        batch = to_batch({k: v[i : i + b] for k, v in test.items()}, cfg=mc)
+        scores.append(model.predict(batch).numpy())
+    return np.concatenate(scores)
+
+
+def train_night(
+    mc, cfg, train, val, test, seed: int, out: Path, start: Path | None, memory_only, reuse=False
+):
     """The product's Trainer on in-memory rows; `start`: the earlier model's folder."""
+    if reuse and (out / "_SUCCESS").exists():
+        return reused_night(mc, cfg, train, test, out)
     import torch
 
-    from duia_spark.contract import to_batch
     from duia_spark.training.loop import TrainJob
     from duia_spark.training.trainer import Trainer
 
@@ -122,18 +155,12 @@ def train_night(mc, cfg, train, val, test, seed: int, out: Path, start: Path | N
         trainer = Trainer(job, 0, 1, torch.device("cpu"))
         trainer.fit()
         seconds = time.time() - t0
-    model = trainer.model
-    scores = []
-    n, b = len(test["user_idx"]), 8192
-    for i in range(0, n, b):
-        batch = to_batch({k: v[i : i + b] for k, v in test.items()}, cfg=mc)
-        scores.append(model.predict(batch).numpy())
     from duia_spark.training.metrics import selection_value
 
     history = trainer.selection.history
     values = [selection_value(r, cfg.train.selection_metric) for r in history]
     kept = int(history[int(np.nanargmax(values))]["epoch"]) if history else -1
-    return Night(np.concatenate(scores), out, len(train["user_idx"]), seconds, kept)
+    return Night(predict(trainer.model, mc, test), out, len(train["user_idx"]), seconds, kept)
 
 
 def run_dataset(name: str, args, seeds: list[int], work_root: Path):
@@ -161,14 +188,23 @@ def run_dataset(name: str, args, seeds: list[int], work_root: Path):
             window = [night - dt.timedelta(days=k) for k in range(cfg.train.train_days, 0, -1)]
             out = work / "incremental-bench" / f"seed{seed}" / str(night)
             full = train_night(mc, cfg, concat(frames, window), val, test, seed, out / FULL,
-                               prev[FULL], memory_only=True)  # fmt: skip
+                               prev[FULL], memory_only=True, reuse=args.reuse_models)  # fmt: skip
             runs[(FULL, seed, night)] = full
             if i == 0:
                 runs[(INCR, seed, night)] = full
             else:
                 new = [night - dt.timedelta(days=1)]
                 runs[(INCR, seed, night)] = train_night(
-                    mc, cfg, concat(frames, new), val, test, seed, out / INCR, prev[INCR], False
+                    mc,
+                    cfg,
+                    concat(frames, new),
+                    val,
+                    test,
+                    seed,
+                    out / INCR,
+                    prev[INCR],
+                    False,
+                    reuse=args.reuse_models,
                 )
             prev = {FULL: full.out_dir, INCR: runs[(INCR, seed, night)].out_dir}
             f, n = runs[(FULL, seed, night)], runs[(INCR, seed, night)]
@@ -238,11 +274,16 @@ def compare(name, frames, nights, tasks, model_tasks, mc, runs, seeds):
         f = [runs[(FULL, s, night)] for s in seeds]
         n = [runs[(INCR, s, night)] for s in seeds]
         cost.append(
-            f"| {name} | {night} | {f[0].train_rows:,} | {np.mean([x.seconds for x in f]):.0f} | "
-            f"{n[0].train_rows:,} | {np.mean([x.seconds for x in n]):.0f} | "
+            f"| {name} | {night} | {f[0].train_rows:,} | {_seconds(f)} | "
+            f"{n[0].train_rows:,} | {_seconds(n)} | "
             f"{', '.join(str(x.kept_epoch) for x in f)} | {', '.join(str(x.kept_epoch) for x in n)} |"
         )
     return lines, rows, cost
+
+
+def _seconds(nights: list[Night]) -> str:
+    s = [x.seconds for x in nights if not np.isnan(x.seconds)]
+    return f"{np.mean(s):.0f}" if s else "reused"
 
 
 def main() -> int:
@@ -253,6 +294,12 @@ def main() -> int:
     p.add_argument("--work-dir", default=str(ROOT / ".duia" / "bench-quality"))
     p.add_argument("--kuairand-path", help="KuaiRand-Pure folder (not stored in the repository)")
     p.add_argument("--set", action="append", default=[], help="config override (KEY=VALUE)")
+    p.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="score the models an earlier run left under the work folder instead of training "
+        "them again (a run cut short; the same code's Trainer)",
+    )
     p.add_argument("--out", default=str(RESULTS / "incremental.md"))
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
