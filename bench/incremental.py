@@ -63,10 +63,8 @@ def _write_days(ds: q.Dataset, cfg, work: Path, days: list[dt.date], source) -> 
     from duia_spark.session import build_spark_session
     from duia_spark.training.dataset import deterministic_layout, select_training_columns
 
-    if not (work / "frames" / "model_config.json").exists():
-        rt.read_frames(ds, cfg, work, source)  # prepares the lakehouse and the model config
+    mc = rt.read_frames(ds, cfg, work, source).model_cfg  # prepares the lakehouse first
     lake = Lakehouse(build_spark_session(cfg, "duia-bench-incremental"), cfg)
-    mc = rt.read_frames(ds, cfg, work, source).model_cfg
     samples = lake.read("samples")
     (work / "days").mkdir(parents=True, exist_ok=True)
     for d in days:

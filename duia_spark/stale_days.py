@@ -69,10 +69,9 @@ def rebuilt_since(lake: Lakehouse, since: dt.datetime, before: dt.date) -> dt.da
     UTC), or None."""
     if not lake.exists(TABLE):
         return None
-    got = (
+    return (
         lake.read(TABLE)
         .where((F.col("rebuilt_at") > F.lit(since)) & (F.col("first_day") < F.lit(before)))
         .agg(F.min("first_day"))
         .first()[0]
     )
-    return got

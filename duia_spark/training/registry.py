@@ -95,6 +95,15 @@ def earlier_model(cfg: Config, variant: str, day: dt.date, registered: bool) -> 
     return _earlier_version(cfg, variant) if registered else _earlier_run(cfg, variant, day)
 
 
+@dataclass(frozen=True)
+class StartFiles:
+    """The earlier model's files a night starts from (None: not used)."""
+
+    memory: str | None = None
+    weights: str | None = None
+    optimizer: str | None = None
+
+
 def download_start_files(
     cfg: Config, earlier: EarlierModel, dst: Path, incremental: bool
 ) -> StartFiles:
@@ -111,13 +120,6 @@ def download_start_files(
     weights = files.get(ARTIFACT_WEIGHTS)
     optimizer = _optimizer_state(earlier, dst) if incremental else None
     return StartFiles(str(files[ARTIFACT_MEMORY]), str(weights) if weights else None, optimizer)
-
-
-@dataclass(frozen=True)
-class StartFiles:
-    memory: str | None = None
-    weights: str | None = None
-    optimizer: str | None = None
 
 
 def _optimizer_state(earlier: EarlierModel, dst: Path) -> str | None:
