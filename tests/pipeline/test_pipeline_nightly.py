@@ -3,10 +3,14 @@ warm-starting its cluster memory from the first night's champion."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from nightly_world import NIGHT1, NIGHT2, run_cli
+from nightly_world import NIGHT1, NIGHT2, TRAIN_DAYS, run_cli
 from pyspark.sql import functions as F
 
 from duia_spark.data.sequences import build_user_sequences
@@ -39,6 +43,39 @@ def test_two_nights_run_end_to_end_and_the_second_warm_starts(spark, nightly_wor
     v2 = client.get_model_version("duia-ranker", "2")
     assert v2.tags["data_date"] == str(NIGHT2)
     assert client.get_run(v2.run_id).data.tags["warm_start_version"] == "1"  # stream clustering
+
+
+@pytest.mark.slow
+def test_the_second_night_continues_each_model_on_the_new_day_and_the_first_trained_the_window(
+    nightly_world,
+):
+    first, second = (out for _, out in nightly_world.nights)
+    day1 = NIGHT1  # the first model's data date: the day night 2 trains on
+    window = f"{day1 - dt.timedelta(days=TRAIN_DAYS)}..{day1 - dt.timedelta(days=1)}"
+    assert f"[train] full training on {window}: no earlier model of this variant" in first
+    # Tonight both models train on the one day since their earlier model's data date:
+    # ple+duia continues the champion (version 1), the ple baseline its own last run.
+    assert (
+        f"[train] incremental training on {day1}: continues version 1 (data date {day1}) on "
+        "the day since" in second
+    )
+    assert second.count(f"[train] incremental training on {day1}: continues ") == 2
+    assert "[train] starts from the weights, cluster memories and optimizer state of version 1" in (
+        second
+    )
+
+    mlflow.set_tracking_uri(f"sqlite:///{nightly_world.state / 'mlflow.db'}")
+    client = MlflowClient()
+    v1, v2 = (client.get_model_version("duia-ranker", v) for v in ("1", "2"))
+    run = client.get_run(v2.run_id)
+    assert v1.tags["training_mode"] == "full" and v2.tags["training_mode"] == "incremental"
+    assert run.data.tags["lineage.train_dates"] == str(day1)
+    assert v2.tags["last_full_retrain"] == v1.tags["data_date"]
+    assert [a.path for a in client.list_artifacts(v2.run_id, "optimizer")] == [
+        "optimizer/optimizer.pt"
+    ]
+    history = mlflow.artifacts.download_artifacts(run_id=v2.run_id, artifact_path="history.json")
+    assert json.loads(Path(history).read_text())["history"][0]["epoch"] == 0  # v1, validated
 
 
 @pytest.mark.slow

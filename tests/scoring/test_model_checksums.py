@@ -168,6 +168,21 @@ def test_the_warm_start_refuses_a_cut_champion(cut_champion, tmp_path):
 
 
 @pytest.mark.slow
+def test_an_incremental_night_starts_from_weights_memories_and_optimizer_a_full_one_from_memories(
+    scoring_world, scoring_cfg, tmp_path
+):
+    from duia_spark.training.registry import download_start_files, earlier_model
+
+    earlier = earlier_model(scoring_cfg, scoring_cfg.model.variant, D, registered=True)
+    assert earlier.version == "1"
+    full = download_start_files(scoring_cfg, earlier, tmp_path / "full", incremental=False)
+    assert Path(full.memory).is_file() and full.weights is None and full.optimizer is None
+    night = download_start_files(scoring_cfg, earlier, tmp_path / "night", incremental=True)
+    assert all(Path(f).is_file() for f in (night.memory, night.weights, night.optimizer))
+    assert Path(night.optimizer).name == "optimizer.pt"
+
+
+@pytest.mark.slow
 def test_evaluate_refuses_a_cut_new_model_before_spark(cut_champion, monkeypatch):
     from duia_spark.stages import evaluate as evaluate_stage
 
