@@ -170,6 +170,10 @@ for argv in (
     # DUIA_STATE: where the workers find spark-submit.conf (Delta's jars) from `make setup`.
     (state / "duia").mkdir()
     shutil.copy(submit_conf, state / "duia" / "spark-submit.conf")
+    with (state / "duia" / "spark-submit.conf").open("a") as f:
+        # Each task's driver JVM lives under a minute on a tiny world: the quick JIT tier
+        # and the serial collector start it faster (a task ~20 % quicker here).
+        f.write("\nspark.driver.extraJavaOptions -XX:TieredStopAtLevel=1 -XX:+UseSerialGC\n")
     env = {
         **_clean_env(),
         "AIRFLOW_HOME": str(state / "airflow"),
