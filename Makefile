@@ -43,16 +43,19 @@ $(STAMP): setup.py setup.cfg pyproject.toml
 $(JARS_READY): $(STAMP)
 	$(PY) -m duia_spark.jars
 
-test: setup browser-setup airflow-setup ## run the whole test suite (MLflow UI in Chromium included) and, beside it, the Airflow tests
-	@# The Airflow night spends most of its time starting spark-submit JVMs one after
-	@# another: it runs beside the main suite (its output follows the suite's).
+test: setup browser-setup airflow-setup ## run the whole test suite (MLflow UI in Chromium included) in two lanes: the Airflow tests then tests/pipeline, beside the rest
+	@# Two lanes keep both cores busy: the Airflow night spends most of its time starting
+	@# spark-submit JVMs one after another, so it runs, followed by the pipeline tests (the
+	@# shared nightly world), beside the rest of the suite. Each lane has its own pytest
+	@# folder; the lane's output follows the suite's.
 	@mkdir -p .duia; \
-	$(MAKE) --no-print-directory test-airflow PYTEST_ARGS="$(PYTEST_ARGS) --basetemp=$(CURDIR)/.duia/pytest-airflow" \
-		> .duia/test-airflow.log 2>&1 & airflow=$$!; \
-	$(PY) -m pytest $(PYTEST_ARGS); suite=$$?; \
-	wait $$airflow; af=$$?; \
-	echo "---- Airflow tests (make test-airflow) ----"; cat .duia/test-airflow.log; \
-	test $$suite -eq 0 && test $$af -eq 0
+	{ $(MAKE) --no-print-directory test-airflow PYTEST_ARGS="$(PYTEST_ARGS) --basetemp=$(CURDIR)/.duia/pytest-airflow"; af=$$?; \
+	  $(PY) -m pytest tests/pipeline $(PYTEST_ARGS) --basetemp=$(CURDIR)/.duia/pytest-pipeline; pl=$$?; \
+	  test $$af -eq 0 && test $$pl -eq 0; } > .duia/test-lane.log 2>&1 & lane=$$!; \
+	$(PY) -m pytest --ignore=tests/pipeline $(PYTEST_ARGS); suite=$$?; \
+	wait $$lane; other=$$?; \
+	echo "---- Airflow tests (make test-airflow), then tests/pipeline ----"; cat .duia/test-lane.log; \
+	test $$suite -eq 0 && test $$other -eq 0
 
 airflow-setup: $(AIRFLOW_STAMP) ## create the Airflow venv (AIRFLOW_VENV=..., default $(VENV)-airflow)
 	@echo "airflow-setup: ready (venv $(AIRFLOW_VENV), $(AIRFLOW_PIN))"
