@@ -335,24 +335,27 @@ def pooled_auc_parts(users: np.ndarray, y: np.ndarray, s: np.ndarray) -> tuple[f
     p = np.clip(s.astype(np.float64), 1e-6, 1 - 1e-6)
     logit = np.log(p / (1 - p))
     _, inverse, counts = np.unique(users, return_inverse=True, return_counts=True)
-    user_mean = lambda v: np.bincount(inverse, weights=v) / counts  # noqa: E731
-    return auc(y, user_mean(p)[inverse]), auc(y, logit - user_mean(logit)[inverse])
+
+    def per_row_user_mean(v: np.ndarray) -> np.ndarray:
+        return (np.bincount(inverse, weights=v) / counts)[inverse]
+
+    return auc(y, per_row_user_mean(p)), auc(y, logit - per_row_user_mean(logit))
 
 
 def decompose(name: str, test: pd.DataFrame, tasks, scores, seeds) -> list[str]:
     """Rows of the between / within table (each part averaged over seeds) for click and
     long_view in the mid- and high-active segments and overall."""
     from duia_spark.contract import label_column
-    from duia_spark.data.schema import SEGMENTS
 
     users = test["user_idx"].to_numpy()
+    groups = q.segment_group_masks(test)
     lines = []
     for t in [t for t in tasks if t in ("click", "long_view")]:
         value, known = label_column(t)
         y = (test[value].to_numpy() > 0).astype(int)
         k = test[known].to_numpy() > 0
-        for g in ("all", *SEGMENTS[1:]):
-            m = k if g == "all" else k & (test["segment"].to_numpy() == g)
+        for g in ("all", "mid", "high"):
+            m = k & groups[g]
             if m.sum() == 0 or y[m].min() == y[m].max():
                 continue
             parts = {

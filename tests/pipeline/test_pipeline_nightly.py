@@ -47,7 +47,7 @@ def test_two_nights_run_end_to_end_and_the_second_warm_starts(spark, nightly_wor
 
 @pytest.mark.slow
 def test_the_second_night_continues_each_model_on_the_new_day_and_the_first_trained_the_window(
-    nightly_world,
+    spark, nightly_world
 ):
     first, second = (out for _, out in nightly_world.nights)
     day1 = NIGHT1  # the first model's data date: the day night 2 trains on
@@ -70,6 +70,12 @@ def test_the_second_night_continues_each_model_on_the_new_day_and_the_first_trai
     run = client.get_run(v2.run_id)
     assert v1.tags["training_mode"] == "full" and v2.tags["training_mode"] == "incremental"
     assert run.data.tags["lineage.train_dates"] == str(day1)
+    from duia_spark.config import load_config
+    from duia_spark.lakehouse import Lakehouse
+
+    samples = Lakehouse(spark, load_config(overrides=nightly_world.overrides)).read("samples")
+    day_rows = samples.where(F.col("sample_date") == day1).count()
+    assert run.data.tags["lineage.train_rows"] == str(day_rows)  # that one day's rows
     assert v2.tags["last_full_retrain"] == v1.tags["data_date"]
     assert [a.path for a in client.list_artifacts(v2.run_id, "optimizer")] == [
         "optimizer/optimizer.pt"
