@@ -104,6 +104,9 @@ bench-model: setup ## model step time / retrieval benchmark
 bench-pipeline: setup ## the nightly feature jobs at 1x and 4x (PIPELINE_ARGS="--scales 1,16,64" for 10M/40M events)
 	$(PY) bench/pipeline.py $(PIPELINE_ARGS)
 
+bench-night: setup ## a whole night at 16x, every stage, full then incremental (NIGHT_ARGS, e.g. --scale 1 for a quick run)
+	$(PY) bench/night.py $(NIGHT_ARGS)
+
 bench-train: bench-setup ## training samples/s: Petastorm path vs in-memory, 1 vs 2 processes, vs torch-rechub's PLE
 	$(PY) bench/train.py
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from functools import reduce
 
-import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from duia_spark.contract import label_column, side_by_side_column
 from duia_spark.data.schema import SEGMENTS
-from duia_spark.evaluation.auc import auc
 
 
 def long_format(scored: DataFrame, models: list[str], tasks: list[str]) -> DataFrame:
@@ -71,28 +69,43 @@ def binned_auc(long: DataFrame, bins: int = 100_000) -> DataFrame:
     )
 
 
-def _user_auc(pdf: pd.DataFrame) -> pd.DataFrame:
-    value = auc(pdf["label"].to_numpy(), pdf["score"].to_numpy())
-    return pd.DataFrame({"user_auc": [value], "weight": [len(pdf)]})
+def per_user_auc(long: DataFrame) -> DataFrame:
+    """(model, task, segment, user_idx, user_auc, weight) for the users with both classes.
+
+    The rank-sum form of `auc.auc`, in SQL: each row's rank among its user's rows by
+    score, tied scores given their average rank; AUC = (sum of the positives' ranks -
+    P(P+1)/2) / (P N). One shuffle by user, no Python call per user (at 16x a night's
+    validation day holds about 10^5 users x tasks x models).
+    """
+    user = ["model", "task", "segment", "user_idx"]
+    by_score = Window.partitionBy(*user).orderBy("score")
+    ties = Window.partitionBy(*user, "score")
+    ranked = long.select(
+        *user,
+        "label",
+        # 1-based rank of the first of the tied rows + (ties - 1) / 2: the average rank
+        (F.rank().over(by_score) + (F.count("*").over(ties) - 1) / 2.0).alias("rank"),
+    )
+    counts = ranked.groupBy(*user).agg(
+        F.sum(F.when(F.col("label") == 1, F.col("rank")).otherwise(0.0)).alias("pos_rank_sum"),
+        F.sum("label").alias("P"),
+        F.count("*").alias("weight"),
+    )
+    n_neg = F.col("weight") - F.col("P")
+    return counts.where((F.col("P") > 0) & (n_neg > 0)).select(
+        *user,
+        (
+            (F.col("pos_rank_sum") - F.col("P") * (F.col("P") + 1) / 2.0) / (F.col("P") * n_neg)
+        ).alias("user_auc"),
+        F.col("weight"),
+    )
 
 
 def gauc(long: DataFrame) -> DataFrame:
     """(model, task, segment, gauc) with segment including "all"."""
     g = ["model", "task", "segment"]
-    per_user = (
-        long.groupBy(*g, "user_idx")
-        .applyInPandas(
-            lambda key, pdf: pd.concat(
-                [pd.DataFrame([key], columns=[*g, "user_idx"]), _user_auc(pdf)], axis=1
-            ),
-            "model string, task string, segment string, user_idx int, user_auc double, weight long",
-        )
-        # A one-class user's NaN arrives from Arrow as null, and isnan(null) is false:
-        # both must go, or their exposures still count in the weights below.
-        .where(F.col("user_auc").isNotNull() & ~F.isnan("user_auc"))
-    )
     return (
-        _with_all_group(per_user)
+        _with_all_group(per_user_auc(long))
         .groupBy(*g)
         .agg((F.sum(F.col("user_auc") * F.col("weight")) / F.sum("weight")).alias("gauc"))
     )

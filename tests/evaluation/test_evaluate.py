@@ -43,6 +43,23 @@ def test_spark_gauc_skips_users_with_one_class_like_numpy_on_rare_labels(spark):
     assert got["gauc/follow/all"] > 0.6  # positives are scored higher within every user
 
 
+def test_spark_gauc_counts_tied_scores_half_like_numpy(spark):
+    rng = np.random.default_rng(11)
+    n = 4000
+    users = rng.integers(0, 60, n)
+    y = (rng.random(n) < 0.4).astype(int)
+    s = np.round(np.clip(0.2 * y + rng.random(n) * 0.8, 0, 1), 1)  # 11 values: many ties
+    pdf = pd.DataFrame(
+        {"user_idx": users.astype("int32"), "segment": "mid", "click": y, "click_known": 1,
+         "m::click": s}
+    )  # fmt: skip
+    got = ranking_metrics(spark.createDataFrame(pdf), ["m"], ["click"])["m"]
+    assert got["gauc/click/mid"] == pytest.approx(gauc(users, y, s), abs=1e-9)
+    # ignoring the ties (each tie broken by row order) would give another number
+    broken = s + np.arange(n) * 1e-9
+    assert abs(gauc(users, y, broken) - gauc(users, y, s)) > 1e-4
+
+
 def test_spark_auc_and_gauc_match_the_exact_numpy_values(spark):
     rng = np.random.default_rng(3)
     n = 3000
