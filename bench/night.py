@@ -255,11 +255,14 @@ def scoring_rows_and_ceiling(cfg, lake, day: dt.date, rows: int) -> tuple[int, f
 
 
 # ---------------------------------------------------------------------- the nights
-def run_night(cfg, lake, recorder, log: StepLog, label: str, day: dt.date, raw: str, a) -> dict:
+def run_night(
+    cfg, lake, recorder, log: StepLog, label: str, day: dt.date, raw: str, a, score: bool = True
+) -> dict:
+    """The night's stages, measured; `score=False` leaves the score stage out."""
     from duia_spark.stages.nightly import run_stage
 
     steps = {}
-    for stage in NIGHTLY_STAGES:
+    for stage in NIGHTLY_STAGES if score else NIGHTLY_STAGES[:-1]:
         name = f"{label} {stage}"
         steps[stage] = measure(
             recorder,
@@ -277,7 +280,9 @@ def run_night(cfg, lake, recorder, log: StepLog, label: str, day: dt.date, raw: 
             r["ceiling_samples_per_s"] = training_ceiling(
                 cfg, lake, day - dt.timedelta(days=1), r["run_id"], a.ceiling_rows
             )
-        candidates, in_process = scoring_rows_and_ceiling(cfg, lake, day, a.ceiling_rows)
+        candidates, in_process = (
+            scoring_rows_and_ceiling(cfg, lake, day, a.ceiling_rows) if score else (None, None)
+        )
         extra = {"step": extra_name, "wall_s": 0.0, "runs": runs, "candidates": candidates,
                  "score_in_process_rows_per_s": in_process}  # fmt: skip
         log.add(extra)
@@ -328,6 +333,8 @@ def stage_table(night: dict) -> list[str]:
             f"| {s['jvm_peak_mb']:,.0f} | {s['tree_peak_mb']:,.0f} |"
         )
         total += s["wall_s"]
+    if "score" not in night["steps"]:
+        lines.append("| score | not run (`--skip-full-night-score`) | | | | | | | | |")
     lines.append(f"| **the night** | | | **{total:.1f}** ({total / 60:.1f} min) | | | | | | |")
     return lines
 
@@ -415,6 +422,7 @@ def report(a, world: dict, setup_steps: list[dict], full: dict, incr: dict) -> s
             f"{n['score_in_process_rows_per_s']:,.0f} | "
             f"{n['candidates'] / n['steps']['score']['wall_s'] / n['score_in_process_rows_per_s']:.2f} |"
             for n in (full, incr)
+            if "score" in n["steps"]
         ],
         "",
         "Rows: what the stage handled — events landed (ingest), users (segment, sequences), "
@@ -461,6 +469,12 @@ def main() -> int:
     p.add_argument("--history-days", type=int, default=15,
                    help="days ingested and backfilled before night 1 (>= train.train_days + 1)")  # fmt: skip
     p.add_argument("--ceiling-rows", type=int, default=50_000)
+    p.add_argument(
+        "--skip-full-night-score",
+        action="store_true",
+        help="night 1 runs every stage but score (the same candidates and model size as "
+        "night 2's; saves the largest stage once at scale)",
+    )
     p.add_argument("--master", default="local[2]")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--raw-dir", default="/tmp/duia-bench", help="generated logs are cached here")
@@ -515,7 +529,9 @@ def main() -> int:
     }  # fmt: skip
     print(f"[bench] {a.scale}x: {users:,d} users; nights {night1} (full) and {night2}", flush=True)
     setup_steps = setup(cfg, recorder, log, str(raw), history)
-    full = run_night(cfg, lake, recorder, log, "night 1", night1, str(raw), a)
+    full = run_night(
+        cfg, lake, recorder, log, "night 1", night1, str(raw), a, not a.skip_full_night_score
+    )
     incr = run_night(cfg, lake, recorder, log, "night 2", night2, str(raw), a)
     spark.stop()
 
