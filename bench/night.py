@@ -52,7 +52,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
-from pipeline import _generate  # noqa: E402
+from pipeline import _generate, _mb  # noqa: E402
 from pipeline import run_stage as run_cli_stage  # noqa: E402
 from provenance import write_result  # noqa: E402
 from spark_metrics import SparkMetricsRecorder  # noqa: E402
@@ -305,10 +305,6 @@ def setup(cfg, recorder, log: StepLog, raw: str, history: list[dt.date]) -> list
 
 
 # ---------------------------------------------------------------------- report
-def _mb(b: float) -> str:
-    return f"{b / 2**20:,.1f}"
-
-
 def stage_table(night: dict) -> list[str]:
     head = (
         "| stage | rows | rows/s | wall s | shuffle read MB | shuffle write MB | spill MB "
