@@ -4,23 +4,16 @@ No timing is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from bench_module import load_bench
 
 
 @pytest.fixture(scope="module")
 def night():
-    spec = importlib.util.spec_from_file_location("bench_night", BENCH / "night.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("night")
 
 
 def test_the_tree_peak_counts_a_child_process_memory(night):

@@ -6,28 +6,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from bench_module import load_bench
 
 pytestmark = pytest.mark.slow
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load_pipeline_bench():
-    spec = importlib.util.spec_from_file_location("bench_pipeline", BENCH / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _load_pipeline_bench()
+    return load_bench("pipeline")
 
 
 @pytest.fixture(scope="module")
