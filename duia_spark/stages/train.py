@@ -211,6 +211,37 @@ def _start_files(cfg: Config, plan: TrainingPlan, earlier, folder: Path):
     return files
 
 
+def _full_if_weights_do_not_fit(cfg: Config, plan: TrainingPlan, start, model_cfg, day: dt.date):
+    """An incremental night whose earlier weights are another architecture's (a release
+    that changed the ranker's layout, or changed model knobs) retrains the window instead:
+    continuing would train the entries that do not fit from their initial values on one
+    day. The earlier model's cluster memories still seed the full retrain."""
+    import torch
+
+    from duia_spark.model.ranker import DuiaRanker
+    from duia_spark.training.checkpoint import weights_left_unfilled
+    from duia_spark.training.registry import StartFiles
+
+    if not (plan.incremental and start.weights):
+        return plan, start
+    saved = torch.load(start.weights, map_location="cpu")
+    own = DuiaRanker(model_cfg, materialise=False).state_dict()  # big tables stay on meta
+    unfilled = weights_left_unfilled(own, saved)
+    if not unfilled:
+        return plan, start
+    shown = ", ".join(unfilled[:3]) + (
+        f" and {len(unfilled) - 3} more" if len(unfilled) > 3 else ""
+    )
+    window = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
+    reason = (
+        f"the weights of {plan.start.label} do not fit this model ({shown}: another "
+        "architecture or model settings), so the window is retrained"
+    )
+    plan = TrainingPlan(FULL, window, None, reason)
+    print(f"[train] {plan.describe()}")
+    return plan, StartFiles(memory=start.memory)
+
+
 def _converters(spark, cfg: Config, model_cfg, rows: _Rows) -> tuple:
     """Petastorm converters of the training and validation rows, in a stable file order."""
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
@@ -270,10 +301,11 @@ def train(cfg: Config, request: TrainRequest) -> int:
     day = request.day
     tracking.configure_mlflow(cfg)
     plan, earlier = _plan(cfg, lake, request, cfg.model.variant)
-    rows = _split_rows(cfg, lake, plan.split, cfg.model.variant)
     model_cfg = model_config_for_data(cfg, lake)
     tmp = Path(tempfile.mkdtemp(prefix="duia-train-"))
     start = _start_files(cfg, plan, earlier, tmp / "earlier")
+    plan, start = _full_if_weights_do_not_fit(cfg, plan, start, model_cfg, request.day)
+    rows = _split_rows(cfg, lake, plan.split, cfg.model.variant)
     converters = _converters(spark, cfg, model_cfg, rows)
     ckpt = Path(cfg.resolve_path(cfg.train.checkpoint_dir))
     ckpt = ckpt / f"{day}_{model_cfg.variant.replace('+', '_')}"

@@ -63,6 +63,23 @@ def overlap_state(own: dict, saved: dict) -> dict:
     return out
 
 
+def weights_left_unfilled(own: dict, saved: dict) -> list[str]:
+    """The entries of a model's state that `overlap_state` cannot fill from saved weights:
+    missing there, or of another shape (embedding tables that only grew excepted). Empty
+    when the saved weights continue this model whole; otherwise they are another
+    architecture's, and a night continuing from them would train those entries from
+    their initial values on one day."""
+    unfilled = []
+    for k, v in own.items():
+        old = saved.get(k)
+        fits = old is not None and (
+            old.shape == v.shape or (v.dim() == 2 and old.dim() == 2 and old.shape[1] == v.shape[1])
+        )
+        if not fits:
+            unfilled.append(k)
+    return unfilled
+
+
 def cpu_copy(state):
     """A deep copy of a (nested) state with every tensor on the CPU."""
     if torch.is_tensor(state):

@@ -67,3 +67,46 @@ def test_days_rebuilt_after_a_late_drop_are_trained_on_again():
     assert not plan_training(
         D, 14, 1, earlier(1), rebuilt_from=D - dt.timedelta(days=30)
     ).incremental
+
+
+def _plan_from_saved_weights(tmp_path, saved_cfg, own_cfg):
+    """The incremental night's plan once the earlier model's weights (built from
+    `saved_cfg`) are checked against this night's model (`own_cfg`)."""
+    import torch
+
+    from duia_spark.config import load_config
+    from duia_spark.model.ranker import build_ranker
+    from duia_spark.stages.train import _full_if_weights_do_not_fit
+    from duia_spark.training.registry import StartFiles
+
+    weights = tmp_path / "model.pt"
+    torch.save(build_ranker(saved_cfg).state_dict(), weights)
+    start = StartFiles(memory=str(tmp_path / "memory"), weights=str(weights))
+    plan = plan_training(D, 14, 1, earlier(1))
+    return _full_if_weights_do_not_fit(load_config(), plan, start, own_cfg, D)
+
+
+def test_weights_of_another_architecture_make_the_night_a_full_retrain(tmp_path):
+    from tests.tiny_model import tiny_config
+
+    plan, start = _plan_from_saved_weights(
+        tmp_path, tiny_config(variant="ple", expert_hidden=32), tiny_config(variant="ple")
+    )
+    assert plan.incremental  # same layout: continues
+    plan, start = _plan_from_saved_weights(
+        tmp_path, tiny_config(variant="ple", expert_hidden=24), tiny_config(variant="ple")
+    )
+    assert not plan.incremental and plan.split.train_first == D - dt.timedelta(days=14)
+    assert "do not fit this model" in plan.reason and "version 3" in plan.reason
+    assert start.weights is None and start.memory is not None  # memories still seed it
+
+
+def test_grown_vocabularies_still_continue_the_earlier_weights(tmp_path):
+    from tests.tiny_model import tiny_config
+
+    plan, _ = _plan_from_saved_weights(
+        tmp_path,
+        tiny_config(variant="ple", n_users=300, n_items=400),
+        tiny_config(variant="ple", n_users=350, n_items=420),
+    )
+    assert plan.incremental
