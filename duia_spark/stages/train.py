@@ -224,7 +224,8 @@ def _full_if_weights_do_not_fit(cfg: Config, plan: TrainingPlan, start, model_cf
 
     if not (plan.incremental and start.weights):
         return plan, start
-    saved = torch.load(start.weights, map_location="cpu")
+    # memory-mapped: only the shapes are read, not tables of millions of rows
+    saved = torch.load(start.weights, map_location="cpu", mmap=True, weights_only=True)
     own = DuiaRanker(model_cfg, materialise=False).state_dict()  # big tables stay on meta
     unfilled = weights_left_unfilled(own, saved)
     if not unfilled:
