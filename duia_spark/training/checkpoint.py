@@ -51,11 +51,11 @@ def overlap_state(own: dict, saved: dict) -> dict:
     (the vocabulary only grows, so old ids keep their rows)."""
     out = {}
     for k, v in saved.items():
-        if k not in own:
+        if k not in own or not _fits(own[k], v):
             continue
         if own[k].shape == v.shape:
             out[k] = v
-        elif own[k].dim() == 2 and own[k].shape[1] == v.shape[1]:
+        else:
             merged = own[k].clone()
             n = min(own[k].shape[0], v.shape[0])
             merged[:n] = v[:n]
@@ -69,15 +69,15 @@ def weights_left_unfilled(own: dict, saved: dict) -> list[str]:
     when the saved weights continue this model whole; otherwise they are another
     architecture's, and a night continuing from them would train those entries from
     their initial values on one day."""
-    unfilled = []
-    for k, v in own.items():
-        old = saved.get(k)
-        fits = old is not None and (
-            old.shape == v.shape or (v.dim() == 2 and old.dim() == 2 and old.shape[1] == v.shape[1])
-        )
-        if not fits:
-            unfilled.append(k)
-    return unfilled
+    return [k for k, v in own.items() if k not in saved or not _fits(v, saved[k])]
+
+
+def _fits(own, saved) -> bool:
+    """Saved weights continue an entry of this shape: the same shape, or a table whose rows
+    grew (the vocabulary only grows; old ids keep their rows)."""
+    if saved.shape == own.shape:
+        return True
+    return own.dim() == 2 and saved.dim() == 2 and saved.shape[1] == own.shape[1]
 
 
 def cpu_copy(state):
