@@ -160,6 +160,14 @@ def _split_rows(cfg: Config, lake: Lakehouse, split: TemporalSplit, variant: str
     return rows
 
 
+def _full_plan(cfg: Config, day: dt.date, reason: str) -> TrainingPlan:
+    """A full retrain of D's window, printed with its reason."""
+    window = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
+    plan = TrainingPlan(FULL, window, None, reason)
+    print(f"[train] {plan.describe()}")
+    return plan
+
+
 def _plan(
     cfg: Config, lake: Lakehouse, request: TrainRequest, variant: str
 ) -> tuple[TrainingPlan, object]:
@@ -169,10 +177,7 @@ def _plan(
 
     tc = cfg.train
     if tc.cold_start or request.cold_start:
-        window = temporal_split(request.day, tc.train_days, tc.validation_days)
-        plan = TrainingPlan(FULL, window, None, "cold start, no earlier model used")
-        print(f"[train] {plan.describe()}")
-        return plan, None
+        return _full_plan(cfg, request.day, "cold start, no earlier model used"), None
     # the served variant continues the champion's line; another (a baseline) its own runs
     earlier = earlier_model(cfg, variant, request.day, registered=request.serves)
     rebuilt = None
@@ -233,14 +238,11 @@ def _full_if_weights_do_not_fit(cfg: Config, plan: TrainingPlan, start, model_cf
     shown = ", ".join(unfilled[:3]) + (
         f" and {len(unfilled) - 3} more" if len(unfilled) > 3 else ""
     )
-    window = temporal_split(day, cfg.train.train_days, cfg.train.validation_days)
     reason = (
         f"the weights of {plan.start.label} do not fit this model ({shown}: another "
         "architecture or model settings), so the window is retrained"
     )
-    plan = TrainingPlan(FULL, window, None, reason)
-    print(f"[train] {plan.describe()}")
-    return plan, StartFiles(memory=start.memory)
+    return _full_plan(cfg, day, reason), StartFiles(memory=start.memory)
 
 
 def _converters(spark, cfg: Config, model_cfg, rows: _Rows) -> tuple:
